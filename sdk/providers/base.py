@@ -1,0 +1,180 @@
+"""The provider protocol: what every storage back end (S3, Azure, in-memory) offers.
+
+Two levels:
+
+* :class:`ProviderAdmin` -- one per cluster, holding the cluster's administrative credentials:
+  creates and deletes provider buckets and opens a :class:`BlobStore` on one of them.
+* :class:`BlobStore` -- object operations on one provider bucket (an S3 bucket, an Azure
+  container) with the credentials it was opened with.  The Buckets facade, transfers and the
+  file system core all work through this protocol and nothing else, so the in-memory provider
+  can stand in for the real ones in fast unit tests.
+
+Every method raises only :mod:`sdk.errors` exceptions; the provider modules translate at this
+boundary and retry transient failures themselves (:mod:`sdk.retry`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+#: Smallest part of a multipart upload that S3 accepts (every part but the last).
+MIN_PART_SIZE = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What the store says about one object.
+
+    ``metadata`` holds user metadata (S3 ``x-amz-meta-*``, Azure blob metadata) with lower-case
+    names; listings leave it empty because neither provider returns it there cheaply.
+    """
+
+    key: str
+    size: int
+    etag: str
+    modified_at: datetime | None = None
+    created_at: datetime | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class PrefixInfo:
+    """A common prefix in a delimited listing; ``key`` ends with the delimiter."""
+
+    key: str
+
+
+class MultipartUpload(Protocol):
+    """An upload assembled from parts; invisible until :meth:`complete`.
+
+    Parts are numbered from 1, may be uploaded concurrently and in any order, and every part
+    but the last must be at least :data:`MIN_PART_SIZE` bytes.
+    """
+
+    key: str
+
+    async def upload_part(self, part_number: int, data: bytes) -> None: ...
+
+    async def complete(self) -> str:
+        """Assemble the uploaded parts in part-number order; return the new ETag."""
+        ...
+
+    async def abort(self) -> None:
+        """Drop the uploaded parts; safe to call more than once and after a failure."""
+        ...
+
+
+@runtime_checkable
+class BlobStore(Protocol):
+    """Object operations on one provider bucket."""
+
+    #: Provider-side name of the bucket (S3 bucket name, Azure container name).
+    bucket_name: str
+
+    async def head(self, key: str) -> ObjectInfo:
+        """Metadata of ``key``; :class:`~sdk.errors.ResourceNotFound` if it does not exist."""
+        ...
+
+    def read(
+        self,
+        key: str,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        etag: str | None = None,
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Stream ``length`` bytes (to the end when ``None``) of ``key`` from ``offset``.
+
+        With ``etag`` the read fails with :class:`~sdk.errors.PreconditionFailed` if the
+        object is no longer that version.  An offset at or past the end yields nothing.
+        """
+        ...
+
+    async def read_range(
+        self, key: str, offset: int, length: int, *, etag: str | None = None
+    ) -> bytes:
+        """Read up to ``length`` bytes at ``offset`` into memory (short only at the end)."""
+        ...
+
+    def list(
+        self, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[ObjectInfo | PrefixInfo]:
+        """Every key starting with ``prefix`` in key order, paging through the provider.
+
+        With ``delimiter="/"`` keys with a further ``/`` after the prefix are folded into
+        :class:`PrefixInfo` entries.  Order: lexicographic by key, prefixes mixed in.
+        """
+        ...
+
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """Create or replace ``key`` with ``data`` in one request; return the new ETag."""
+        ...
+
+    async def start_multipart(
+        self,
+        key: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> MultipartUpload: ...
+
+    async def copy(
+        self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
+    ) -> str:
+        """Server-side copy; ``metadata`` replaces the source's when given.  Returns ETag."""
+        ...
+
+    async def delete(self, key: str, *, missing_ok: bool = False) -> None:
+        """Delete ``key``; :class:`~sdk.errors.ResourceNotFound` if missing unless
+        ``missing_ok``."""
+        ...
+
+    async def delete_many(self, keys: list[str]) -> None:
+        """Delete keys in batches; missing keys are ignored."""
+        ...
+
+    async def sign_url(self, key: str, expires_in_seconds: int) -> str:
+        """A URL that allows an anonymous GET of ``key`` until it expires."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections.  The store must not be used afterwards."""
+        ...
+
+
+class ProviderAdmin(Protocol):
+    """Administrative operations of one cluster."""
+
+    async def create_bucket(self, bucket_name: str) -> None:
+        """Create a provider bucket; :class:`~sdk.errors.AlreadyExists` if taken."""
+        ...
+
+    async def delete_bucket(self, bucket_name: str) -> None:
+        """Delete an empty provider bucket; :class:`~sdk.errors.NotEmpty` if it holds keys,
+        :class:`~sdk.errors.ResourceNotFound` if it does not exist."""
+        ...
+
+    async def open_bucket(
+        self, bucket_name: str, credentials: Mapping[str, str] | None = None
+    ) -> BlobStore:
+        """A store on ``bucket_name``: with the given raw credentials (imported buckets) or
+        the cluster's own."""
+        ...
+
+    async def check_bucket(self, bucket_name: str, credentials: Mapping[str, str]) -> None:
+        """Raise unless ``credentials`` can list ``bucket_name`` (used by import)."""
+        ...
+
+    async def close(self) -> None: ...
