@@ -1,0 +1,57 @@
+"""The ``blobfs`` command: buckets, blobs, configuration and the FUSE mount.
+
+Sub-commands live in :mod:`blobfs.commands` (and :mod:`blobfs.daemon` for ``mount``); this
+module only declares the top-level group, its global options and the exit codes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from blobfs.commands.common import CliState, Exit
+
+EPILOG = f"""\b
+Exit codes:
+  {Exit.OK}   success
+  {Exit.FAILURE}   an operation failed (for cp/rm: at least one source failed; the rest ran)
+  {Exit.USAGE}   usage error (bad option or argument)
+  {Exit.NOT_FOUND}  a bucket, blob or local path does not exist
+  {Exit.CONFIG}  configuration error
+  {Exit.INTERRUPTED} interrupted (Ctrl-C)
+
+\b
+Shell completion (click's built-in mechanism), e.g. for bash add to ~/.bashrc:
+  eval "$(_BLOBFS_COMPLETE=bash_source blobfs)"
+zsh: _BLOBFS_COMPLETE=zsh_source, fish: _BLOBFS_COMPLETE=fish_source.
+"""
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=EPILOG,
+)
+@click.option(
+    "--cluster",
+    metavar="NAME",
+    envvar="BLOBFS_CLUSTER",
+    help="Cluster to use instead of the current one (env BLOBFS_CLUSTER).",
+)
+@click.option("-v", "--verbose", count=True, help="More output; repeat for debug logging.")
+@click.option("-q", "--quiet", count=True, help="Less output: no progress, errors only.")
+@click.version_option(package_name="blobfs")
+@click.pass_context
+def main(ctx: click.Context, cluster: str | None, verbose: int, quiet: int) -> None:
+    """Cloud buckets from the command line: S3, S3-compatible stores and Azure Blob Storage."""
+    verbosity = verbose - quiet
+    logging.basicConfig(
+        level=logging.WARNING - 10 * max(-1, min(verbosity, 2)),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = CliState(cluster=cluster, verbosity=verbosity)
+
+
+# --- sub-commands -------------------------------------------------------------------------------
+# Other modules register their commands here (e.g. mount/umount from blobfs.daemon).
+# Keep each registration on its own line.

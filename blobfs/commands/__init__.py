@@ -1,0 +1,1 @@
+"""Sub-commands of the ``blobfs`` command, grouped by subject."""
