@@ -1,0 +1,74 @@
+"""Glob patterns over blob keys.
+
+``*`` matches within one path component, ``?`` one character other than ``/``, ``[...]`` a
+character class, and a whole ``**`` component any number of components (including none), as
+in the reference's ``Storage.glob``.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+_MAGIC = re.compile(r"[*?\[]")
+
+
+def has_magic(pattern: str) -> bool:
+    return _MAGIC.search(pattern) is not None
+
+
+def literal_prefix(pattern: str) -> str:
+    """The part of ``pattern`` before its first wildcard (used as a listing prefix)."""
+    m = _MAGIC.search(pattern)
+    return pattern if m is None else pattern[: m.start()]
+
+
+@lru_cache(maxsize=256)
+def translate(pattern: str) -> re.Pattern[str]:
+    """Compile ``pattern`` to a regex that must match a whole key (or key suffix).
+
+    A trailing ``/`` is optional in what matches, so ``a/*`` matches the prefix ``a/b/``.
+    """
+    out: list[str] = []
+    parts = pattern.split("/")
+    for n, part in enumerate(parts):
+        last = n == len(parts) - 1
+        if part == "**":
+            # "this directory and every directory below it"
+            out.append(".*" if last else "(?:.+/)?")
+            continue
+        out.append(_translate_part(part))
+        if not last:
+            out.append("/")
+    return re.compile("".join(out) + "/?", re.DOTALL)
+
+
+def _translate_part(part: str) -> str:
+    i, n = 0, len(part)
+    res: list[str] = []
+    while i < n:
+        c = part[i]
+        i += 1
+        if c == "*":
+            res.append("[^/]*")
+        elif c == "?":
+            res.append("[^/]")
+        elif c == "[":
+            j = i
+            if j < n and part[j] in "!^":
+                j += 1
+            if j < n and part[j] == "]":
+                j += 1
+            while j < n and part[j] != "]":
+                j += 1
+            if j >= n:
+                res.append(re.escape(c))
+                continue
+            body = part[i:j].replace("\\", "\\\\")
+            i = j + 1
+            if body[:1] in "!^":
+                body = "^" + body[1:]
+            res.append(f"(?![/])[{body}]")
+        else:
+            res.append(re.escape(c))
+    return "".join(res)
