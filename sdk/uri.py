@@ -99,7 +99,7 @@ def parse_blob_uri(
         rest = path.lstrip("/")
     else:  # blob:bucket/...
         cluster_name = cluster
-        rest = "/".join(p for p in (org, owner, path) if p)
+        rest = "/".join(p for p in (org, owner, path) if p) if path else ""
     if not rest.strip("/"):
         raise ValueError(f"invalid blob URI {text!r}: no bucket given")
     return BlobLocation(cluster=cluster_name, path=rest)
