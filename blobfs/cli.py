@@ -55,3 +55,7 @@ def main(ctx: click.Context, cluster: str | None, verbose: int, quiet: int) -> N
 # --- sub-commands -------------------------------------------------------------------------------
 # Other modules register their commands here (e.g. mount/umount from blobfs.daemon).
 # Keep each registration on its own line.
+from blobfs.daemon import mount_command, umount_command  # noqa: E402
+
+main.add_command(mount_command)
+main.add_command(umount_command)

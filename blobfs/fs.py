@@ -575,6 +575,13 @@ class Filesystem:
             name_max=namespace.NAME_MAX,
         )
 
+    async def drain(self) -> None:
+        """Wait until nothing is pending (called before the daemon exits).
+
+        Reads leave nothing behind; the write path (issue 6) waits here for its uploads.
+        """
+        return None
+
     def _new_fh(self) -> int:
         fh = self._next_fh
         self._next_fh += 1

@@ -1,0 +1,316 @@
+"""The mount daemon's lifecycle, and the ``blobfs mount`` / ``blobfs umount`` commands.
+
+``blobfs mount SOURCE MOUNTPOINT`` checks the mount point and FUSE, then (unless
+``--foreground``) starts itself again as a detached child and waits on a pipe: it exits 0
+only once the mount answers requests, or non-zero with the child's one-line reason.  The
+daemon itself (:func:`serve`):
+
+1. hosts an asyncio loop inside trio for the sdk (:mod:`blobfs.bridge`), opens the bucket
+   and proves the credentials work with one listing request;
+2. builds the core (block cache, optional disk cache, :class:`~blobfs.fs.Filesystem`) and
+   mounts it with pyfuse3;
+3. once a ``stat`` of the mount point goes through the kernel and back, it is *ready*:
+   the kernel read-ahead is raised, systemd gets ``READY=1``, the parent gets ``OK``;
+4. runs until the file system is unmounted (``blobfs umount``, ``fusermount3 -u``) or a
+   SIGTERM/SIGINT/SIGHUP arrives, which unmounts it; then drains pending work
+   (:meth:`Filesystem.drain`, where issue 6's uploads will be waited for) and exits.
+
+Whatever happens after the mount, ``pyfuse3.close(unmount=True)`` runs on the way out, so
+a daemon that fails leaves no "Transport endpoint is not connected" behind when it can
+help it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import click
+import pyfuse3
+import trio
+
+from sdk import errors as sdk_errors
+
+from . import bridge, mountpoint
+from .block_cache import BlockCache
+from .disk_cache import DiskCache
+from .fs import Filesystem
+from .fuse_ops import Operations, kernel_options
+from .mountpoint import MountError
+from .namespace import root_key
+from .notify import ReadyPipe, sd_notify, wait_ready
+from .options import MountOptions, OptionError, parse_options, split_options
+
+log = logging.getLogger("blobfs.daemon")
+
+#: How long ``blobfs mount`` waits for the daemon to become ready.
+READY_TIMEOUT = 120.0
+#: How long ``blobfs umount`` waits for the daemon to exit (uploads may be pending).
+UMOUNT_TIMEOUT = 600.0
+
+
+def setup_logging(options: MountOptions) -> None:
+    handler: logging.Handler
+    if options.log_file is not None:
+        options.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(options.log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(options.log_level)
+
+
+def _storage_reason(e: BaseException, source: str) -> str:
+    if isinstance(e, sdk_errors.PermissionDenied):
+        return f"credentials refused for {source}: {e}"
+    if isinstance(e, sdk_errors.ResourceNotFound):
+        return f"unknown bucket: {source} ({e})"
+    if isinstance(e, sdk_errors.ConfigError):
+        return f"configuration error: {e}"
+    if isinstance(e, ValueError):
+        return f"invalid source {source!r}: {e}"
+    return f"cannot reach the store for {source}: {e}"
+
+
+async def _check_access(store: bridge.TrioStore, prefix: str, source: str) -> None:
+    """One listing request: proves the bucket exists and the credentials are accepted."""
+    try:
+        await store.first_entry(root_key(prefix), delimiter="/")
+    except sdk_errors.BlobfsError as e:
+        raise MountError(_storage_reason(e, source)) from e
+
+
+async def serve(
+    source: str,
+    where: Path,
+    options: MountOptions,
+    *,
+    cluster: str | None,
+    ready: ReadyPipe,
+) -> None:
+    """Mount ``source`` on ``where`` and serve it until unmounted or signalled."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with bridge.asyncio_loop(), AsyncExitStack() as stack:
+            try:
+                store, prefix = await stack.enter_async_context(
+                    bridge.open_source(source, cluster=cluster)
+                )
+            except (sdk_errors.BlobfsError, ValueError) as e:
+                raise MountError(_storage_reason(e, source)) from e
+            await _check_access(store, prefix, source)
+            await _serve_mounted(source, where, options, store, prefix, signals, ready)
+
+
+async def _serve_mounted(
+    source: str,
+    where: Path,
+    options: MountOptions,
+    store: bridge.TrioStore,
+    prefix: str,
+    signals: AsyncIterator[int],
+    ready: ReadyPipe,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        disk = None
+        if options.cache_dir is not None:
+            disk = DiskCache(options.cache_dir, options.cache_size, block_size=options.block_size)
+            await disk.open()
+        cache = BlockCache(
+            store,
+            nursery,
+            block_size=options.block_size,
+            memory=options.memory,
+            max_fetches=options.max_fetches,
+            disk=disk,
+        )
+        fs = Filesystem(store, cache, options, prefix=prefix)
+        ops = Operations(fs)
+        try:
+            pyfuse3.init(ops, str(where), kernel_options(fs, source))
+        except RuntimeError as e:
+            raise MountError(f"FUSE mount on {where} failed: {e}") from e
+        try:
+            nursery.start_soon(_watch_signals, signals)
+            nursery.start_soon(_announce_ready, where, options, ready)
+            await pyfuse3.main()
+        finally:
+            pyfuse3.close(unmount=True)
+            log.info("unmounted %s", where)
+        sd_notify("STOPPING=1")
+        await fs.drain()
+        nursery.cancel_scope.cancel()
+
+
+async def _watch_signals(signals: AsyncIterator[int]) -> None:
+    async for signum in signals:
+        log.info("signal %s: unmounting", signal.Signals(signum).name)
+        sd_notify("STOPPING=1")
+        pyfuse3.terminate()
+        return
+
+
+async def _announce_ready(where: Path, options: MountOptions, ready: ReadyPipe) -> None:
+    # The stat goes through the kernel to our own getattr, so it returns only once the
+    # FUSE loop serves requests: that, not the mount syscall, is "ready".
+    st = await trio.to_thread.run_sync(os.stat, where)
+    mountpoint.set_kernel_readahead(st.st_dev, options.kernel_readahead)
+    mountpoint.write_pid(where)
+    log.info("mounted on %s", where)
+    sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving {where}")
+    ready.ready()
+
+
+def run_foreground(
+    source: str,
+    where: Path,
+    options: MountOptions,
+    *,
+    cluster: str | None,
+    ready_fd: int | None,
+) -> int:
+    """Run the daemon in this process; return the exit code."""
+    ready = ReadyPipe(ready_fd)
+    setup_logging(options)
+    try:
+        trio.run(lambda: serve(source, where, options, cluster=cluster, ready=ready))
+    except MountError as e:
+        log.error("%s", e)
+        ready.failed(str(e))
+        click.echo(f"blobfs mount: {e}", err=True)
+        return e.exit_code
+    except Exception as e:
+        log.exception("daemon failed")
+        ready.failed(f"daemon failed: {e}")
+        click.echo(f"blobfs mount: daemon failed: {e}", err=True)
+        return 1
+    finally:
+        try:
+            mountpoint.pid_file(where).unlink(missing_ok=True)
+        except OSError:
+            pass
+    return 0
+
+
+def start_background(
+    source: str, where: Path, option_items: list[str], *, cluster: str | None, log_file: Path | None
+) -> int:
+    """Start the daemon detached and wait until it is ready; return the exit code."""
+    read_fd, write_fd = os.pipe()
+    cmd = [sys.executable, "-m", "blobfs.daemon", source, str(where), "--foreground"]
+    cmd += ["--ready-fd", str(write_fd)]
+    if option_items:
+        cmd += ["-o", ",".join(option_items)]
+    if cluster:
+        cmd += ["--cluster", cluster]
+    stderr = open(log_file, "ab") if log_file else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+            close_fds=True,
+        )
+    finally:
+        os.close(write_fd)
+        if log_file:
+            stderr.close()  # type: ignore[union-attr]
+    reason = wait_ready(read_fd, READY_TIMEOUT)
+    if reason is None:
+        return 0
+    if not reason:
+        code = proc.poll()
+        reason = f"the daemon exited (status {code}) before the mount was ready"
+    elif proc.poll() is None and "did not become ready" in reason:
+        proc.terminate()
+    click.echo(f"blobfs mount: {reason}", err=True)
+    return 1
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+@click.command("mount")
+@click.argument("source")
+@click.argument("mount_point", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "options",
+    multiple=True,
+    metavar="OPT[,OPT...]",
+    help="Mount options (ro, allow_other, uid=, gid=, umask=, cache_dir=, cache_size=, "
+    "memory=, attr_ttl=, dir_ttl=, readahead=, log_level=, log_file= ...; see docs/MOUNT.md).",
+)
+@click.option("-f", "--foreground", is_flag=True, help="Stay in the foreground (for systemd).")
+@click.option("--ready-fd", type=int, hidden=True)
+@click.option("--cluster", "cluster_opt", hidden=True)
+@click.pass_context
+def mount_command(
+    ctx: click.Context,
+    source: str,
+    mount_point: Path,
+    options: tuple[str, ...],
+    foreground: bool,
+    ready_fd: int | None,
+    cluster_opt: str | None,
+) -> None:
+    """Mount bucket (or prefix) SOURCE, e.g. blob:my-bucket, on directory MOUNT_POINT.
+
+    Returns once the mount is ready; `blobfs umount MOUNT_POINT` unmounts it.
+    """
+    cluster = cluster_opt or getattr(ctx.obj, "cluster", None)
+    items = split_options(list(options))
+    try:
+        opts = parse_options(items)
+    except OptionError as e:
+        raise click.UsageError(str(e)) from e
+    where = mount_point.absolute()
+    try:
+        mountpoint.check_mountpoint(where)
+        mountpoint.check_fuse()
+    except MountError as e:
+        if ready_fd is not None:
+            ReadyPipe(ready_fd).failed(str(e))
+        click.echo(f"blobfs mount: {e}", err=True)
+        ctx.exit(e.exit_code)
+    if foreground:
+        ctx.exit(run_foreground(source, where, opts, cluster=cluster, ready_fd=ready_fd))
+    ctx.exit(start_background(source, where, items, cluster=cluster, log_file=opts.log_file))
+
+
+@click.command("umount")
+@click.argument("mount_point", type=click.Path(path_type=Path))
+@click.option(
+    "--timeout",
+    type=float,
+    default=UMOUNT_TIMEOUT,
+    show_default=True,
+    help="Seconds to wait for the daemon to finish and exit.",
+)
+@click.option("-z", "--lazy", is_flag=True, help="Detach even if the mount is busy.")
+@click.pass_context
+def umount_command(ctx: click.Context, mount_point: Path, timeout: float, lazy: bool) -> None:
+    """Unmount a blobfs mount and wait for its daemon to exit."""
+    try:
+        mountpoint.unmount(mount_point.absolute(), timeout=timeout, lazy=lazy)
+    except MountError as e:
+        click.echo(f"blobfs umount: {e}", err=True)
+        ctx.exit(e.exit_code)
+
+
+if __name__ == "__main__":
+    mount_command(prog_name="blobfs mount")
