@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from yarl import URL
 
@@ -60,6 +60,8 @@ from .providers.base import BlobStore, ObjectInfo, PrefixInfo
 from .types import Bucket
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Turns a blob URI into its bucket, an open store on it, and the key inside it.
 Resolver = Callable[[URL], Awaitable[tuple[Bucket, BlobStore, str]]]
@@ -234,6 +236,21 @@ _NO_PROGRESS = _NoProgress()
 
 
 # -- local file I/O (blocking; run in worker threads) -------------------------------------------
+
+
+async def _in_thread(fn: Callable[..., T], *args: object) -> T:
+    """Run ``fn`` in a worker thread; if cancelled, let it finish before giving up.
+
+    A thread cannot be stopped, and the file it works on must not be closed (or its
+    descriptor reused) under it, so cancellation waits for the call to return.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        with contextlib.suppress(BaseException):
+            await task
+        raise
 
 
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
@@ -653,7 +670,9 @@ async def _put_file(
     concurrency: int = PART_CONCURRENCY,
 ) -> None:
     """Upload one local file, with its modification time as metadata."""
-    f = await asyncio.to_thread(path.open, "rb")
+    # Opening and closing are quick metadata operations, done inline so a cancellation
+    # cannot lose an open file; only the big reads go to a thread.
+    f = path.open("rb")
     try:
         # The size and time announced are those of the file actually read.
         st = os.fstat(f.fileno())
@@ -663,7 +682,7 @@ async def _put_file(
 
         async def chunks() -> AsyncIterator[bytes]:
             done = 0
-            while data := await asyncio.to_thread(f.read, part_size):
+            while data := await _in_thread(f.read, part_size):
                 done += len(data)
                 progress.step(StorageProgressStep(src, dst, done, size))
                 yield data
@@ -693,7 +712,9 @@ async def _get_file(
 ) -> None:
     """Download one blob version as ``plan`` says and give the file the blob's mtime."""
     size = info.size
-    target, fd = await asyncio.to_thread(_open_target, path, plan)
+    # Opening, dating and renaming are quick metadata operations, done inline so that a
+    # cancellation cannot separate them from the cleanup; only big writes go to a thread.
+    target, fd = _open_target(path, plan)
     keep = plan.mode is not _WriteMode.REPLACE  # resumable modes keep what they wrote
     try:
         progress.start(StorageProgressStart(src, dst, size))
@@ -701,7 +722,7 @@ async def _get_file(
 
         async def write(offset: int, data: bytes) -> None:
             nonlocal done
-            await asyncio.to_thread(_pwrite_all, fd, data, offset)
+            await _in_thread(_pwrite_all, fd, data, offset)
             done += len(data)
             progress.step(StorageProgressStep(src, dst, done, size))
 
@@ -725,7 +746,7 @@ async def _get_file(
                 os.unlink(target)
         raise
     try:
-        await asyncio.to_thread(_finish_download, fd, target, path, _remote_mtime_ns(info))
+        _finish_download(fd, target, path, _remote_mtime_ns(info))
     except BaseException:
         if not keep:
             with contextlib.suppress(OSError):
