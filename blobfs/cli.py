@@ -59,3 +59,6 @@ from blobfs.daemon import mount_command, umount_command  # noqa: E402
 
 main.add_command(mount_command)
 main.add_command(umount_command)
+from blobfs.mount_helper import install_helper_command  # noqa: E402
+
+main.add_command(install_helper_command)
