@@ -14,17 +14,25 @@ from blobfs.commands.common import CliState, Exit
 
 EPILOG = f"""\b
 Exit codes:
-  {Exit.OK}   success
-  {Exit.FAILURE}   an operation failed (for cp/rm: at least one source failed; the rest ran)
-  {Exit.USAGE}   usage error (bad option or argument)
-  {Exit.NOT_FOUND}  a bucket, blob or local path does not exist
-  {Exit.CONFIG}  configuration error
-  {Exit.INTERRUPTED} interrupted (Ctrl-C)
+  {Exit.OK}    success
+  {Exit.FAILURE}    failure; cp, rm, rmbucket: some sources failed (the others were done)
+  {Exit.USAGE}    usage error: bad option or argument
+  {Exit.DATA}   invalid input: bucket name, URI, duration, pattern
+  {Exit.NOT_FOUND}   a bucket, blob or local path does not exist
+  {Exit.SOFTWARE}   internal error (a bug: please report it with the output of -vv)
+  {Exit.EXISTS}   a bucket or cluster of that name already exists
+  {Exit.TEMPORARY}   the provider is unreachable or overloaded: try again later
+  {Exit.PERMISSION}   the provider refused the credentials
+  {Exit.CONFIG}   the configuration is missing or wrong
+  {Exit.INTERRUPTED}  interrupted (Ctrl-C)
+When several operations fail for the same reason, that reason's code is used; mixed
+reasons give {Exit.FAILURE}.
 
 \b
 Shell completion (click's built-in mechanism), e.g. for bash add to ~/.bashrc:
   eval "$(_BLOBFS_COMPLETE=bash_source blobfs)"
-zsh: _BLOBFS_COMPLETE=zsh_source, fish: _BLOBFS_COMPLETE=fish_source.
+zsh: _BLOBFS_COMPLETE=zsh_source in ~/.zshrc; fish: _BLOBFS_COMPLETE=fish_source blobfs
+| source, in ~/.config/fish/completions/blobfs.fish.
 """
 
 
@@ -55,6 +63,10 @@ def main(ctx: click.Context, cluster: str | None, verbose: int, quiet: int) -> N
 # --- sub-commands -------------------------------------------------------------------------------
 # Other modules register their commands here (e.g. mount/umount from blobfs.daemon).
 # Keep each registration on its own line.
+from blobfs.commands import blobs, buckets, config, copy  # noqa: E402
+
+for _command in [*buckets.COMMANDS, *blobs.COMMANDS, *copy.COMMANDS, *config.COMMANDS]:
+    main.add_command(_command)
 from blobfs.daemon import mount_command, umount_command  # noqa: E402
 
 main.add_command(mount_command)
