@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import builtins
+import collections
 import ipaddress
 import logging
 import re
@@ -71,7 +72,7 @@ from ..errors import (
     ResourceNotFound,
     TransientError,
 )
-from ..retry import ATTEMPTS, retry_transient
+from ..retry import retry_transient
 from .base import MIN_PART_SIZE, ObjectInfo, PrefixInfo
 
 log = logging.getLogger(__name__)
@@ -93,18 +94,31 @@ MiB: Final = 1024 * 1024
 #: failed request re-sends little.  ``retry_total=0``: retries are decided by :mod:`sdk.retry`
 #: on translated errors, not by azure-core as well.  The aiohttp transport azure-core creates
 #: has a pool of 100 connections with no per-host cap, plenty for 4-16 requests in flight.
+_REQUEST_SIZE: Final = 8 * MiB
 _CLIENT_OPTIONS: Final[dict[str, Any]] = {
-    "max_single_put_size": 8 * MiB,
-    "max_block_size": 8 * MiB,
-    "max_single_get_size": 8 * MiB,
-    "max_chunk_get_size": 8 * MiB,
+    "max_single_put_size": _REQUEST_SIZE,
+    "max_block_size": _REQUEST_SIZE,
+    "max_single_get_size": _REQUEST_SIZE,
+    "max_chunk_get_size": _REQUEST_SIZE,
     "retry_total": 0,
     "connection_timeout": 20,
     "read_timeout": 60,
 }
 
+#: A stream's first request: small, so the first bytes come soon.  The following requests
+#: double up to ``_REQUEST_SIZE``.
+_FIRST_READ: Final = 1 * MiB
+#: Requests a stream keeps in flight beyond the one being consumed: they hide the latency of
+#: one request behind the transfer of another.
+_READ_AHEAD: Final = 1
+#: Requests in flight for one :meth:`AzureStore.read_range` longer than ``_REQUEST_SIZE``.
+_RANGE_CONCURRENCY: Final = 4
+#: Largest :meth:`AzureStore.put` sent as one request, and its block size above that.
+PUT_BLOCK_SIZE: Final = _REQUEST_SIZE
 #: Blocks staged concurrently by :meth:`AzureStore.put` when the data is larger than one block.
 _PUT_CONCURRENCY: Final = 4
+#: Blob clients kept per store for reuse.
+_BLOB_CLIENTS: Final = 256
 #: Single deletes in flight when blob batches are not available.
 _DELETE_CONCURRENCY: Final = 16
 #: Most sub-requests Azure accepts in one blob batch.
@@ -258,6 +272,39 @@ def _errors(what: str) -> Iterator[None]:
         raise translate_error(e, what) from e
 
 
+#: Azure metadata names are C# identifiers (they travel as ``x-ms-meta-<name>`` headers).
+_METADATA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Azure's (and S3's) longest key, in bytes.
+_MAX_KEY_BYTES: Final = 1024
+
+
+def _check_key(key: str) -> None:
+    if not key or len(key.encode()) > _MAX_KEY_BYTES:
+        raise InvalidRequest(f"invalid key {key!r}: must be 1 to {_MAX_KEY_BYTES} bytes")
+
+
+def _check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """Lower-cased metadata, refused up front where Azure would refuse it with less detail.
+
+    Names must be identifiers (letters, digits, ``_``): Azure rejects ``-`` which S3 allows,
+    so portable callers should stick to identifiers.  Values must be ASCII, as on S3.
+    """
+    out: dict[str, str] = {}
+    for name, value in (metadata or {}).items():
+        if not _METADATA_NAME.match(name) or not value.isascii():
+            raise InvalidRequest(
+                f"metadata {name!r}={value!r}: Azure needs names made of letters, digits and "
+                "'_' (not starting with a digit) and ASCII values"
+            )
+        out[name.lower()] = value
+    return out
+
+
+def _check_range(offset: int, length: int | None) -> None:
+    if offset < 0 or (length is not None and length < 0):
+        raise InvalidRequest(f"invalid range offset={offset} length={length}")
+
+
 def _strip_etag(etag: object) -> str:
     """Azure's ETag (``"0x8DC..."``) without its quotes, as the S3 provider returns them."""
     return str(etag or "").strip('"')
@@ -370,6 +417,18 @@ def _resolve_auth(endpoint_url: str | None, credentials: Mapping[str, str]) -> _
 # -- the store ----------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    data: bytes
+    etag: str
+    total: int  # size of the whole blob
+
+
+async def _no_chunks() -> AsyncGenerator[bytes, None]:
+    return
+    yield
+
+
 class AzureStore:
     """:class:`~sdk.providers.base.BlobStore` on one Azure container.
 
@@ -392,12 +451,22 @@ class AzureStore:
         self._page_size = list_page_size
         # None: not tried yet; False: the service refused a batch, use single deletes.
         self._batch_supported: bool | None = None
+        self._blobs: collections.OrderedDict[str, BlobClient] = collections.OrderedDict()
 
     def __repr__(self) -> str:
         return f"AzureStore({self._service.url.split('?', 1)[0]!r}, {self.bucket_name!r})"
 
     def _blob(self, key: str) -> BlobClient:
-        return self._container.get_blob_client(key)
+        # Building a BlobClient (URL parsing, a pipeline of policies) costs about 1 ms of
+        # CPU, as much as a small GET from Azurite; the block cache reads one key many times.
+        client = self._blobs.get(key)
+        if client is None:
+            client = self._blobs[key] = self._container.get_blob_client(key)
+            if len(self._blobs) > _BLOB_CLIENTS:
+                self._blobs.popitem(last=False)
+        else:
+            self._blobs.move_to_end(key)
+        return client
 
     def _what(self, key: str = "") -> str:
         return f"azure:{self.bucket_name}/{key}"
@@ -430,96 +499,100 @@ class AzureStore:
         """Stream ``length`` bytes (to the end when ``None``) of ``key`` from ``offset``.
 
         The first request is made on entering the context, so a missing key or a changed
-        ETag fails there.  If the response breaks mid-way the read resumes at the current
-        offset, pinned to the ETag of the first response so it never mixes two versions.
+        ETag fails there.  The rest arrives as ranged GETs pinned to the first response's
+        ETag (a read never mixes two versions: a blob replaced mid-read fails it with
+        :class:`~sdk.errors.PreconditionFailed`), each retried on its own, so a dropped
+        connection resumes at the offset it broke at.
         """
+        _check_range(offset, length)
         return self._read(key, offset, length, etag)
 
     @asynccontextmanager
     async def _read(
         self, key: str, offset: int, length: int | None, etag: str | None
     ) -> AsyncIterator[AsyncIterator[bytes]]:
-        if offset < 0 or (length is not None and length < 0):
-            raise InvalidRequest(f"{self._what(key)}: bad range offset={offset} length={length}")
-        end = None if length is None else offset + length
         if length == 0:
-            # Nothing to fetch, but a read of a missing or replaced key must still fail.
-            info = await self.head(key)
-            if etag is not None and info.etag != _strip_etag(etag):
-                raise PreconditionFailed(f"{self._what(key)}: ETag is {info.etag}, not {etag}")
-            first = None
+            await self._check_version(key, etag)
+            chunks = _no_chunks()
         else:
-            first = await self._open_download(key, offset, end, etag)
-        chunks = self._chunks(key, offset, end, etag, first)
+            first_len = _FIRST_READ if length is None else min(_FIRST_READ, length)
+            first = await self._fetch(key, offset, first_len, etag)
+            stop = first.total if length is None else min(first.total, offset + length)
+            chunks = self._chunks(key, first.data, offset + len(first.data), stop, first.etag)
         try:
             yield chunks
         finally:
             await chunks.aclose()
 
+    async def _check_version(self, key: str, etag: str | None) -> None:
+        # An empty read still fails on a missing or replaced key, as a GET would.
+        info = await self.head(key)
+        if etag is not None and info.etag != _strip_etag(etag):
+            raise PreconditionFailed(f"{self._what(key)}: ETag is {info.etag}, not {etag}")
+
     @retry_transient
-    async def _open_download(
-        self, key: str, offset: int, end: int | None, etag: str | None
-    ) -> StorageStreamDownloader[bytes] | None:
-        """Start a download of ``[offset, end)``; ``None`` when offset is at/past the end."""
+    async def _fetch(self, key: str, offset: int, length: int, etag: str | None) -> _Fetched:
+        """One ranged GET of ``length`` bytes at ``offset`` (fewer at the end of the blob)."""
         conditions: dict[str, Any] = {}
         if etag is not None:
             conditions = {
                 "etag": _quote_etag(etag),
                 "match_condition": MatchConditions.IfNotModified,
             }
-        length = None if end is None else end - offset
         with _errors(self._what(key)):
             try:
                 download: StorageStreamDownloader[bytes] = await self._blob(key).download_blob(
-                    offset=offset, length=length, **conditions
+                    offset=offset,
+                    length=length,
+                    max_concurrency=_RANGE_CONCURRENCY,
+                    **conditions,
                 )
-                return download
             except HttpResponseError as e:
-                if _error_code(e) == "InvalidRange":
-                    return None
+                if _error_code(e) == "InvalidRange":  # offset past the end
+                    return _Fetched(b"", etag or "", offset)
                 raise
+            # Ranges up to max_single_get_size arrived with the first response; longer
+            # ones are fetched by readall, _RANGE_CONCURRENCY requests at a time.
+            data = await download.readall()
+        props = download.properties
+        # The SDK reports the range as "bytes a-b/total"; the total bounds what follows.
+        total = int(str(props.content_range).rsplit("/", 1)[-1])
+        return _Fetched(data, _strip_etag(props.etag), total)
 
     async def _chunks(
-        self,
-        key: str,
-        pos: int,
-        end: int | None,
-        etag: str | None,
-        download: StorageStreamDownloader[bytes] | None,
+        self, key: str, first: bytes, pos: int, stop: int, etag: str
     ) -> AsyncGenerator[bytes, None]:
-        if download is None:
-            return
-        pinned = etag or _strip_etag(download.properties.etag)
-        failures = 0
-        while True:
-            try:
-                async for chunk in download.chunks():
-                    if chunk:
-                        pos += len(chunk)
-                        failures = 0
-                        yield chunk
-                return
-            except _WIRE_ERRORS as e:
-                err = translate_error(e, self._what(key))
-                failures += 1
-                # Counting only failures without progress lets a long read survive any
-                # number of dropped connections as long as each one moved data.
-                if not isinstance(err, TransientError) or failures >= ATTEMPTS:
-                    raise err from e
-                log.info("%s: stream broke at offset %d (%s); resuming", self._what(key), pos, err)
-            if end is not None and pos >= end:
-                return
-            reopened = await self._open_download(key, pos, end, pinned)
-            if reopened is None:
-                return
-            download = reopened
+        """``first``, then ``[pos, stop)`` in ranged GETs growing from ``2 * _FIRST_READ`` to
+        ``_REQUEST_SIZE``, ``_READ_AHEAD`` requests ahead of the consumer."""
+        if first:
+            yield first
+        ahead: collections.deque[asyncio.Future[_Fetched]] = collections.deque()
+        size = 2 * _FIRST_READ
+        try:
+            while pos < stop or ahead:
+                while pos < stop and len(ahead) <= _READ_AHEAD:
+                    n = min(size, stop - pos)
+                    ahead.append(asyncio.ensure_future(self._fetch(key, pos, n, etag)))
+                    pos += n
+                    size = min(2 * size, _REQUEST_SIZE)
+                got = await ahead.popleft()
+                if got.data:
+                    yield got.data
+        finally:
+            for task in ahead:
+                task.cancel()
+            await asyncio.gather(*ahead, return_exceptions=True)
 
     async def read_range(
         self, key: str, offset: int, length: int, *, etag: str | None = None
     ) -> bytes:
-        """Read up to ``length`` bytes at ``offset`` into memory (short only at the end)."""
-        async with self.read(key, offset, length, etag=etag) as chunks:
-            return b"".join([chunk async for chunk in chunks])
+        """Up to ``length`` bytes at ``offset`` (short only at the end), in one request up to
+        8 MiB; a failure retries the whole range."""
+        _check_range(offset, length)
+        if length == 0:
+            await self._check_version(key, etag)
+            return b""
+        return (await self._fetch(key, offset, length, etag)).data
 
     # -- listing --------------------------------------------------------------------------------
 
@@ -530,6 +603,8 @@ class AzureStore:
 
         A transient failure retries the page it happened on, not the whole listing.
         """
+        if delimiter == "":
+            raise InvalidRequest("delimiter must not be empty")
         token: str | None = None
         last_prefix: str | None = None
         while True:
@@ -596,7 +671,6 @@ class AzureStore:
 
     # -- writing --------------------------------------------------------------------------------
 
-    @retry_transient
     async def put(
         self,
         key: str,
@@ -607,18 +681,47 @@ class AzureStore:
     ) -> str:
         """Create or replace ``key``; return the new ETag.
 
-        Up to ``max_single_put_size`` this is one Put Blob request; above it the SDK stages
-        blocks (``_PUT_CONCURRENCY`` in flight) and commits them, which is just as atomic.
+        Up to :data:`PUT_BLOCK_SIZE` this is one Put Blob request.  Larger data is staged
+        in blocks of that size (``_PUT_CONCURRENCY`` in flight) and committed, which is just
+        as atomic; the blocks are staged here rather than by the SDK's ``upload_blob`` so
+        every block blobfs stages has the same id format (Azure refuses a block whose id
+        length differs from the blob's other uncommitted blocks).
         """
+        _check_key(key)
+        meta = _check_metadata(metadata)
+        if len(data) <= PUT_BLOCK_SIZE:
+            return await self._put_single(key, data, meta, content_type)
+        upload = AzureMultipartUpload(
+            self._blob(key), key, self._what(key), metadata=meta, content_type=content_type
+        )
+        view = memoryview(data)
+        limit = asyncio.Semaphore(_PUT_CONCURRENCY)
+
+        async def stage(number: int, start: int) -> None:
+            async with limit:
+                await upload.upload_part(number, bytes(view[start : start + PUT_BLOCK_SIZE]))
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for number, start in enumerate(range(0, len(data), PUT_BLOCK_SIZE), 1):
+                    tg.create_task(stage(number, start))
+            return await upload.complete()
+        except BaseException:
+            await upload.abort()
+            raise
+
+    @retry_transient
+    async def _put_single(
+        self, key: str, data: bytes, metadata: dict[str, str], content_type: str | None
+    ) -> str:
         settings = ContentSettings(content_type=content_type) if content_type else None
         with _errors(self._what(key)):
             result = await self._blob(key).upload_blob(
                 data,
                 length=len(data),
                 overwrite=True,
-                metadata=dict(metadata) if metadata else None,
+                metadata=metadata or None,
                 content_settings=settings,
-                max_concurrency=_PUT_CONCURRENCY,
             )
         return _strip_etag(result.get("etag"))
 
@@ -630,8 +733,10 @@ class AzureStore:
         content_type: str | None = None,
     ) -> AzureMultipartUpload:
         """An upload of ``key`` from staged blocks; no request is made until the first part."""
+        _check_key(key)
+        meta = _check_metadata(metadata)
         return AzureMultipartUpload(
-            self._blob(key), key, self._what(key), metadata=metadata, content_type=content_type
+            self._blob(key), key, self._what(key), metadata=meta, content_type=content_type
         )
 
     @retry_transient
@@ -642,15 +747,15 @@ class AzureStore:
 
         Copy Blob may finish asynchronously (``pending``); this waits for the end.
         """
+        _check_key(dst_key)
+        meta = None if metadata is None else _check_metadata(metadata)
         src = self._blob(src_key)
         dst = self._blob(dst_key)
         what = f"{self._what(src_key)} -> {dst_key}"
         with _errors(what):
             # The URL carries the SAS token when the store holds one, which is what lets
             # the service read the source on our behalf.
-            result = await dst.start_copy_from_url(
-                src.url, metadata=dict(metadata) if metadata else None
-            )
+            result = await dst.start_copy_from_url(src.url, metadata=meta or None)
             status = result.get("copy_status")
             etag: object = result.get("etag")
             copy_id = result.get("copy_id")
@@ -664,7 +769,7 @@ class AzureStore:
                 status, etag = props.copy.status, props.etag
             if status in ("failed", "aborted"):
                 raise TransientError(f"{what}: copy {status}")
-            if metadata is not None and not metadata:
+            if meta is not None and not meta:
                 # Copy Blob keeps the source's metadata when given none; clear it explicitly.
                 cleared = await dst.set_blob_metadata({})
                 etag = cleared.get("etag")
@@ -714,24 +819,19 @@ class AzureStore:
             # either work or report the real reason per key.
             self._refuse_batches(err)
             return keys
-        if len(parts) != len(keys):
-            # Azurite answers a batch with a single InvalidInput part.
-            self._refuse_batches(parts[0].status_code if parts else "no parts")
+        failed = [p.status_code for p in parts if p.status_code not in (200, 202, 404)]
+        if len(parts) != len(keys) or (failed and len(failed) == len(parts)):
+            # Azurite answers every batch with one InvalidInput part per batch.
+            self._refuse_batches(failed[0] if failed else "part count mismatch")
             return keys
         self._batch_supported = True
-        left: builtins.list[str] = []
-        for key, part in zip(keys, parts, strict=True):
-            if part.status_code in (200, 202, 404):
-                continue
-            code = part.headers.get("x-ms-error-code") or str(part.status_code)
-            cls = _BY_CODE.get(code) or _BY_STATUS.get(part.status_code)
-            if cls is None and part.status_code >= 500:
-                cls = TransientError
-            if cls is TransientError:
-                left.append(key)  # retried singly, each with its own retries
-                continue
-            raise (cls or BlobfsError)(f"{self._what(key)}: {code}: batch delete failed")
-        return left
+        # Keys whose sub-request failed are deleted singly: that retries transient
+        # failures and reports any other with the error table.
+        return [
+            key
+            for key, part in zip(keys, parts, strict=True)
+            if part.status_code not in (200, 202, 404)
+        ]
 
     def _refuse_batches(self, why: object) -> None:
         if self._batch_supported is None:
@@ -805,17 +905,20 @@ class AzureMultipartUpload:
         self._content_type = content_type
         # Block ids name this upload too: uncommitted blocks belong to the blob, so two
         # uploads of one key must not overwrite each other's parts.  Fixed width because
-        # Azure requires every block id of a blob to have the same length.
+        # Azure requires the uncommitted block ids of a blob to have one length.
         self._upload_id = uuid.uuid4().hex
         self._parts: dict[int, int] = {}  # part number -> size
         self._state: Literal["open", "completed", "aborted"] = "open"
 
     def _block_id(self, part_number: int) -> str:
-        return base64.b64encode(f"{self._upload_id}-{part_number:05d}".encode()).decode()
+        # 48 characters before encoding, like the ids of the SDK's own upload_blob, so a
+        # blob left with uncommitted blocks by either can still be written by the other.
+        return base64.b64encode(f"{self._upload_id}-{part_number:015d}".encode()).decode()
 
     def _check_open(self) -> None:
         if self._state != "open":
-            raise InvalidRequest(f"{self._what}: multipart upload already {self._state}")
+            # As S3's NoSuchUpload.
+            raise ResourceNotFound(f"{self._what}: multipart upload was {self._state}")
 
     @retry_transient
     async def upload_part(self, part_number: int, data: bytes) -> None:
