@@ -172,6 +172,14 @@ async def _announce_ready(where: Path, options: MountOptions, ready: ReadyPipe) 
     ready.ready()
 
 
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-exception groups (trio wraps what escapes a
+    nursery), so a MountError keeps its one-line message."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def run_foreground(
     source: str,
     where: Path,
@@ -185,13 +193,14 @@ def run_foreground(
     setup_logging(options)
     try:
         trio.run(lambda: serve(source, where, options, cluster=cluster, ready=ready))
-    except MountError as e:
-        log.error("%s", e)
-        ready.failed(str(e))
-        click.echo(f"blobfs mount: {e}", err=True)
-        return e.exit_code
-    except Exception as e:
-        log.exception("daemon failed")
+    except Exception as raised:
+        e = _unwrap(raised)
+        if isinstance(e, MountError):
+            log.error("%s", e)
+            ready.failed(str(e))
+            click.echo(f"blobfs mount: {e}", err=True)
+            return e.exit_code
+        log.error("daemon failed", exc_info=raised)
         ready.failed(f"daemon failed: {e}")
         click.echo(f"blobfs mount: daemon failed: {e}", err=True)
         return 1

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import time
 from pathlib import Path
@@ -82,6 +83,8 @@ def _unescape(field: str) -> str:
 def check_fuse() -> None:
     """Raise :class:`MountError` if this process cannot use FUSE."""
     try:
+        if not stat.S_ISCHR(os.stat("/dev/fuse").st_mode):
+            raise MountError("FUSE is unavailable: /dev/fuse is not a character device")
         fd = os.open("/dev/fuse", os.O_RDWR)
         os.close(fd)
     except FileNotFoundError:
