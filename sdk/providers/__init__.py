@@ -1,0 +1,70 @@
+"""Storage providers behind the :mod:`sdk.providers.base` protocol, and how to open one.
+
+Provider modules are imported only when a cluster needs them, so a process that only talks
+to S3 never imports the Azure client (and the reverse).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidRequest
+
+if TYPE_CHECKING:
+    from ..config import ClusterConfig
+    from .base import ProviderAdmin
+
+#: SigV4 presigned URLs live at most seven days; Azure SAS URLs are held to the same.
+MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
+
+
+def check_expiry(expires_in_seconds: int) -> None:
+    """Refuse a signed-URL lifetime outside 1 second .. 7 days
+    (:class:`~sdk.errors.InvalidRequest`)."""
+    if not 1 <= expires_in_seconds <= MAX_SIGNED_URL_SECONDS:
+        raise InvalidRequest(
+            f"a signed URL must expire between 1 second and 7 days, got {expires_in_seconds} s"
+        )
+
+
+async def open_admin(cluster: ClusterConfig) -> ProviderAdmin:
+    """The provider admin of ``cluster``.
+
+    An ``embedded`` cluster first makes sure the local SeaweedFS server runs (starting it if
+    needed, in a thread since that blocks for seconds) and then talks S3 to it.
+    """
+    from ..types import Provider
+
+    if cluster.embedded:
+        from ..config import data_dir
+        from ..local_server import ensure_local_server
+        from .s3 import S3Admin
+
+        server: Any = await asyncio.to_thread(ensure_local_server, data_dir())
+        if inspect.isawaitable(server):
+            server = await server
+        return S3Admin(
+            endpoint_url=server.endpoint_url,
+            region=None,
+            credentials={
+                "access_key_id": server.access_key_id,
+                "secret_access_key": server.secret_access_key,
+            },
+        )
+    if cluster.provider.is_s3:
+        from .s3 import S3Admin
+
+        return S3Admin(
+            endpoint_url=cluster.endpoint_url,
+            region=cluster.region,
+            credentials=cluster.credentials,
+        )
+    if cluster.provider is Provider.AZURE:
+        from .azure import AzureAdmin
+
+        return AzureAdmin(endpoint_url=cluster.endpoint_url, credentials=cluster.credentials)
+    raise InvalidRequest(
+        f"cluster {cluster.name!r}: provider {cluster.provider.value!r} is not supported"
+    )

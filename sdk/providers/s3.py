@@ -1,0 +1,857 @@
+"""S3 and S3-compatible stores (AWS, MinIO, SeaweedFS, ...) through aioboto3.
+
+One aiobotocore client per store, opened once and reused: its connection pool is what makes
+parallel part uploads and ranged reads fast.  botocore's own retries are off; transient
+failures are retried in one place, :mod:`sdk.retry`, after :func:`translate` has turned every
+botocore/aiohttp exception into an :mod:`sdk.errors` one.
+
+Differences between servers that this module smooths over (found against SeaweedFS 4.x; the
+contract tests in ``tests/test_store_contract.py`` pin them down):
+
+* SeaweedFS deletes a bucket that still holds objects; :meth:`S3Admin.delete_bucket` checks
+  that it is empty first, so :class:`~sdk.errors.NotEmpty` is raised as on AWS.
+* SeaweedFS returns the ETag of ``CopyObject`` without quotes and aborting an upload twice
+  succeeds, where AWS quotes ETags and answers ``NoSuchUpload``; ETags are always unquoted
+  here and abort tolerates ``NoSuchUpload``.
+* SeaweedFS orders a delimited listing by the directory name, so ``a/`` comes before ``a-``
+  (``-`` sorts before ``/``); :meth:`S3Store.list` restores S3's order with a small
+  hold-back buffer.  Undelimited listings keep the server's order: SeaweedFS walks its
+  directory tree, so there ``a/x`` precedes ``a-``.
+* SeaweedFS sniffs a content type when none is sent; an explicit
+  ``application/octet-stream`` is always sent so every provider reports the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import builtins
+import hashlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import (
+    AbstractAsyncContextManager,
+    AsyncExitStack,
+    asynccontextmanager,
+    contextmanager,
+)
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import aioboto3
+import aiohttp
+from aiobotocore.config import AioConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    HTTPClientError,
+    IncompleteReadError,
+    NoCredentialsError,
+    ParamValidationError,
+    PartialCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
+)
+
+from ..errors import (
+    AlreadyExists,
+    BlobfsError,
+    InvalidRequest,
+    NotEmpty,
+    PermissionDenied,
+    PreconditionFailed,
+    ResourceNotFound,
+    TransientError,
+)
+from ..retry import ATTEMPTS, retrying
+from . import check_expiry
+from .base import ObjectInfo, PrefixInfo
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+#: Enough connections for several transfers of 4-8 parallel parts each, plus listing.
+MAX_POOL_CONNECTIONS = 64
+CONNECT_TIMEOUT = 10.0
+#: Longest wait for the next bytes of a response; a stalled read is retried after it.
+READ_TIMEOUT = 60.0
+#: Chunks a read stream asks the connection for.
+READ_CHUNK = 1024 * 1024
+#: S3's limit of keys per DeleteObjects request.
+DELETE_BATCH = 1000
+DELETE_CONCURRENCY = 4
+
+# -- errors ------------------------------------------------------------------------------------
+
+#: The one table from S3 error codes to sdk errors.  Codes not listed fall back on the HTTP
+#: status (:data:`_BY_STATUS`): HEAD responses have no body, so only their status is known.
+_BY_CODE: Mapping[str, type[BlobfsError]] = {
+    "NoSuchKey": ResourceNotFound,
+    "NoSuchBucket": ResourceNotFound,
+    "NoSuchUpload": ResourceNotFound,
+    "NotFound": ResourceNotFound,
+    "BucketAlreadyExists": AlreadyExists,
+    "BucketAlreadyOwnedByYou": AlreadyExists,
+    "AccessDenied": PermissionDenied,
+    "AllAccessDisabled": PermissionDenied,
+    "InvalidAccessKeyId": PermissionDenied,
+    "SignatureDoesNotMatch": PermissionDenied,
+    "InvalidToken": PermissionDenied,
+    "ExpiredToken": PermissionDenied,
+    "AccountProblem": PermissionDenied,
+    "BucketNotEmpty": NotEmpty,
+    "PreconditionFailed": PreconditionFailed,
+    "InvalidRange": InvalidRequest,
+    "EntityTooSmall": InvalidRequest,
+    "EntityTooLarge": InvalidRequest,
+    "InvalidPart": InvalidRequest,
+    "InvalidPartOrder": InvalidRequest,
+    "InvalidBucketName": InvalidRequest,
+    "KeyTooLongError": InvalidRequest,
+    "MalformedXML": InvalidRequest,
+    "InvalidArgument": InvalidRequest,
+    "InvalidRequest": InvalidRequest,
+    "BadDigest": InvalidRequest,
+    "InvalidDigest": InvalidRequest,
+    "MetadataTooLarge": InvalidRequest,
+    "SlowDown": TransientError,
+    "Throttling": TransientError,
+    "ThrottlingException": TransientError,
+    "RequestThrottled": TransientError,
+    "RequestLimitExceeded": TransientError,
+    "TooManyRequestsException": TransientError,
+    "RequestTimeout": TransientError,
+    "InternalError": TransientError,
+    "ServiceUnavailable": TransientError,
+    "OperationAborted": TransientError,  # a conflicting bucket operation is in progress
+}
+_BY_STATUS: Mapping[int, type[BlobfsError]] = {
+    400: InvalidRequest,
+    401: PermissionDenied,
+    403: PermissionDenied,
+    404: ResourceNotFound,
+    409: AlreadyExists,
+    412: PreconditionFailed,
+    416: InvalidRequest,
+    429: TransientError,
+}
+#: Failures below the HTTP level: the connection broke, a timeout expired.
+_TRANSIENT: tuple[type[BaseException], ...] = (
+    HTTPClientError,  # ConnectionClosedError, ReadTimeoutError, ResponseStreamingError
+    BotoConnectionError,  # EndpointConnectionError, ConnectTimeoutError
+    IncompleteReadError,
+    aiohttp.ClientError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+def translate(exc: BaseException, what: str) -> BlobfsError | None:
+    """The sdk error for a botocore/aiohttp exception, or ``None`` if it is not one (a bug,
+    a cancellation), with ``what`` (the operation and object) in its message."""
+    cls: type[BlobfsError] | None
+    if isinstance(exc, BlobfsError):
+        return exc
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+        cls = _BY_CODE.get(code) or _BY_STATUS.get(status)
+        if cls is None:
+            cls = TransientError if status >= 500 else InvalidRequest if status else BlobfsError
+        detail = error.get("Message") or code or f"HTTP {status}"
+    elif isinstance(exc, _TRANSIENT):
+        cls, detail = TransientError, str(exc) or type(exc).__name__
+    elif isinstance(exc, NoCredentialsError | PartialCredentialsError | CredentialRetrievalError):
+        cls, detail = PermissionDenied, str(exc)
+    elif isinstance(exc, ParamValidationError):
+        cls, detail = InvalidRequest, str(exc)
+    elif isinstance(exc, BotoCoreError):
+        cls, detail = BlobfsError, str(exc)
+    else:
+        return None
+    err = cls(f"{what}: {detail}")
+    err.__cause__ = exc
+    return err
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        err = translate(exc, what)
+        if err is None or err is exc:
+            raise
+        raise err from exc
+
+
+def _code(exc: BaseException) -> str:
+    cause = exc.__cause__
+    if isinstance(cause, ClientError):
+        return str(cause.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def _etag(raw: str) -> str:
+    # One convention for every provider: ETags without the quotes HTTP puts around them.
+    return raw.strip('"')
+
+
+# -- clients -----------------------------------------------------------------------------------
+
+
+def _is_aws(endpoint_url: str | None) -> bool:
+    if endpoint_url is None:
+        return True
+    host = urlsplit(endpoint_url).hostname or ""
+    return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
+
+
+def _session(credentials: Mapping[str, str], region: str | None) -> aioboto3.Session:
+    """A session with explicit keys, or botocore's default chain when none are given."""
+    kwargs: dict[str, Any] = {"region_name": region}
+    if credentials.get("access_key_id"):
+        kwargs["aws_access_key_id"] = credentials["access_key_id"]
+        kwargs["aws_secret_access_key"] = credentials.get("secret_access_key", "")
+        kwargs["aws_session_token"] = credentials.get("session_token") or None
+    return aioboto3.Session(**kwargs)
+
+
+def _config(endpoint_url: str | None) -> AioConfig:
+    return AioConfig(
+        signature_version="s3v4",
+        # Other stores rarely have wildcard DNS for virtual-host buckets.
+        s3={"addressing_style": "auto" if _is_aws(endpoint_url) else "path"},
+        # One attempt: sdk.retry retries transient failures, with the error already
+        # translated, so retries are not multiplied by two layers.
+        retries={"max_attempts": 1, "mode": "standard"},
+        max_pool_connections=MAX_POOL_CONNECTIONS,
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        tcp_keepalive=True,
+        # botocore >= 1.36 adds CRC32 trailers to every upload and checks them on download;
+        # several S3-compatible stores reject or mangle them, and TCP plus the SigV4 payload
+        # hash already guard the bytes.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+
+
+async def _open_client(
+    stack: AsyncExitStack,
+    credentials: Mapping[str, str],
+    endpoint_url: str | None,
+    region: str | None,
+) -> Any:
+    if region is None and not _is_aws(endpoint_url):
+        region = "us-east-1"  # SigV4 needs some region; S3-compatible stores accept this one
+    session = _session(credentials, region)
+    with _translated(f"connect to {endpoint_url or 'AWS S3'}"):
+        return await stack.enter_async_context(
+            session.client("s3", endpoint_url=endpoint_url, config=_config(endpoint_url))
+        )
+
+
+class _Client:
+    """Calls through one aiobotocore client with translation and retries."""
+
+    def __init__(self) -> None:
+        self.client: Any = None
+        self._stack = AsyncExitStack()
+
+    async def open(
+        self, credentials: Mapping[str, str], endpoint_url: str | None, region: str | None
+    ) -> None:
+        self.client = await _open_client(self._stack, credentials, endpoint_url, region)
+
+    async def close(self) -> None:
+        self.client = None
+        await self._stack.aclose()
+
+    async def call(self, what: str, op: str, **params: Any) -> dict[str, Any]:
+        """Run ``client.<op>(**params)``, retrying transient failures."""
+        if self.client is None:
+            raise RuntimeError("S3 client is closed")
+        fn: Callable[..., Awaitable[dict[str, Any]]] = getattr(self.client, op)
+        async for attempt in retrying():
+            with attempt, _translated(what):
+                return await fn(**params)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+# -- admin -------------------------------------------------------------------------------------
+
+
+class S3Admin:
+    """Bucket administration on one S3 endpoint.
+
+    ``credentials`` may hold ``access_key_id``, ``secret_access_key`` and ``session_token``
+    (other keys are ignored); an empty mapping means botocore's default chain (environment,
+    profile, instance role).
+    """
+
+    def __init__(
+        self,
+        endpoint_url: str | None,
+        region: str | None,
+        credentials: Mapping[str, str],
+    ) -> None:
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self._credentials = dict(credentials)
+        self._client: _Client | None = None
+        self._lock = asyncio.Lock()
+
+    async def _admin(self) -> _Client:
+        async with self._lock:
+            if self._client is None:
+                client = _Client()
+                await client.open(self._credentials, self.endpoint_url, self.region)
+                self._client = client
+            return self._client
+
+    async def create_bucket(self, bucket_name: str) -> None:
+        """Create ``bucket_name``; :class:`~sdk.errors.AlreadyExists` if it exists, even
+        when it is our own (AWS's ``BucketAlreadyOwnedByYou``)."""
+        client = await self._admin()
+        params: dict[str, Any] = {"Bucket": bucket_name}
+        if self.region and self.region != "us-east-1" and _is_aws(self.endpoint_url):
+            params["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        await client.call(f"create bucket {bucket_name}", "create_bucket", **params)
+
+    async def delete_bucket(self, bucket_name: str) -> None:
+        """Delete an empty bucket."""
+        client = await self._admin()
+        what = f"delete bucket {bucket_name}"
+        # SeaweedFS would delete a bucket with objects in it: check first.
+        page = await client.call(what, "list_objects_v2", Bucket=bucket_name, MaxKeys=1)
+        if page.get("KeyCount", 0) or page.get("Contents"):
+            raise NotEmpty(f"{what}: the bucket is not empty")
+        await client.call(what, "delete_bucket", Bucket=bucket_name)
+
+    async def open_bucket(
+        self, bucket_name: str, credentials: Mapping[str, str] | None = None
+    ) -> S3Store:
+        """A store on ``bucket_name``, with the admin's credentials or an imported bucket's
+        (``access_key_id``, ``secret_access_key``, ``endpoint_url``?, ``region_name``?,
+        ``session_token``?); a missing endpoint or region falls back on the admin's."""
+        if credentials is None:
+            return await S3Store.open(
+                bucket_name, self._credentials, endpoint_url=self.endpoint_url, region=self.region
+            )
+        return await S3Store.open(
+            bucket_name,
+            credentials,
+            endpoint_url=credentials.get("endpoint_url") or self.endpoint_url,
+            region=credentials.get("region_name") or self.region,
+        )
+
+    async def check_bucket(self, bucket_name: str, credentials: Mapping[str, str]) -> None:
+        """Raise unless ``credentials`` can list ``bucket_name``."""
+        store = await self.open_bucket(bucket_name, credentials)
+        try:
+            await store.client.call(
+                f"list {bucket_name}", "list_objects_v2", Bucket=bucket_name, MaxKeys=1
+            )
+        finally:
+            await store.close()
+
+    async def close(self) -> None:
+        """Close the admin's connections (stores it opened stay open)."""
+        async with self._lock:
+            if self._client is not None:
+                await self._client.close()
+                self._client = None
+
+
+# -- store -------------------------------------------------------------------------------------
+
+
+class S3Store:
+    """A :class:`~sdk.providers.base.BlobStore` on one S3 bucket."""
+
+    def __init__(self, bucket_name: str) -> None:
+        self.bucket_name = bucket_name
+        self.client = _Client()
+
+    @classmethod
+    async def open(
+        cls,
+        bucket_name: str,
+        credentials: Mapping[str, str],
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+    ) -> S3Store:
+        """Open a store (and its connection pool) on ``bucket_name``."""
+        store = cls(bucket_name)
+        await store.client.open(credentials, endpoint_url, region)
+        return store
+
+    def _what(self, op: str, key: str) -> str:
+        return f"{op} {self.bucket_name}/{key}"
+
+    async def head(self, key: str) -> ObjectInfo:
+        """Metadata of ``key``."""
+        r = await self.client.call(
+            self._what("head", key), "head_object", Bucket=self.bucket_name, Key=key
+        )
+        return ObjectInfo(
+            key=key,
+            size=int(r["ContentLength"]),
+            etag=_etag(r["ETag"]),
+            modified_at=r.get("LastModified"),
+            metadata={k.lower(): v for k, v in (r.get("Metadata") or {}).items()},
+            content_type=r.get("ContentType"),
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def _get(
+        self, key: str, offset: int, end: int | None, etag: str | None
+    ) -> dict[str, Any] | None:
+        """GET bytes ``offset``..``end`` (exclusive; ``None`` = to the end), or ``None`` when
+        ``offset`` is at or past the end of the object."""
+        params: dict[str, Any] = {"Bucket": self.bucket_name, "Key": key}
+        if offset or end is not None:
+            last = "" if end is None else str(end - 1)
+            params["Range"] = f"bytes={offset}-{last}"
+        if etag is not None:
+            params["IfMatch"] = f'"{etag}"'
+        try:
+            return await self.client.call(self._what("read", key), "get_object", **params)
+        except InvalidRequest as e:
+            if _code(e) == "InvalidRange" or _status(e) == 416:
+                return None
+            raise
+
+    def read(
+        self,
+        key: str,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        etag: str | None = None,
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Stream part of ``key``.
+
+        The stream is pinned to the version it opened on: if the connection breaks it is
+        re-opened at the current offset with ``If-Match`` on that ETag, so a long read
+        survives a dropped connection but never mixes two versions.
+        """
+        if offset < 0 or (length is not None and length < 0):
+            raise InvalidRequest(f"invalid range offset={offset} length={length}")
+        return self._read(key, offset, None if length is None else offset + length, etag)
+
+    @asynccontextmanager
+    async def _read(
+        self, key: str, offset: int, end: int | None, etag: str | None
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        if end == offset:
+            # S3 has no empty range; still fail as a read of a missing key would.
+            await self._check_etag(key, etag)
+            yield _empty()
+            return
+        resp = await self._get(key, offset, end, etag)
+        if resp is None:
+            yield _empty()
+            return
+        stream = _BodyStream(self, key, offset, end, etag or _etag(resp["ETag"]), resp)
+        try:
+            yield stream.chunks()
+        finally:
+            stream.close()
+
+    async def _check_etag(self, key: str, etag: str | None) -> None:
+        info = await self.head(key)
+        if etag is not None and info.etag != etag:
+            raise PreconditionFailed(f"read {self.bucket_name}/{key}: no longer version {etag}")
+
+    async def read_range(
+        self, key: str, offset: int, length: int, *, etag: str | None = None
+    ) -> bytes:
+        """Up to ``length`` bytes at ``offset``, read in one request (retried whole)."""
+        if offset < 0 or length < 0:
+            raise InvalidRequest(f"invalid range offset={offset} length={length}")
+        if length == 0:
+            await self._check_etag(key, etag)
+            return b""
+        what = self._what("read", key)
+        async for attempt in retrying():
+            with attempt:
+                resp = await self._get(key, offset, offset + length, etag)
+                if resp is None:
+                    return b""
+                body = resp["Body"]
+                try:
+                    with _translated(what):
+                        data: bytes = await body.read()
+                finally:
+                    body.close()
+                return data
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    # -- listing -----------------------------------------------------------------------------
+
+    async def list(
+        self, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[ObjectInfo | PrefixInfo]:
+        """Keys under ``prefix``, paging through ``ListObjectsV2`` 1000 at a time."""
+        if delimiter == "":
+            raise InvalidRequest("delimiter must not be empty")
+        params: dict[str, Any] = {"Bucket": self.bucket_name, "Prefix": prefix, "MaxKeys": 1000}
+        if delimiter:
+            params["Delimiter"] = delimiter
+        order = _Reorder(delimiter) if delimiter else None
+        while True:
+            page = await self.client.call(self._what("list", prefix), "list_objects_v2", **params)
+            entries: list[ObjectInfo | PrefixInfo] = [
+                ObjectInfo(
+                    key=o["Key"],
+                    size=int(o["Size"]),
+                    etag=_etag(o.get("ETag", "")),
+                    modified_at=o.get("LastModified"),
+                )
+                for o in page.get("Contents") or ()
+            ]
+            if delimiter:
+                # S3 returns keys and prefixes in two lists; merge them in key order.
+                entries += [PrefixInfo(key=p["Prefix"]) for p in page.get("CommonPrefixes") or ()]
+                entries.sort(key=lambda e: e.key)
+            for entry in entries if order is None else order.feed(entries):
+                yield entry
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                break
+            params["ContinuationToken"] = token
+        if order is not None:
+            for entry in order.flush():
+                yield entry
+
+    # -- writing -----------------------------------------------------------------------------
+
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """Create or replace ``key`` in one PUT."""
+        r = await self.client.call(
+            self._what("put", key),
+            "put_object",
+            Bucket=self.bucket_name,
+            Key=key,
+            Body=data,
+            Metadata=_metadata(metadata),
+            ContentType=content_type or DEFAULT_CONTENT_TYPE,
+        )
+        return _etag(r["ETag"])
+
+    async def start_multipart(
+        self,
+        key: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> S3Upload:
+        """Begin a multipart upload of ``key``."""
+        r = await self.client.call(
+            self._what("start upload of", key),
+            "create_multipart_upload",
+            Bucket=self.bucket_name,
+            Key=key,
+            Metadata=_metadata(metadata),
+            ContentType=content_type or DEFAULT_CONTENT_TYPE,
+        )
+        return S3Upload(self, key, r["UploadId"])
+
+    async def copy(
+        self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
+    ) -> str:
+        """Server-side copy (objects up to 5 GiB, S3's CopyObject limit)."""
+        params: dict[str, Any] = {
+            "Bucket": self.bucket_name,
+            "Key": dst_key,
+            "CopySource": {"Bucket": self.bucket_name, "Key": src_key},
+        }
+        if metadata is not None:
+            # REPLACE would also reset the content type; carry the source's over, and pin
+            # the copy to the version we looked at.
+            src = await self.head(src_key)
+            params.update(
+                MetadataDirective="REPLACE",
+                Metadata=_metadata(metadata),
+                ContentType=src.content_type or DEFAULT_CONTENT_TYPE,
+                CopySourceIfMatch=f'"{src.etag}"',
+            )
+        r = await self.client.call(
+            f"copy {self.bucket_name}/{src_key} to {dst_key}", "copy_object", **params
+        )
+        return _etag(r["CopyObjectResult"]["ETag"])
+
+    async def delete(self, key: str, *, missing_ok: bool = False) -> None:
+        """Delete ``key``.  S3 is silent about missing keys, so unless ``missing_ok`` a HEAD
+        first makes it raise :class:`~sdk.errors.ResourceNotFound`."""
+        if not missing_ok:
+            await self.head(key)
+        await self.client.call(
+            self._what("delete", key), "delete_object", Bucket=self.bucket_name, Key=key
+        )
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete ``keys`` with DeleteObjects, 1000 per request, a few requests at once."""
+        slots = asyncio.Semaphore(DELETE_CONCURRENCY)
+
+        async def batch(chunk: Sequence[str]) -> None:
+            async with slots:
+                r = await self.client.call(
+                    f"delete {len(chunk)} keys from {self.bucket_name}",
+                    "delete_objects",
+                    Bucket=self.bucket_name,
+                    Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True},
+                )
+            for err in r.get("Errors") or ():
+                if err.get("Code") == "NoSuchKey":
+                    continue
+                exc = ClientError(
+                    {"Error": err, "ResponseMetadata": r.get("ResponseMetadata", {})},
+                    "DeleteObjects",
+                )
+                translated = translate(exc, self._what("delete", err.get("Key", "?")))
+                assert translated is not None
+                raise translated
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for start in range(0, len(keys), DELETE_BATCH):
+                    tg.create_task(batch(keys[start : start + DELETE_BATCH]))
+        except BaseExceptionGroup as group:
+            raise group.exceptions[0] from None
+
+    async def sign_url(self, key: str, expires_in_seconds: int) -> str:
+        """A presigned GET URL (SigV4, so at most 7 days)."""
+        check_expiry(expires_in_seconds)
+        if self.client.client is None:
+            raise RuntimeError("S3 client is closed")
+        with _translated(self._what("sign", key)):
+            url: str = await self.client.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket_name, "Key": key},
+                ExpiresIn=expires_in_seconds,
+            )
+        return url
+
+    async def pending_uploads(self, prefix: str = "") -> builtins.list[str]:
+        """Keys of multipart uploads in progress (not part of the protocol; for tests and
+        clean-up)."""
+        keys: builtins.list[str] = []
+        params: dict[str, Any] = {"Bucket": self.bucket_name, "Prefix": prefix}
+        while True:
+            r = await self.client.call(
+                f"list uploads in {self.bucket_name}", "list_multipart_uploads", **params
+            )
+            keys += [u["Key"] for u in r.get("Uploads") or ()]
+            if not r.get("IsTruncated"):
+                return sorted(keys)
+            params.update(KeyMarker=r["NextKeyMarker"], UploadIdMarker=r["NextUploadIdMarker"])
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.client.close()
+
+
+class S3Upload:
+    """A multipart upload on S3; parts may be sent concurrently."""
+
+    def __init__(self, store: S3Store, key: str, upload_id: str) -> None:
+        self.key = key
+        self.upload_id = upload_id
+        self._store = store
+        self._parts: dict[int, str] = {}
+        self._what = store._what("upload", key)
+
+    async def upload_part(self, part_number: int, data: bytes) -> None:
+        """Upload one part; sending a number again replaces that part."""
+        if not 1 <= part_number <= 10_000:
+            raise InvalidRequest(f"part number {part_number} outside 1..10000")
+        r = await self._store.client.call(
+            f"{self._what} part {part_number}",
+            "upload_part",
+            Bucket=self._store.bucket_name,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=part_number,
+            Body=data,
+        )
+        self._parts[part_number] = _etag(r["ETag"])
+
+    async def complete(self) -> str:
+        """Assemble the parts; return the object's ETag."""
+        if not self._parts:
+            raise InvalidRequest(f"{self._what}: no parts were uploaded")
+        numbers = sorted(self._parts)
+        parts = [{"PartNumber": n, "ETag": f'"{self._parts[n]}"'} for n in numbers]
+        failed_once = False
+        async for attempt in retrying():
+            with attempt:
+                try:
+                    with _translated(f"{self._what}: complete"):
+                        r = await self._store.client.client.complete_multipart_upload(
+                            Bucket=self._store.bucket_name,
+                            Key=self.key,
+                            UploadId=self.upload_id,
+                            MultipartUpload={"Parts": parts},
+                        )
+                except TransientError:
+                    failed_once = True
+                    raise
+                except ResourceNotFound as e:
+                    # A retry after a reply lost in transit: the upload may have completed.
+                    if failed_once and _code(e) == "NoSuchUpload":
+                        expected = _multipart_etag([self._parts[n] for n in numbers])
+                        if (await self._store.head(self.key)).etag == expected:
+                            return expected
+                    raise
+                return _etag(r["ETag"])
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def abort(self) -> None:
+        """Abort the upload; an upload that is already gone counts as aborted."""
+        try:
+            await self._store.client.call(
+                f"{self._what}: abort",
+                "abort_multipart_upload",
+                Bucket=self._store.bucket_name,
+                Key=self.key,
+                UploadId=self.upload_id,
+            )
+        except ResourceNotFound as e:
+            if _code(e) != "NoSuchUpload":
+                raise
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+class _BodyStream:
+    """Chunks of one GET response, re-opened at the current offset when the connection
+    breaks."""
+
+    def __init__(
+        self,
+        store: S3Store,
+        key: str,
+        offset: int,
+        end: int | None,
+        etag: str,
+        resp: dict[str, Any],
+    ) -> None:
+        self._store = store
+        self._key = key
+        self._offset = offset
+        self._end = end
+        self._etag = etag
+        self._body: Any = resp["Body"]
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        what = self._store._what("read", self._key)
+        failures = 0
+        while True:
+            try:
+                with _translated(what):
+                    chunk: bytes = await self._body.read(READ_CHUNK)
+            except TransientError:
+                failures += 1
+                if failures >= ATTEMPTS:
+                    raise
+                log.info("%s: connection broke at offset %d; resuming", what, self._offset)
+                await self._reopen()
+                continue
+            if not chunk:
+                return
+            failures = 0
+            self._offset += len(chunk)
+            yield chunk
+
+    async def _reopen(self) -> None:
+        self.close()
+        self._body = None
+        if self._end is not None and self._offset >= self._end:
+            self._body = _EmptyBody()
+            return
+        resp = await self._store._get(self._key, self._offset, self._end, self._etag)
+        self._body = _EmptyBody() if resp is None else resp["Body"]
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._body.close()
+
+
+class _EmptyBody:
+    async def read(self, amt: int) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
+async def _empty() -> AsyncIterator[bytes]:
+    return
+    yield
+
+
+def _status(exc: BaseException) -> int:
+    cause = exc.__cause__
+    if isinstance(cause, ClientError):
+        return int(cause.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    return 0
+
+
+def _metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    return {k.lower(): v for k, v in (metadata or {}).items()}
+
+
+def _multipart_etag(part_etags: list[str]) -> str:
+    """S3's ETag of a multipart object: md5 of the parts' binary md5s, dash, part count."""
+    digest = hashlib.md5(b"".join(bytes.fromhex(e) for e in part_etags), usedforsecurity=False)
+    return f"{digest.hexdigest()}-{len(part_etags)}"
+
+
+class _Reorder:
+    """Restore S3's key order in a delimited listing from servers that order by name.
+
+    SeaweedFS sorts the entries of one level by name and reports the directory ``a`` as the
+    prefix ``a/`` at the position of ``a``, before ``a-`` and ``a.txt`` (both sort before
+    ``a/``).  Every later entry sorts after the *name* of the current one (``a`` for ``a/``),
+    so anything held with a key at most that name can be released.  Only prefixes are ever
+    held, and only until the few names between ``a`` and ``a/`` have passed; for a server in
+    S3 order nothing changes.
+    """
+
+    def __init__(self, delimiter: str) -> None:
+        self._delimiter = delimiter
+        self._held: list[tuple[str, ObjectInfo | PrefixInfo]] = []
+
+    def feed(self, entries: list[ObjectInfo | PrefixInfo]) -> Iterator[ObjectInfo | PrefixInfo]:
+        for entry in entries:
+            bisect.insort(self._held, (entry.key, entry), key=lambda t: t[0])
+            name = entry.key
+            if isinstance(entry, PrefixInfo):
+                name = name[: -len(self._delimiter)]
+            n = bisect.bisect_right(self._held, name, key=lambda t: t[0])
+            ready, self._held[:n] = self._held[:n], []
+            for _, e in ready:
+                yield e
+
+    def flush(self) -> Iterator[ObjectInfo | PrefixInfo]:
+        held, self._held = self._held, []
+        for _, e in held:
+            yield e
