@@ -15,8 +15,8 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Set as AbstractSet
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import AbstractSet
 
 from yarl import URL
 
@@ -137,9 +137,9 @@ class Buckets:
 
     # -- buckets --------------------------------------------------------------------------------
 
-    def list(self, cluster_name: str | None = None) -> AbstractAsyncContextManager[
-        AsyncIterator[Bucket]
-    ]:
+    def list(
+        self, cluster_name: str | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[Bucket]]:
         """The buckets registered on the cluster."""
         records = self._registry.list_buckets(self._cluster(cluster_name))
 
@@ -435,7 +435,9 @@ class Buckets:
             else:
                 removed_file = True
                 if progress:
-                    progress.delete(StorageProgressDelete(uri=key_uri(bucket.uri, key), is_dir=False))
+                    progress.delete(
+                        StorageProgressDelete(uri=key_uri(bucket.uri, key), is_dir=False)
+                    )
         prefix = key.rstrip("/") + "/" if key.rstrip("/") else ""
         has_children = False
         async for _ in store.list(prefix):

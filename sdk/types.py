@@ -10,7 +10,7 @@ from datetime import datetime
 from yarl import URL
 
 
-class _Provider(str, enum.Enum):
+class _Provider(enum.StrEnum):
     """Blob storage provider a bucket lives in."""
 
     AWS = "aws"  #: Amazon Web Services S3

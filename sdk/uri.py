@@ -110,5 +110,5 @@ def key_uri(bucket_uri: URL, key: str) -> URL:
     if not key:
         return bucket_uri
     return URL.build(
-        scheme=bucket_uri.scheme, host=bucket_uri.host, path=bucket_uri.path + "/" + key
+        scheme=bucket_uri.scheme, host=bucket_uri.host or "", path=bucket_uri.path + "/" + key
     )

@@ -15,6 +15,7 @@ boundary and retry transient failures themselves (:mod:`sdk.retry`).
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -141,7 +142,7 @@ class BlobStore(Protocol):
         ``missing_ok``."""
         ...
 
-    async def delete_many(self, keys: list[str]) -> None:
+    async def delete_many(self, keys: builtins.list[str]) -> None:
         """Delete keys in batches; missing keys are ignored."""
         ...
 
