@@ -45,9 +45,7 @@ def provider_kind(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def client_config(
-    provider_kind: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> Config:
+def client_config(provider_kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> Config:
     server = request.getfixturevalue(f"{provider_kind}_server")
     cluster = cluster_for(provider_kind, server)
     return Config(
