@@ -635,7 +635,7 @@ async def test_signed_url_longest_expiry(store: AzureStore) -> None:
 def _http_error(status: int, code: str | None) -> HttpResponseError:
     e = HttpResponseError(message=f"status {status}\nRequestId:x")
     e.status_code = status
-    e.error_code = code  # type: ignore[assignment]
+    e.error_code = code  # type: ignore[attr-defined]
     return e
 
 

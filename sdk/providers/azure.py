@@ -27,15 +27,16 @@ import asyncio
 import base64
 import builtins
 import collections
+import functools
 import ipaddress
 import logging
 import re
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -76,6 +77,9 @@ from ..retry import retry_transient
 from .base import MIN_PART_SIZE, ObjectInfo, PrefixInfo
 
 log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 __all__ = [
     "AzureAdmin",
@@ -315,6 +319,19 @@ def _quote_etag(etag: str) -> str:
     return etag if etag.startswith('"') else f'"{etag}"'
 
 
+def _retried(fn: Callable[P, Coroutine[Any, Any, T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """:func:`sdk.retry.retry_transient`, typed so a decorated method stays a coroutine
+    function: the protocols declare ``async def`` methods, which mypy reads as returning a
+    ``Coroutine``, and ``retry_transient`` promises only an ``Awaitable``."""
+    retried = retry_transient(fn)
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await retried(*args, **kwargs)
+
+    return wrapper
+
+
 # -- credentials --------------------------------------------------------------------------------
 
 
@@ -473,7 +490,7 @@ class AzureStore:
 
     # -- reading --------------------------------------------------------------------------------
 
-    @retry_transient
+    @_retried
     async def head(self, key: str) -> ObjectInfo:
         """Size, ETag, times, user metadata (lower-case names) and content type of ``key``."""
         with _errors(self._what(key)):
@@ -530,7 +547,7 @@ class AzureStore:
         if etag is not None and info.etag != _strip_etag(etag):
             raise PreconditionFailed(f"{self._what(key)}: ETag is {info.etag}, not {etag}")
 
-    @retry_transient
+    @_retried
     async def _fetch(self, key: str, offset: int, length: int, etag: str | None) -> _Fetched:
         """One ranged GET of ``length`` bytes at ``offset`` (fewer at the end of the blob)."""
         conditions: dict[str, Any] = {}
@@ -619,7 +636,7 @@ class AzureStore:
             if not token:
                 return
 
-    @retry_transient
+    @_retried
     async def _list_page(
         self, prefix: str, delimiter: str | None, token: str | None
     ) -> tuple[builtins.list[ObjectInfo | PrefixInfo], str | None]:
@@ -658,7 +675,7 @@ class AzureStore:
         entries.sort(key=lambda entry: entry.key)
         return entries, next_token or None
 
-    @retry_transient
+    @_retried
     async def _probe(self) -> bool:
         """Whether the container holds any blob (one listing request of one entry)."""
         with _errors(self._what()):
@@ -710,7 +727,7 @@ class AzureStore:
             await upload.abort()
             raise
 
-    @retry_transient
+    @_retried
     async def _put_single(
         self, key: str, data: bytes, metadata: dict[str, str], content_type: str | None
     ) -> str:
@@ -739,7 +756,7 @@ class AzureStore:
             self._blob(key), key, self._what(key), metadata=meta, content_type=content_type
         )
 
-    @retry_transient
+    @_retried
     async def copy(
         self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
     ) -> str:
@@ -777,7 +794,7 @@ class AzureStore:
 
     # -- deleting -------------------------------------------------------------------------------
 
-    @retry_transient
+    @_retried
     async def delete(self, key: str, *, missing_ok: bool = False) -> None:
         """Delete ``key`` (and its snapshots); a missing key raises unless ``missing_ok``.
 
@@ -801,7 +818,7 @@ class AzureStore:
             if left:
                 await self._delete_each(left)
 
-    @retry_transient
+    @_retried
     async def _delete_batch(self, keys: builtins.list[str]) -> builtins.list[str]:
         """One blob batch; returns the keys still to delete one by one."""
         try:
@@ -920,7 +937,7 @@ class AzureMultipartUpload:
             # As S3's NoSuchUpload.
             raise ResourceNotFound(f"{self._what}: multipart upload was {self._state}")
 
-    @retry_transient
+    @_retried
     async def upload_part(self, part_number: int, data: bytes) -> None:
         """Stage part ``part_number`` (1..10000); re-uploading a number replaces that part."""
         self._check_open()
@@ -947,7 +964,7 @@ class AzureMultipartUpload:
         self._state = "completed"
         return etag
 
-    @retry_transient
+    @_retried
     async def _commit(self, blocks: list[BlobBlock]) -> str:
         settings = ContentSettings(content_type=self._content_type) if self._content_type else None
         with _errors(self._what):
@@ -986,7 +1003,7 @@ class AzureAdmin:
     def __repr__(self) -> str:
         return f"AzureAdmin({self._auth.account_url!r})"
 
-    @retry_transient
+    @_retried
     async def create_bucket(self, bucket_name: str) -> None:
         """Create container ``bucket_name``; :class:`~sdk.errors.AlreadyExists` if taken."""
         validate_container_name(bucket_name)
@@ -1003,7 +1020,7 @@ class AzureAdmin:
             raise NotEmpty(f"azure:{bucket_name}: container is not empty")
         await self._delete_container(bucket_name)
 
-    @retry_transient
+    @_retried
     async def _delete_container(self, bucket_name: str) -> None:
         with _errors(f"azure:{bucket_name}"):
             await self._service.delete_container(bucket_name)
