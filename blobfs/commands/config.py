@@ -8,7 +8,6 @@ never written back.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Callable
 
 import click
@@ -240,12 +239,12 @@ def local_stop(ctx: click.Context) -> None:
     st = state(ctx)
 
     async def body() -> None:
-        from sdk.local_server import stop_local_server
+        from sdk.local_server import stop_local_server  # only this command needs it
 
-        result = stop_local_server(data_dir())
-        if inspect.isawaitable(result):
-            await result
-        st.output.line("stopped the local server")
+        if stop_local_server(data_dir()):
+            st.output.line("stopped the local server")
+        else:
+            st.output.line("the local server was not running")
 
     run(ctx, body())
 

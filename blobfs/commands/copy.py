@@ -236,7 +236,7 @@ class _Copy:
             return Exit.USAGE
         # Several sources, or -t, need an existing local directory; blob folders are
         # virtual and always exist.
-        must_be_dir = into is True or len(sources) > 1
+        must_be_dir = into is True or len(sources) > 1 or dst.path.endswith("/")
         if must_be_dir and is_local(dst) and not await is_dir(client, dst):
             output.error(f"blobfs: target {display_uri(dst)} is not a directory")
             return Exit.FAILURE

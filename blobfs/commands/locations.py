@@ -22,7 +22,7 @@ def parse_location(text: str) -> URL:
     """A location as typed: ``blob:`` URI, ``file:`` URL, or a local path.
 
     Blob paths are taken literally (``%``, ``?`` and ``#`` are part of the key), local
-    paths are made absolute.
+    paths are made absolute (keeping a trailing ``/``).
     """
     if text.startswith("blob:"):
         rest = text[len("blob:") :]
@@ -33,6 +33,8 @@ def parse_location(text: str) -> URL:
     if text.startswith("file:"):
         return URL(text)
     path = os.path.abspath(os.path.expanduser(text))
+    if text.endswith("/") and path != "/":
+        path += "/"  # "dir/" insists on a directory, as in cp
     return URL.build(scheme=FILE, path=path)
 
 
