@@ -7,8 +7,7 @@ to S3 never imports the Azure client (and the reverse).
 from __future__ import annotations
 
 import asyncio
-import inspect
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidRequest
 
@@ -42,9 +41,7 @@ async def open_admin(cluster: ClusterConfig) -> ProviderAdmin:
         from ..local_server import ensure_local_server
         from .s3 import S3Admin
 
-        server: Any = await asyncio.to_thread(ensure_local_server, data_dir())
-        if inspect.isawaitable(server):
-            server = await server
+        server = await asyncio.to_thread(ensure_local_server, data_dir())
         return S3Admin(
             endpoint_url=server.endpoint_url,
             region=None,
