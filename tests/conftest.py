@@ -14,7 +14,7 @@ from sdk.client import Client
 from sdk.config import ClusterConfig, Config
 from sdk.types import Provider
 
-pytest_plugins: list[str] = ["tests.conftest_stores"]
+pytest_plugins: list[str] = ["tests.conftest_servers", "tests.conftest_stores"]
 
 
 def cluster_for(kind: str, server: Any) -> ClusterConfig:
