@@ -69,6 +69,9 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND | os.O_CREAT
 STATFS_BLOCK = 4096
 STATFS_BLOCKS = (1 << 50) // STATFS_BLOCK
 STATFS_FILES = 1 << 32
+#: A directory with at least this many entries is re-listed, rather than HEADed name by
+#: name, when lookups arrive after its listing expired.
+RELIST_THRESHOLD = 256
 
 
 @dataclass(eq=False)
@@ -135,6 +138,7 @@ class Filesystem:
         self._files: dict[int, FileHandle] = {}
         self._dirs: dict[int, DirHandle] = {}
         self._next_fh = 1
+        self._listing_loads: dict[int, trio.Event] = {}
         self.stats = FsStats()
         self._init_dir(self.inodes.root, None)
 
@@ -227,11 +231,16 @@ class Filesystem:
         if not namespace.valid_name(name):
             raise NotFound(name)
         listing = parent.listing
-        if listing is not None and listing.expires > now:
+        if listing is not None and (
+            listing.expires > now or len(listing.entries) >= RELIST_THRESHOLD
+        ):
+            # A big directory whose listing expired: `ls -l` is stat-ing its entries one by
+            # one, and one paged re-listing is far cheaper than a HEAD per name.
+            listing = await self._listing(parent)
             entry = listing.entries.get(name)
             if entry is not None:
                 return self._node_from_entry(parent, entry)
-            return self._missing(parent, name, existing)
+            return self._missing(parent, name, self.inodes.child(parent.ino, name))
         return await self._resolve_remote(parent, name)
 
     def _missing(self, parent: Node, name: str, existing: Node | None) -> Node:
@@ -348,12 +357,27 @@ class Filesystem:
             self.inodes.closed(handle.node)
 
     async def _listing(self, node: Node) -> Listing:
-        listing = node.listing
-        if listing is not None and listing.expires > self.clock():
+        """The directory's listing, reloaded if expired; one load at a time per directory,
+        so the lookups of an ``ls -l`` racing a reload all wait for that one reload."""
+        while True:
+            listing = node.listing
+            if listing is not None and listing.expires > self.clock():
+                return listing
+            pending = self._listing_loads.get(node.ino)
+            if pending is None:
+                break
+            await pending.wait()
+            if node.listing is not None and node.listing is not listing:
+                return node.listing  # just loaded for us, even if its TTL is already short
+        done = trio.Event()
+        self._listing_loads[node.ino] = done
+        try:
+            listing = await self._load_listing(node)
+            node.listing = listing
             return listing
-        listing = await self._load_listing(node)
-        node.listing = listing
-        return listing
+        finally:
+            del self._listing_loads[node.ino]
+            done.set()
 
     async def _load_listing(self, node: Node) -> Listing:
         prefix = node.key

@@ -456,3 +456,24 @@ async def test_file_replaced_by_directory_gets_new_inode() -> None:
 
 
 _: Callable[..., Any] = make_env
+
+
+@pytest.mark.trio
+async def test_big_directory_relisted_once_not_headed_per_name() -> None:
+    objs = {f"big/f{i:04d}": b"x" for i in range(300)}
+    async with make_env(objs) as env:
+        big = await env.path("big")
+        assert len(await env.listdir(big.ino)) == 300
+        env.clock.advance(10)  # listing, attributes and entries all expired
+        heads, lists = env.fs.stats.heads, env.fs.stats.lists
+
+        async def stat_all() -> None:
+            async with trio.open_nursery() as nursery:
+                for i in range(300):
+                    nursery.start_soon(env.fs.lookup, big.ino, f"f{i:04d}")
+
+        await stat_all()
+        assert env.fs.stats.heads == heads
+        assert env.fs.stats.lists == lists + 1  # one shared re-listing
+        with pytest.raises(errors.NotFound):
+            await env.fs.lookup(big.ino, "absent")

@@ -37,7 +37,9 @@ BIN = Path(sys.executable).parent
 BLOBFS = str(BIN / "blobfs")
 FAST = "attr_ttl=1,entry_ttl=1,dir_ttl=1,negative_ttl=1,memory=64M,readahead=8M"
 SIZES = [0, 1, 4095, MiB - 1, MiB, MiB + 1, 5 * MiB + 12345]
-LARGE_DIR = 5000
+#: Entries of the large directory.  Azurite creates and lists blobs far more slowly than
+#: SeaweedFS (about 30 PUTs/s on this 2-core machine), so it gets a smaller one.
+LARGE_DIR = {"s3": 5000, "azure": 1500}
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -112,12 +114,12 @@ class World:
 
 def assert_gone(where: Path, pid: int | None) -> None:
     """No mount on ``where`` and no daemon process left."""
-    assert not mountpoint.is_mounted(where), f"{where} still mounted"
     if pid is not None:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while mountpoint._alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert not mountpoint._alive(pid), f"daemon {pid} still running"
+    assert not mountpoint.is_mounted(where), f"{where} still mounted"
 
 
 @pytest.fixture(scope="module", params=["s3", "azure"])
@@ -151,7 +153,7 @@ def world(
 
     asyncio.run(create())
     objects = {f"sizes/s{n}": payload(n, n) for n in SIZES}
-    objects.update({f"large/f{i:05d}": b"%d" % i for i in range(LARGE_DIR)})
+    objects.update({f"large/f{i:05d}": b"%d" % i for i in range(LARGE_DIR[kind])})
     objects.update({"pre/inner/x.txt": b"x\n", "pre/y.txt": b"y\n", "top.txt": b"top\n"})
     w.put_many(objects)
     w.put_many(
@@ -212,12 +214,14 @@ def test_python_random_access(mnt: Path) -> None:
             assert os.pread(f.fileno(), 10, n) == b""
 
 
-def test_large_directory_lists_completely(mnt: Path) -> None:
+def test_large_directory_lists_completely(world: World, mnt: Path) -> None:
+    count = LARGE_DIR[world.kind]
     names = os.listdir(mnt / "large")
-    assert len(names) == LARGE_DIR == len(set(names))
+    assert len(names) == count == len(set(names))
     lines = sh(f"ls -l {mnt}/large").splitlines()
-    assert len(lines) == LARGE_DIR + 1
-    assert (mnt / "large" / "f04999").read_bytes() == b"4999"
+    assert len(lines) == count + 1
+    last = count - 1
+    assert (mnt / "large" / f"f{last:05d}").read_bytes() == b"%d" % last
 
 
 def test_s3fs_metadata(mnt: Path) -> None:
