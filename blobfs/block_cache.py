@@ -6,16 +6,18 @@ never mix two versions of an object.  If the object changed, the GET fails and t
 gets :class:`~blobfs.errors.Stale`.
 
 Memory is bounded by ``memory`` bytes: cached blocks live in an LRU sized by their length,
-and fetches in flight are bounded by ``max_fetches`` (a capacity limiter), so at most
-``memory + max_fetches * block_size`` bytes of block data exist at once.
+and GETs in flight are bounded by ``max_fetches`` (a capacity limiter) of at most
+``fetch_size`` bytes each, so at most ``memory + max_fetches * fetch_size`` bytes of block
+data exist at once.
 
 Concurrency protocol (everything runs on the one trio thread; no locks are needed for the
 dictionaries because they are only changed between awaits):
 
 * ``_memory`` -- the LRU of finished blocks.  Read and written without awaiting.
 * ``_inflight`` -- one :class:`_Fetch` per block being fetched.  The task that creates the
-  entry owns the fetch and removes the entry when it ends (success or failure); every other
-  task that wants the block waits on the entry's event.  So concurrent readers of one block
+  entry (a reader, or a read-ahead run claiming several blocks at once) owns the fetch and
+  removes the entry when it ends (success or failure); every other task that wants the
+  block waits on the entry's event.  So concurrent readers of one block
   (the kernel sends reads of one file in parallel, and read-ahead races readers) cost one
   GET.  Failures are handed to the waiters and not cached: the next reader tries again.
 * ``_limiter`` -- bounds GETs in flight for the whole mount.  Taken only around the network
@@ -79,11 +81,13 @@ class BlockCache:
         *,
         block_size: int,
         memory: int,
-        max_fetches: int = 16,
+        max_fetches: int = 8,
+        fetch_size: int = 8 * 1024 * 1024,
         disk: DiskCache | None = None,
     ) -> None:
         self.store = store
         self.block_size = block_size
+        self.fetch_blocks = max(1, fetch_size // block_size)
         self.memory_budget = memory
         self._nursery = nursery
         self._memory: LRUCache[tuple[str, str, int], bytes] = LRUCache(
@@ -138,16 +142,46 @@ class BlockCache:
 
     def prefetch(self, key: str, etag: str, size: int, index: int) -> None:
         """Start fetching a block in the background unless it is cached or on its way."""
-        bid = (key, etag, index)
-        if bid in self._memory or bid in self._inflight:
+        self.prefetch_range(key, etag, size, index, index)
+
+    def prefetch_range(self, key: str, etag: str, size: int, first: int, last: int) -> None:
+        """Start fetching blocks ``first..last`` in the background (``first`` is needed now).
+
+        Blocks already cached or on their way are skipped; runs of missing blocks are
+        fetched with one GET of up to ``fetch_blocks`` blocks each.  Per-request overhead of
+        the S3 client (signing, hooks: milliseconds of CPU) dominates at 1 MiB, so a
+        sequential reader's blocks are fetched several at a time.
+        """
+        final = (size - 1) // self.block_size
+        last = min(last, final)
+        run: list[int] = []
+        for index in range(first, last + 1):
+            bid = (key, etag, index)
+            if bid in self._memory or bid in self._inflight:
+                self._start_run(key, etag, size, run)
+                run = []
+                continue
+            run.append(index)
+            if len(run) >= self.fetch_blocks:
+                self._start_run(key, etag, size, run)
+                run = []
+        # A short run at the front of the window waits until it can be a full GET -- the
+        # window moves a block at a time, and launching every new block alone would undo
+        # the coalescing -- unless a reader needs its first block now or it ends the file.
+        if run and (run[0] == first or run[-1] == final):
+            self._start_run(key, etag, size, run)
+
+    def _start_run(self, key: str, etag: str, size: int, run: list[int]) -> None:
+        if not run:
             return
-        if index * self.block_size >= size:
-            return
-        # Claim the block now, before the task starts, so a reader arriving in between
+        # Claim the blocks now, before the task starts, so a reader arriving in between
         # waits for this fetch instead of starting a second one.
-        fetch = _Fetch()
-        self._inflight[bid] = fetch
-        self._nursery.start_soon(self._background_load, bid, size, fetch)
+        fetches = []
+        for index in run:
+            fetch = _Fetch()
+            self._inflight[(key, etag, index)] = fetch
+            fetches.append(fetch)
+        self._nursery.start_soon(self._background_run, key, etag, size, list(run), fetches)
 
     async def read_direct(self, key: str, etag: str, offset: int, length: int) -> bytes:
         """An uncached ranged read of exactly what a random reader asked for."""
@@ -158,12 +192,69 @@ class BlockCache:
 
     # -- internals -------------------------------------------------------------------------------
 
-    async def _background_load(self, bid: tuple[str, str, int], size: int, fetch: _Fetch) -> None:
+    async def _background_run(
+        self, key: str, etag: str, size: int, run: list[int], fetches: list[_Fetch]
+    ) -> None:
         try:
-            await self._load(bid, size, fetch)
+            await self._load_run(key, etag, size, run, fetches)
         except Exception as e:
             # The waiters (if any) have the error; read-ahead itself has no one to tell.
-            log.debug("prefetch of %s block %d failed: %s", bid[0], bid[2], e)
+            log.debug("prefetch of %s blocks %d-%d failed: %s", key, run[0], run[-1], e)
+
+    async def _load_run(
+        self, key: str, etag: str, size: int, run: list[int], fetches: list[_Fetch]
+    ) -> None:
+        """Fetch contiguous blocks ``run`` (claimed with ``fetches``) and resolve each."""
+        pending = dict(zip(run, fetches, strict=True))
+        try:
+            if self._disk is not None:
+                for index in run:
+                    data = await self._disk.get(key, etag, index, self.block_length(size, index))
+                    if data is not None:
+                        self._resolve((key, etag, index), pending.pop(index), data)
+            missing = sorted(pending)
+            while missing:
+                # A contiguous stretch of what the disk did not have: one GET.
+                end = 0
+                while end < len(missing) and missing[end] == missing[0] + end:
+                    end += 1
+                stretch, missing = missing[:end], missing[end:]
+                await self._get_stretch(key, etag, size, stretch, pending)
+        except BaseException as e:
+            for index, fetch in pending.items():
+                self._fail((key, etag, index), fetch, e)
+            raise
+
+    async def _get_stretch(
+        self, key: str, etag: str, size: int, stretch: list[int], pending: dict[int, _Fetch]
+    ) -> None:
+        bs = self.block_size
+        offset = stretch[0] * bs
+        length = sum(self.block_length(size, i) for i in stretch)
+        async with self._limiter:
+            with from_storage(missing=Stale):
+                data = await self.store.read_range(key, offset, length, etag=etag)
+        self.stats.fetches += 1
+        self.stats.fetched_bytes += len(data)
+        if len(data) != length:
+            raise Stale(f"{key}: got {len(data)} bytes at {offset}, expected {length}")
+        for n, index in enumerate(stretch):
+            block = data[n * bs : n * bs + self.block_length(size, index)]
+            self._resolve((key, etag, index), pending.pop(index), block)
+            self._to_disk(key, etag, index, block)
+
+    def _resolve(self, bid: tuple[str, str, int], fetch: _Fetch, data: bytes) -> None:
+        fetch.data = data
+        self._memory[bid] = data
+        if self._inflight.get(bid) is fetch:
+            del self._inflight[bid]
+        fetch.done.set()
+
+    def _fail(self, bid: tuple[str, str, int], fetch: _Fetch, error: BaseException) -> None:
+        fetch.error = error
+        if self._inflight.get(bid) is fetch:
+            del self._inflight[bid]
+        fetch.done.set()
 
     async def _load(
         self, bid: tuple[str, str, int], size: int, fetch: _Fetch | None = None
@@ -202,10 +293,13 @@ class BlockCache:
         if len(data) != expected:
             # The object is shorter than the version we were told about: it changed.
             raise Stale(f"{key}: block {index} is {len(data)} bytes, expected {expected}")
+        self._to_disk(key, etag, index, data)
+        return data
+
+    def _to_disk(self, key: str, etag: str, index: int, data: bytes) -> None:
         if self._disk is not None and self._pending_disk_writes < MAX_PENDING_DISK_WRITES:
             self._pending_disk_writes += 1
             self._nursery.start_soon(self._write_disk, key, etag, index, data)
-        return data
 
     async def _write_disk(self, key: str, etag: str, index: int, data: bytes) -> None:
         assert self._disk is not None

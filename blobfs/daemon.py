@@ -133,6 +133,7 @@ async def _serve_mounted(
             block_size=options.block_size,
             memory=options.memory,
             max_fetches=options.max_fetches,
+            fetch_size=options.fetch_size,
             disk=disk,
         )
         fs = Filesystem(store, cache, options, prefix=prefix)

@@ -473,10 +473,8 @@ class Filesystem:
             if any(b is None for b in blocks):
                 return await self.cache.read_direct(key, etag, offset, end - offset)
         else:
-            for index in range(first, last + 1):
-                self.cache.prefetch(key, etag, handle.size, index)
-            for index in plan.prefetch:
-                self.cache.prefetch(key, etag, handle.size, index)
+            ahead = plan.prefetch[-1] if plan.prefetch else last
+            self.cache.prefetch_range(key, etag, handle.size, first, max(last, ahead))
             blocks = [
                 await self.cache.get(key, etag, handle.size, i) for i in range(first, last + 1)
             ]

@@ -97,7 +97,9 @@ class MountOptions:
     #: kernel default, 1 MiB doubled throughput in our measurements.
     kernel_readahead: int = 1 * MiB
     #: Concurrent GETs for the whole mount.
-    max_fetches: int = 16
+    max_fetches: int = 8
+    #: Largest GET of a sequential reader's read-ahead (several blocks at once).
+    fetch_size: int = 8 * MiB
     log_level: str = "WARNING"
     log_file: Path | None = None
     fsname: str | None = None
@@ -155,6 +157,7 @@ _VALUED: dict[str, Callable[[str], object]] = {
     "readahead": parse_size,
     "kernel_readahead": parse_size,
     "max_fetches": _parse_id,
+    "fetch_size": parse_size,
     "log_level": str.upper,
     "log_file": Path,
     "fsname": str,
@@ -201,6 +204,8 @@ def _validate(opts: MountOptions) -> None:
         raise OptionError("memory must hold at least four blocks")
     if opts.readahead < opts.block_size:
         raise OptionError("readahead must be at least one block")
+    if opts.fetch_size < opts.block_size:
+        raise OptionError("fetch_size must be at least one block")
     if opts.max_fetches < 1:
         raise OptionError("max_fetches must be at least 1")
     if opts.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
