@@ -121,6 +121,36 @@ async def test_read_missing_is_not_found(store: BlobStore) -> None:
         await read_all(store, "missing", 0, 0)
 
 
+async def test_directory_markers(store: BlobStore) -> None:
+    """``dir/`` exists only if written, whatever lies under it."""
+    await store.put("implicit/x", b"1")
+    with pytest.raises(ResourceNotFound):
+        await store.head("implicit/")
+    with pytest.raises(ResourceNotFound):
+        await read_all(store, "implicit/")
+    with pytest.raises(ResourceNotFound):
+        await store.delete("implicit/")
+    await store.put("explicit/", b"")
+    await store.put("explicit/x", b"1")
+    info = await store.head("explicit/")
+    assert info.size == 0
+    await store.delete("implicit/x")
+    with pytest.raises(ResourceNotFound):
+        await store.head("implicit/")
+    assert await listing(store) == ["explicit/", "explicit/x"]
+
+
+async def test_directory_marker_keeps_metadata(
+    store: BlobStore, store_kind: str, request: pytest.FixtureRequest
+) -> None:
+    if store_kind == "s3":
+        request.applymarker(
+            pytest.mark.xfail(strict=True, reason="SeaweedFS drops the metadata of dir/ keys")
+        )
+    await store.put("marker/", b"", metadata={"mode": "16877"})
+    assert (await store.head("marker/")).metadata == {"mode": "16877"}
+
+
 async def test_read_ranges(store: BlobStore) -> None:
     data = bytes(range(256)) * 40  # 10,240 bytes
     await store.put("r", data)
@@ -620,6 +650,42 @@ async def test_s3_read_resumes_after_dropped_connection(
         async with store.read("long") as chunks:
             async for _ in chunks:
                 await store.put("long", b"replaced")
+
+
+@pytest.mark.parametrize("store_kind", ["s3"])
+async def test_s3_read_range_retries_a_broken_body(
+    store: BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ResponseStreamingError
+
+    from sdk.providers import s3
+
+    data = os.urandom(MiB)
+    await store.put("r", data)
+    real_get_once = s3.S3Store._get_once
+    calls = 0
+
+    class Broken:
+        async def read(self, amt: int | None = None) -> bytes:
+            raise ResponseStreamingError(error="connection reset by peer")
+
+        def close(self) -> None:
+            pass
+
+    async def flaky(
+        self: s3.S3Store, key: str, offset: int, end: int | None, etag: str | None
+    ) -> Any:
+        nonlocal calls
+        calls += 1
+        resp = await real_get_once(self, key, offset, end, etag)
+        if calls == 1 and resp is not None:
+            resp["Body"].close()
+            resp["Body"] = Broken()
+        return resp
+
+    monkeypatch.setattr(s3.S3Store, "_get_once", flaky)
+    assert await store.read_range("r", 100, 1000) == data[100:1100]
+    assert calls == 2
 
 
 @pytest.mark.parametrize("store_kind", ["memory"])

@@ -17,6 +17,10 @@ contract tests in ``tests/test_store_contract.py`` pin them down):
   (``-`` sorts before ``/``); :meth:`S3Store.list` restores S3's order with a small
   hold-back buffer.  Undelimited listings keep the server's order: SeaweedFS walks its
   directory tree, so there ``a/x`` precedes ``a-``.
+* SeaweedFS answers HEAD and GET of ``dir/`` when keys exist under ``dir/`` (or existed once)
+  though no object ``dir/`` was written; that is reported as
+  :class:`~sdk.errors.ResourceNotFound`, as S3 does.  It also drops the user metadata of a
+  ``dir/`` marker object (not smoothed over: a test records it).
 * SeaweedFS sniffs a content type when none is sent; an explicit
   ``application/octet-stream`` is always sent so every provider reports the same.
 """
@@ -275,13 +279,19 @@ class _Client:
 
     async def call(self, what: str, op: str, **params: Any) -> dict[str, Any]:
         """Run ``client.<op>(**params)``, retrying transient failures."""
+        async for attempt in retrying():
+            with attempt:
+                return await self.call_once(what, op, **params)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def call_once(self, what: str, op: str, **params: Any) -> dict[str, Any]:
+        """Run ``client.<op>(**params)`` once, errors translated (for callers that retry a
+        larger step themselves)."""
         if self.client is None:
             raise RuntimeError("S3 client is closed")
         fn: Callable[..., Awaitable[dict[str, Any]]] = getattr(self.client, op)
-        async for attempt in retrying():
-            with attempt, _translated(what):
-                return await fn(**params)
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+        with _translated(what):
+            return await fn(**params)
 
 
 # -- admin -------------------------------------------------------------------------------------
@@ -398,9 +408,10 @@ class S3Store:
 
     async def head(self, key: str) -> ObjectInfo:
         """Metadata of ``key``."""
-        r = await self.client.call(
-            self._what("head", key), "head_object", Bucket=self.bucket_name, Key=key
-        )
+        what = self._what("head", key)
+        r = await self.client.call(what, "head_object", Bucket=self.bucket_name, Key=key)
+        if _is_implicit_directory(key, r):
+            raise ResourceNotFound(f"{what}: no such key (only keys under it)")
         return ObjectInfo(
             key=key,
             size=int(r["ContentLength"]),
@@ -415,6 +426,15 @@ class S3Store:
     async def _get(
         self, key: str, offset: int, end: int | None, etag: str | None
     ) -> dict[str, Any] | None:
+        """:meth:`_get_once`, retrying transient failures."""
+        async for attempt in retrying():
+            with attempt:
+                return await self._get_once(key, offset, end, etag)
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def _get_once(
+        self, key: str, offset: int, end: int | None, etag: str | None
+    ) -> dict[str, Any] | None:
         """GET bytes ``offset``..``end`` (exclusive; ``None`` = to the end), or ``None`` when
         ``offset`` is at or past the end of the object."""
         params: dict[str, Any] = {"Bucket": self.bucket_name, "Key": key}
@@ -423,12 +443,17 @@ class S3Store:
             params["Range"] = f"bytes={offset}-{last}"
         if etag is not None:
             params["IfMatch"] = f'"{etag}"'
+        what = self._what("read", key)
         try:
-            return await self.client.call(self._what("read", key), "get_object", **params)
+            resp = await self.client.call_once(what, "get_object", **params)
         except InvalidRequest as e:
             if _code(e) == "InvalidRange" or _status(e) == 416:
                 return None
             raise
+        if _is_implicit_directory(key, resp):
+            resp["Body"].close()
+            raise ResourceNotFound(f"{what}: no such key (only keys under it)")
+        return resp
 
     def read(
         self,
@@ -482,9 +507,10 @@ class S3Store:
             await self._check_etag(key, etag)
             return b""
         what = self._what("read", key)
+        # One retry loop around request and body: a body cut short is fetched again whole.
         async for attempt in retrying():
             with attempt:
-                resp = await self._get(key, offset, offset + length, etag)
+                resp = await self._get_once(key, offset, offset + length, etag)
                 if resp is None:
                     return b""
                 body = resp["Body"]
@@ -634,7 +660,8 @@ class S3Store:
                 for start in range(0, len(keys), DELETE_BATCH):
                     tg.create_task(batch(keys[start : start + DELETE_BATCH]))
         except BaseExceptionGroup as group:
-            raise group.exceptions[0] from None
+            first = group.exceptions[0]  # an sdk error: raise it, not the group
+            raise first from first.__cause__
 
     async def sign_url(self, key: str, expires_in_seconds: int) -> str:
         """A presigned GET URL (SigV4, so at most 7 days)."""
@@ -806,6 +833,17 @@ class _EmptyBody:
 async def _empty() -> AsyncIterator[bytes]:
     return
     yield
+
+
+def _is_implicit_directory(key: str, resp: Mapping[str, Any]) -> bool:
+    """SeaweedFS answers HEAD/GET of ``dir/`` for a directory that only exists because keys
+    lie under it (or once did), with an ETag ending in ``-0``; S3 answers 404 because no
+    such object was ever written.  No real object has a zero-part multipart ETag."""
+    return (
+        key.endswith("/")
+        and str(resp.get("ETag", "")).strip('"').endswith("-0")
+        and resp.get("ContentType") == "application/x-directory"
+    )
 
 
 def _status(exc: BaseException) -> int:
