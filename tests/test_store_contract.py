@@ -223,6 +223,12 @@ async def test_list_prefix(store: BlobStore) -> None:
         ("b", 1),
         ("b/c", 1),
     ]
+    # Listing and head tell the same time, timezone-aware.
+    listed = entries[0]
+    assert isinstance(listed, ObjectInfo) and listed.modified_at is not None
+    headed = (await store.head("b")).modified_at
+    assert headed is not None and listed.modified_at.utcoffset() is not None
+    assert abs((listed.modified_at - headed).total_seconds()) < 2
 
 
 async def test_list_delimiter_mixes_prefixes_in_order(store: BlobStore) -> None:

@@ -39,6 +39,7 @@ from contextlib import (
     asynccontextmanager,
     contextmanager,
 )
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -199,6 +200,11 @@ def _code(exc: BaseException) -> str:
     if isinstance(cause, ClientError):
         return str(cause.response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # botocore parses listing times in the local zone and header times in UTC.
+    return None if value is None else value.astimezone(UTC)
 
 
 def _etag(raw: str) -> str:
@@ -416,7 +422,7 @@ class S3Store:
             key=key,
             size=int(r["ContentLength"]),
             etag=_etag(r["ETag"]),
-            modified_at=r.get("LastModified"),
+            modified_at=_utc(r.get("LastModified")),
             metadata={k.lower(): v for k, v in (r.get("Metadata") or {}).items()},
             content_type=r.get("ContentType"),
         )
@@ -541,7 +547,7 @@ class S3Store:
                     key=o["Key"],
                     size=int(o["Size"]),
                     etag=_etag(o.get("ETag", "")),
-                    modified_at=o.get("LastModified"),
+                    modified_at=_utc(o.get("LastModified")),
                 )
                 for o in page.get("Contents") or ()
             ]
