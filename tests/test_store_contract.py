@@ -741,3 +741,51 @@ async def test_memory_faults(store: BlobStore) -> None:
     store.hook = hook
     await store.head("a")
     assert calls == [("head", "a")]
+
+
+# -- choosing a provider -----------------------------------------------------------------------
+
+
+async def test_open_admin_picks_the_provider(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import sdk.local_server
+    from sdk.config import ClusterConfig
+    from sdk.providers import open_admin
+    from sdk.providers.azure import AzureAdmin
+    from sdk.providers.s3 import S3Admin
+    from sdk.types import Provider
+
+    s3 = await open_admin(
+        ClusterConfig(name="lab", provider=Provider.MINIO, endpoint_url="http://127.0.0.1:1")
+    )
+    assert isinstance(s3, S3Admin) and s3.endpoint_url == "http://127.0.0.1:1"
+    await s3.close()
+    azure = await open_admin(
+        ClusterConfig(
+            name="az",
+            provider=Provider.AZURE,
+            endpoint_url="http://127.0.0.1:2/acct",
+            credentials={"account_name": "acct", "account_key": "a2V5"},
+        )
+    )
+    assert isinstance(azure, AzureAdmin)
+    await azure.close()
+
+    started: list[Path] = []
+
+    def fake_ensure(data_dir: Path) -> SimpleNamespace:
+        started.append(data_dir)
+        return SimpleNamespace(
+            endpoint_url="http://127.0.0.1:3", access_key_id="k", secret_access_key="s"
+        )
+
+    monkeypatch.setattr(sdk.local_server, "ensure_local_server", fake_ensure)
+    monkeypatch.setenv("BLOBFS_DATA_DIR", "/nonexistent/blobfs-data")
+    local = await open_admin(ClusterConfig(name="local", provider=Provider.S3, embedded=True))
+    assert isinstance(local, S3Admin) and local.endpoint_url == "http://127.0.0.1:3"
+    assert started == [Path("/nonexistent/blobfs-data")]
+    await local.close()
+    with pytest.raises(InvalidRequest):
+        await open_admin(ClusterConfig(name="g", provider=Provider.GCP))
