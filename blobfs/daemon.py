@@ -113,6 +113,18 @@ async def serve(
             await _serve_mounted(source, where, options, store, prefix, signals, ready)
 
 
+def cache_memory(options: MountOptions) -> int:
+    """The block LRU's share of the ``memory`` budget.
+
+    GETs in flight hold their data twice for a moment (the HTTP client's chunks and the
+    joined body), so ``2 * max_fetches * fetch_size`` of the budget is kept for them; the
+    rest caches blocks.  The daemon's RSS is then about ``memory`` plus the interpreter and
+    its connections (~100 MiB).
+    """
+    in_flight = 2 * options.max_fetches * options.fetch_size
+    return max(4 * options.block_size, options.memory - in_flight)
+
+
 async def _serve_mounted(
     source: str,
     where: Path,
@@ -131,7 +143,7 @@ async def _serve_mounted(
             store,
             nursery,
             block_size=options.block_size,
-            memory=options.memory,
+            memory=cache_memory(options),
             max_fetches=options.max_fetches,
             fetch_size=options.fetch_size,
             disk=disk,
