@@ -3,6 +3,8 @@ set-bucket-publicity."""
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import click
 from rich.table import Table
 
@@ -241,6 +243,20 @@ def rmbucket(ctx: click.Context, buckets: tuple[str, ...], force: bool) -> None:
     run(ctx, body())
 
 
+@runtime_checkable
+class _Publicity(Protocol):
+    """``Buckets.set_public_access`` as in the reference (checked at run time so the CLI
+    works with an sdk that has not got it yet)."""
+
+    async def set_public_access(
+        self,
+        bucket_id_or_name: str,
+        public_access: bool,
+        cluster_name: str | None = None,
+        bucket_owner: str | None = None,
+    ) -> Bucket: ...
+
+
 @click.command("set-bucket-publicity", epilog=BUCKET_HELP)
 @click.argument("bucket")
 @click.argument("level", type=click.Choice(["public", "private"]))
@@ -252,7 +268,10 @@ def set_bucket_publicity(ctx: click.Context, bucket: str, level: str) -> None:
     async def body() -> None:
         async with st.client() as client:
             b = await resolve_bucket(client, bucket)
-            await client.buckets.set_public_access(
+            buckets = client.buckets
+            if not isinstance(buckets, _Publicity):
+                raise NotImplementedError("this sdk version cannot change bucket publicity")
+            await buckets.set_public_access(
                 b.id, level == "public", cluster_name=b.cluster_name, bucket_owner=b.owner
             )
         st.output.line(f"{bucket_short_uri(b)} is now {level}")
