@@ -26,9 +26,9 @@ from .providers.base import MIN_PART_SIZE, BlobStore, MultipartUpload
 
 log = logging.getLogger(__name__)
 
-#: 8 MiB parts: on SeaweedFS over loopback 8 MiB with 4 in flight already saturates one
-#: core's worth of request signing; larger parts only add memory.  S3 allows 10,000 parts,
-#: so 8 MiB parts cover objects up to 78 GiB; callers with bigger objects pass a larger size.
+#: 8 MiB parts, as boto3's TransferConfig; 4 in flight keep one transfer's buffers near
+#: 40 MiB, so several transfers at once (a recursive copy) stay small.  S3 allows 10,000
+#: parts, so 8 MiB parts cover objects up to 78 GiB; bigger objects need a bigger part_size.
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 DEFAULT_CONCURRENCY = 4
 MAX_PARTS = 10_000
@@ -51,6 +51,9 @@ async def upload_stream(
     input pauses while that many are in flight.  On any error -- from the input, the store
     or a cancellation -- the multipart upload is aborted so no parts are left behind, and the
     error is raised as is (not wrapped in an exception group).
+
+    Chunks of exactly ``part_size`` bytes are uploaded as they are; other sizes are copied
+    once into parts.
     """
     if part_size < MIN_PART_SIZE:
         raise InvalidRequest(f"part_size {part_size} is below the minimum {MIN_PART_SIZE}")
@@ -58,20 +61,21 @@ async def upload_stream(
         raise InvalidRequest("concurrency must be at least 1")
 
     parts = _rechunk(chunks, part_size)
-    first = await anext(parts, None)
-    if first is None:
-        return await store.put(key, b"", metadata=metadata, content_type=content_type)
-    second = await anext(parts, None)
-    if second is None:
-        return await store.put(key, first, metadata=metadata, content_type=content_type)
-
-    upload = await store.start_multipart(key, metadata=metadata, content_type=content_type)
     try:
-        await _upload_parts(upload, first, second, parts, concurrency)
-        return await upload.complete()
-    except BaseException:
-        await _abort(upload)
-        raise
+        first = await anext(parts, None)
+        if first is None:
+            return await store.put(key, b"", metadata=metadata, content_type=content_type)
+        second = await anext(parts, None)
+        if second is None:
+            return await store.put(key, first, metadata=metadata, content_type=content_type)
+
+        upload = await store.start_multipart(key, metadata=metadata, content_type=content_type)
+        try:
+            await _upload_parts(upload, first, second, parts, concurrency)
+            return await upload.complete()
+        except BaseException:
+            await _abort(upload)
+            raise
     finally:
         await parts.aclose()
 
