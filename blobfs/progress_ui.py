@@ -258,6 +258,12 @@ class DeleteProgress(AbstractDeleteProgress):
     ) -> None:
         if self._progress is not None:
             self._progress.stop()
+            if self.removed:
+                elapsed = time.monotonic() - self._started
+                self._out.line(
+                    f"removed {self.removed} blob{'s' if self.removed != 1 else ''} "
+                    f"in {elapsed:.1f} s"
+                )
 
     def expect(self, count: int) -> None:
         """Announce how many blobs will go (counted alongside), for the bar and ETA."""
