@@ -958,14 +958,14 @@ class _DownloadWalk:
         filter: AsyncFilterFunc,
     ) -> tuple[str, _Dir] | None:
         is_dir = isinstance(item, PrefixInfo)
-        name = item.key[len(prefix) :].rstrip("/") if is_dir else item.key[len(prefix) :]
-        if not name or name.endswith("/"):
+        name = item.key[len(prefix) :][:-1] if is_dir else item.key[len(prefix) :]
+        if not is_dir and not name:
             return None  # this folder's own marker
-        if not await filter(rel + name + ("/" if is_dir else "")):
+        if name and not await filter(rel + name + ("/" if is_dir else "")):
             return None
         src = _join(d.src, name)
         dst = _join(d.dst, name)
-        if name in (".", "..") or "\0" in name:
+        if name in ("", ".", "..") or "\0" in name:
             self._tree.fail(src, dst, f"{name!r} cannot be a local file name")
             return None
         if is_dir:
