@@ -79,10 +79,9 @@ class Source:
         self.size = size
         self.block = os.urandom(16 * MiB)
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        for offset in range(0, self.size, CHUNK):
-            start = offset % len(self.block)
-            yield self.block[start : start + min(CHUNK, self.size - offset)]
+    async def chunks(self, chunk: int = CHUNK) -> AsyncIterator[bytes]:
+        for offset in range(0, self.size, chunk):
+            yield self.part(offset, min(chunk, self.size - offset))
 
     def part(self, offset: int, length: int) -> bytes:
         # Parts are aligned to the block size for every part size that divides 16 MiB.
@@ -282,7 +281,9 @@ async def _bench(
     part_size, conc = args.part_mib * MiB, args.concurrency
 
     async def sdk_put(key: str) -> None:
-        await upload_stream(store, key, src.chunks(), part_size=part_size, concurrency=conc)
+        await upload_stream(
+            store, key, src.chunks(args.chunk_mib * MiB), part_size=part_size, concurrency=conc
+        )
 
     async def sdk_fetch(key: str) -> None:
         info = await store.head(key)
@@ -355,6 +356,9 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--part-mib", type=int, default=8)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument(
+        "--chunk-mib", type=int, default=1, help="size of the chunks fed to upload_stream"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-stream", action="store_true", help="skip the single-stream read")
     parser.add_argument("--s3-endpoint", help="use this S3 endpoint instead of starting one")
@@ -403,7 +407,7 @@ def main() -> None:
                 results.append(asyncio.run(bench_azure(args, endpoint, account, key)))
     print(
         f"\nparts of {args.part_mib} MiB, {args.concurrency} in flight; "
-        f"put input in {CHUNK // MiB} MiB chunks"
+        f"upload_stream fed {args.chunk_mib} MiB chunks"
     )
     for res in results:
         res.print()
