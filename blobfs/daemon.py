@@ -162,6 +162,15 @@ async def _serve_mounted(
             pyfuse3.close(unmount=True)
             log.info("unmounted %s", where)
         sd_notify("STOPPING=1")
+        log.info(
+            "requests: %d HEAD, %d LIST, %d GET (%d MiB), %d direct reads; %d names skipped",
+            fs.stats.heads,
+            fs.stats.lists,
+            cache.stats.fetches,
+            cache.stats.fetched_bytes >> 20,
+            cache.stats.direct_reads,
+            fs.stats.skipped_names,
+        )
         await fs.drain()
         nursery.cancel_scope.cancel()
 

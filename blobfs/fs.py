@@ -49,7 +49,6 @@ from .errors import (
     InvalidName,
     IsADirectory,
     NameTooLong,
-    NoAttribute,
     NotADirectory,
     NotFound,
     NotSupported,
@@ -496,16 +495,6 @@ class Filesystem:
         if handle is not None:
             self.inodes.closed(handle.node)
 
-    # -- extended attributes -------------------------------------------------------------------
-
-    async def getxattr(self, ino: int, name: str) -> bytes:
-        self.inodes.get(ino)
-        raise NoAttribute(name)
-
-    async def listxattr(self, ino: int) -> list[str]:
-        self.inodes.get(ino)
-        return []
-
     # -- the write path: refused until write-back lands (issue 6) -----------------------------
 
     def _refuse_write(self) -> None:
@@ -572,18 +561,6 @@ class Filesystem:
         if self.options.read_only:
             raise ReadOnly("read-only mount")
         raise NotSupported("hard links are not supported")
-
-    async def setxattr(self, ino: int, name: str, value: bytes) -> None:
-        self.inodes.get(ino)
-        if self.options.read_only:
-            raise ReadOnly("read-only mount")
-        raise NotSupported("extended attributes are not supported")
-
-    async def removexattr(self, ino: int, name: str) -> None:
-        self.inodes.get(ino)
-        if self.options.read_only:
-            raise ReadOnly("read-only mount")
-        raise NotSupported("extended attributes are not supported")
 
     # -- the file system as a whole ------------------------------------------------------------
 

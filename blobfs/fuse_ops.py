@@ -317,33 +317,9 @@ class Operations(pyfuse3.Operations):
             return self._attrs(node)
         raise AssertionError("unreachable")
 
-    # -- extended attributes -------------------------------------------------------------------
-
-    async def getxattr(
-        self, inode: pyfuse3.InodeT, name: bytes, ctx: pyfuse3.RequestContext
-    ) -> bytes:
-        async with _errno("getxattr"):
-            return await self.fs.getxattr(inode, name.decode("utf-8", "surrogateescape"))
-        raise AssertionError("unreachable")
-
-    async def listxattr(
-        self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext
-    ) -> Sequence[bytes]:
-        async with _errno("listxattr"):
-            return [n.encode("utf-8") for n in await self.fs.listxattr(inode)]
-        raise AssertionError("unreachable")
-
-    async def setxattr(
-        self, inode: pyfuse3.InodeT, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
-    ) -> None:
-        async with _errno("setxattr"):
-            await self.fs.setxattr(inode, name.decode("utf-8", "surrogateescape"), value)
-
-    async def removexattr(
-        self, inode: pyfuse3.InodeT, name: bytes, ctx: pyfuse3.RequestContext
-    ) -> None:
-        async with _errno("removexattr"):
-            await self.fs.removexattr(inode, name.decode("utf-8", "surrogateescape"))
+    # Extended attributes: not implemented on purpose.  pyfuse3 answers ENOSYS, and the
+    # kernel then remembers that this file system has none and stops asking -- `ls -l` would
+    # otherwise send a getxattr per entry (security.selinux, POSIX ACLs).
 
     # -- the file system -----------------------------------------------------------------------
 

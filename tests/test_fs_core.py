@@ -430,14 +430,10 @@ async def test_prefix_mount() -> None:
 
 
 @pytest.mark.trio
-async def test_statfs_and_xattrs() -> None:
+async def test_statfs() -> None:
     async with make_env({"f": b""}) as env:
         s = env.fs.statfs()
         assert s.blocks_free > 0 and s.name_max == 255
-        f = await env.path("f")
-        with pytest.raises(errors.NoAttribute):
-            await env.fs.getxattr(f.ino, "user.x")
-        assert await env.fs.listxattr(f.ino) == []
 
 
 @pytest.mark.trio

@@ -1,0 +1,399 @@
+#!/usr/bin/env python3
+"""blobfs mount against s3fs-fuse and rclone mount, on one local SeaweedFS, in one run.
+
+Measures, for each of the three mounts of the same bucket:
+
+* ``seq``     -- ``dd`` of a 1 GiB object, cold: page cache dropped, fresh mount;
+* ``rand4k``  -- fio random 4 KiB reads of that object (4 jobs, psync, ``--runtime``);
+* ``rand128k``-- the same with 128 KiB reads;
+* ``ls cold`` -- ``ls -l`` of a directory of 10,000 objects on a fresh mount;
+* ``ls warm`` -- the same ``ls -l`` again right after;
+* the daemon's peak RSS (VmHWM) over the whole run of that mount.
+
+Then it prints the figures and blobfs's ratio to the best peer.  Needs root (mounts, page
+cache drop), fuse3, s3fs, rclone and fio (all from Debian)::
+
+    sudo .venv/bin/python scripts/bench_mount.py            # 1 GiB, 10,000 entries
+    sudo .venv/bin/python scripts/bench_mount.py --size-mib 256 --entries 2000 --runtime 5
+
+The peers run with their defaults plus what they need to reach the server; blobfs with its
+defaults.  Everything runs on this machine, so the server competes with the mounts for CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from sdk.client import Client  # noqa: E402
+from sdk.config import ClusterConfig, Config  # noqa: E402
+from sdk.local_server import SeaweedServer  # noqa: E402
+from sdk.types import Provider  # noqa: E402
+
+MiB = 1024 * 1024
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class Figures:
+    tool: str
+    seq_mib_s: float = 0.0
+    rand4k_iops: float = 0.0
+    rand128k_mib_s: float = 0.0
+    ls_cold_s: float = 0.0
+    ls_warm_s: float = 0.0
+    rss_mib: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+
+
+def drop_caches() -> None:
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("3\n")
+
+
+def wait_mounted(where: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if run(["mountpoint", "-q", str(where)]).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{where} did not mount")
+
+
+def daemon_pid(where: Path) -> int | None:
+    """The process whose command line names the mount point (each peer has one)."""
+    target = str(where)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in cmdline]
+        if target in args and not any(a.endswith(("fusermount3", "umount")) for a in args[:1]):
+            return int(entry.name)
+    return None
+
+
+def peak_rss_mib(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def unmount(where: Path) -> None:
+    pid = daemon_pid(where)
+    run(["fusermount3", "-u", str(where)])
+    deadline = time.monotonic() + 60
+    while pid is not None and Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def timed(cmd: list[str] | str) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        cmd, shell=isinstance(cmd, str), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd} failed: {proc.stderr.decode()[-500:]}")
+    return time.perf_counter() - started
+
+
+def fio(path: Path, bs: str, runtime: int) -> dict[str, float]:
+    proc = run(
+        [
+            "fio",
+            "--name=rand",
+            f"--filename={path}",
+            "--readonly",
+            "--rw=randread",
+            f"--bs={bs}",
+            "--ioengine=psync",
+            "--numjobs=4",
+            "--group_reporting",
+            "--invalidate=1",
+            "--time_based",
+            f"--runtime={runtime}",
+            "--output-format=json",
+        ]
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"fio failed: {proc.stderr[-500:]}")
+    job = json.loads(proc.stdout)["jobs"][0]["read"]
+    return {"iops": float(job["iops"]), "mib_s": float(job["bw_bytes"]) / MiB}
+
+
+# -- the three mounts -------------------------------------------------------------------------
+
+
+@dataclass
+class Setup:
+    server: SeaweedServer
+    work: Path
+    bucket_uri: str
+    provider_bucket: str
+    env: dict[str, str]
+
+
+def mount_blobfs(s: Setup, where: Path) -> None:
+    proc = run(
+        [
+            str(BIN / "blobfs"),
+            "mount",
+            s.bucket_uri,
+            str(where),
+            "-o",
+            f"log_file={s.work}/blobfs.log",
+        ],
+        env=s.env,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"blobfs mount failed: {proc.stderr}")
+
+
+def mount_s3fs(s: Setup, where: Path) -> None:
+    passwd = s.work / "s3fs.passwd"
+    passwd.write_text(f"{s.server.access_key_id}:{s.server.secret_access_key}\n")
+    passwd.chmod(0o600)
+    proc = run(
+        [
+            "s3fs",
+            s.provider_bucket,
+            str(where),
+            "-o",
+            f"url={s.server.endpoint_url},use_path_request_style,passwd_file={passwd},"
+            "endpoint=us-east-1,ro",
+        ]
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"s3fs failed: {proc.stderr}")
+    wait_mounted(where)
+
+
+def mount_rclone(s: Setup, where: Path) -> None:
+    conf = s.work / "rclone.conf"
+    conf.write_text(
+        "[bench]\ntype = s3\nprovider = Other\n"
+        f"access_key_id = {s.server.access_key_id}\n"
+        f"secret_access_key = {s.server.secret_access_key}\n"
+        f"endpoint = {s.server.endpoint_url}\nregion = us-east-1\n"
+    )
+    proc = run(
+        [
+            "rclone",
+            "mount",
+            f"bench:{s.provider_bucket}",
+            str(where),
+            "--config",
+            str(conf),
+            "--read-only",
+            "--daemon",
+        ]
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"rclone mount failed: {proc.stderr}")
+    wait_mounted(where)
+
+
+MOUNTS: dict[str, Callable[[Setup, Path], None]] = {
+    "blobfs": mount_blobfs,
+    "s3fs": mount_s3fs,
+    "rclone": mount_rclone,
+}
+
+
+def measure(tool: str, s: Setup, size_mib: int, runtime: int) -> Figures:
+    fig = Figures(tool)
+    where = s.work / f"mnt-{tool}"
+    where.mkdir(exist_ok=True)
+    peak = 0.0
+
+    def fresh() -> None:
+        nonlocal peak
+        if run(["mountpoint", "-q", str(where)]).returncode == 0:
+            peak = max(peak, peak_rss_mib(daemon_pid(where)))
+            unmount(where)
+        drop_caches()
+        MOUNTS[tool](s, where)
+
+    big = where / "seq" / f"{size_mib}m.bin"
+    fresh()
+    seconds = timed(["dd", f"if={big}", "of=/dev/null", "bs=1M"])
+    fig.seq_mib_s = size_mib / seconds
+    print(f"  {tool}: sequential {fig.seq_mib_s:.0f} MiB/s", flush=True)
+
+    fresh()
+    fig.rand4k_iops = fio(big, "4k", runtime)["iops"]
+    print(f"  {tool}: random 4 KiB {fig.rand4k_iops:.0f} IOPS", flush=True)
+    fresh()
+    fig.rand128k_mib_s = fio(big, "128k", runtime)["mib_s"]
+    print(f"  {tool}: random 128 KiB {fig.rand128k_mib_s:.1f} MiB/s", flush=True)
+
+    fresh()
+    fig.ls_cold_s = timed(f"ls -l {where}/ls > /dev/null")
+    fig.ls_warm_s = timed(f"ls -l {where}/ls > /dev/null")
+    print(f"  {tool}: ls -l cold {fig.ls_cold_s:.2f} s, warm {fig.ls_warm_s:.2f} s", flush=True)
+    count = len(os.listdir(where / "ls"))
+    if count != int(s.env["BENCH_ENTRIES"]):
+        fig.notes.append(f"listed {count} entries!")
+    peak = max(peak, peak_rss_mib(daemon_pid(where)))
+    unmount(where)
+    fig.rss_mib = peak
+    return fig
+
+
+# -- data -------------------------------------------------------------------------------------
+
+
+async def fill(config: Config, registry: Path, size_mib: int, entries: int) -> tuple[str, str]:
+    async with Client(config, registry_path=registry) as client:
+        bucket = await client.buckets.create("bench")
+        store = await client.buckets.store_for(bucket)
+        chunk = os.urandom(8 * MiB)
+        upload = await store.start_multipart(f"seq/{size_mib}m.bin")
+        sem = asyncio.Semaphore(4)
+
+        async def part(n: int) -> None:
+            async with sem:
+                await upload.upload_part(n, chunk)
+
+        parts = max(1, size_mib // 8)
+        await asyncio.gather(*(part(n) for n in range(1, parts + 1)))
+        await upload.complete()
+        sem = asyncio.Semaphore(64)
+
+        async def small(i: int) -> None:
+            async with sem:
+                await store.put(f"ls/f{i:05d}", b"%d\n" % i)
+
+        await asyncio.gather(*(small(i) for i in range(entries)))
+        return "blob:bench", store.bucket_name
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--entries", type=int, default=10_000)
+    parser.add_argument("--runtime", type=int, default=10, help="seconds per fio run")
+    parser.add_argument("--tools", default="blobfs,s3fs,rclone")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("bench_mount: needs root (mounts, drop_caches)", file=sys.stderr)
+        return 2
+    for tool in ("fio", "s3fs", "rclone", "fusermount3"):
+        if shutil.which(tool) is None:
+            print(f"bench_mount: {tool} is not installed", file=sys.stderr)
+            return 2
+
+    work = Path(tempfile.mkdtemp(prefix="bench-mount-"))
+    server = SeaweedServer(work / "seaweedfs", volume_size_limit_mb=1024)
+    server.start()
+    try:
+        cluster = ClusterConfig(
+            name="bench",
+            provider=Provider.S3,
+            endpoint_url=server.endpoint_url,
+            region="us-east-1",
+            credentials={
+                "access_key_id": server.access_key_id or "",
+                "secret_access_key": server.secret_access_key or "",
+            },
+        )
+        config = Config(
+            clusters={"bench": cluster},
+            current_cluster="bench",
+            owner="bench",
+            path=work / "config.toml",
+        )
+        config.save()
+        (work / "data").mkdir()
+        print(f"filling: {args.size_mib} MiB object, {args.entries} small objects ...", flush=True)
+        started = time.perf_counter()
+        uri, provider_bucket = asyncio.run(
+            fill(config, work / "data" / "registry.sqlite3", args.size_mib, args.entries)
+        )
+        print(f"  filled in {time.perf_counter() - started:.0f} s", flush=True)
+        env = dict(
+            os.environ,
+            BLOBFS_CONFIG=str(work / "config.toml"),
+            BLOBFS_DATA_DIR=str(work / "data"),
+            BENCH_ENTRIES=str(args.entries),
+        )
+        setup = Setup(server, work, uri, provider_bucket, env)
+        results = []
+        for tool in args.tools.split(","):
+            print(f"{tool}:", flush=True)
+            try:
+                results.append(measure(tool, setup, args.size_mib, args.runtime))
+            except Exception as e:
+                print(f"  {tool} failed: {e}", flush=True)
+                unmount(work / f"mnt-{tool}")
+        report(results, args)
+    finally:
+        for tool in MOUNTS:
+            where = work / f"mnt-{tool}"
+            if where.exists() and run(["mountpoint", "-q", str(where)]).returncode == 0:
+                unmount(where)
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def report(results: list[Figures], args: argparse.Namespace) -> None:
+    load = os.getloadavg()
+    print(
+        f"\n{args.size_mib} MiB sequential, fio {args.runtime} s x 4 jobs, ls -l of "
+        f"{args.entries} entries; {os.cpu_count()} CPUs, load average {load[0]:.1f}"
+    )
+    header = f"{'':8} {'seq MiB/s':>10} {'4k IOPS':>9} {'128k MiB/s':>11} {'ls cold s':>10}"
+    print(header + f" {'ls warm s':>10} {'peak RSS MiB':>13}")
+    for f in results:
+        print(
+            f"{f.tool:8} {f.seq_mib_s:10.0f} {f.rand4k_iops:9.0f} {f.rand128k_mib_s:11.1f} "
+            f"{f.ls_cold_s:10.2f} {f.ls_warm_s:10.2f} {f.rss_mib:13.0f}  {' '.join(f.notes)}"
+        )
+    ours = next((f for f in results if f.tool == "blobfs"), None)
+    peers = [f for f in results if f.tool != "blobfs"]
+    if ours is None or not peers:
+        return
+    best_seq = max(peers, key=lambda f: f.seq_mib_s)
+    best_4k = max(peers, key=lambda f: f.rand4k_iops)
+    best_128k = max(peers, key=lambda f: f.rand128k_mib_s)
+    best_cold = min(peers, key=lambda f: f.ls_cold_s)
+    best_warm = min(peers, key=lambda f: f.ls_warm_s)
+    print("\nblobfs vs the best peer (higher is better for blobfs):")
+    print(f"  sequential   {ours.seq_mib_s / best_seq.seq_mib_s:5.2f}x  ({best_seq.tool})")
+    print(f"  random 4k    {ours.rand4k_iops / best_4k.rand4k_iops:5.2f}x  ({best_4k.tool})")
+    print(
+        f"  random 128k  {ours.rand128k_mib_s / best_128k.rand128k_mib_s:5.2f}x  ({best_128k.tool})"
+    )
+    print(f"  ls -l cold   {best_cold.ls_cold_s / ours.ls_cold_s:5.2f}x  ({best_cold.tool})")
+    print(f"  ls -l warm   {best_warm.ls_warm_s / ours.ls_warm_s:5.2f}x  ({best_warm.tool})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
