@@ -108,7 +108,10 @@ class BlobStore(Protocol):
         """Every key starting with ``prefix`` in key order, paging through the provider.
 
         With ``delimiter="/"`` keys with a further ``/`` after the prefix are folded into
-        :class:`PrefixInfo` entries.  Order: lexicographic by key, prefixes mixed in.
+        :class:`PrefixInfo` entries.  Order: lexicographic by key, prefixes mixed in.  One
+        exception callers must allow for: SeaweedFS returns *recursive* listings in
+        directory-tree order (``a/x`` before ``a-``); putting them in key order would need
+        unbounded buffering, so consumers that need a total order sort what they keep.
         """
         ...
 
