@@ -3,6 +3,7 @@ against SeaweedFS (S3) and Azurite, with a private configuration file and data d
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -12,10 +13,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sdk.config import Config
+from sdk.providers.base import ObjectInfo, ProviderAdmin
 from sdk.transfer import PART_SIZE
 from tests.conftest import cluster_for
 
@@ -60,8 +63,14 @@ def make_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@dataclass
+class ServerCli(Cli):
+    kind: str = ""
+    server: Any = None
+
+
 @pytest.fixture(params=["s3", "azure"])
-def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
+def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerCli]:
     """``blobfs`` pointed at a real server, with one new bucket (removed afterwards)."""
     server = request.getfixturevalue(f"{request.param}_server")
     cluster = cluster_for(request.param, server)
@@ -72,7 +81,7 @@ def cli(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cli]:
     ).save(tmp_path / "config.toml")
     work = tmp_path / "work"
     work.mkdir()
-    run = Cli(env=make_env(tmp_path), cwd=work)
+    run = ServerCli(env=make_env(tmp_path), cwd=work, kind=request.param, server=server)
     run.bucket = "b" + uuid.uuid4().hex[:12]
     assert run("mkbucket", run.bucket).stdout.strip() == f"blob:{run.bucket}"
     yield run
@@ -328,6 +337,69 @@ def test_bucket_commands(cli: Cli) -> None:
     cli("rmbucket", "--force", cli.bucket, second)
     assert cli("lsbucket").stdout == ""
     cli("mkbucket", cli.bucket)  # for the fixture's clean-up
+
+
+async def _provider_bucket(kind: str, server: Any, name: str, create: bool) -> None:
+    admin = open_test_admin(kind, server)
+    try:
+        if create:
+            await admin.create_bucket(name)
+            store = await admin.open_bucket(name)
+            await store.put("existing.txt", b"was there before")
+            await store.close()
+        else:
+            store = await admin.open_bucket(name)
+            keys = [e.key async for e in store.list() if isinstance(e, ObjectInfo)]
+            await store.delete_many(keys)
+            await store.close()
+            await admin.delete_bucket(name)
+    finally:
+        await admin.close()
+
+
+def open_test_admin(kind: str, server: Any) -> ProviderAdmin:
+    if kind == "s3":
+        from sdk.providers.s3 import S3Admin
+
+        return S3Admin(
+            endpoint_url=server.endpoint_url,
+            region="us-east-1",
+            credentials={
+                "access_key_id": server.access_key_id,
+                "secret_access_key": server.secret_access_key,
+            },
+        )
+    from sdk.providers.azure import AzureAdmin
+
+    return AzureAdmin(
+        endpoint_url=server.endpoint_url,
+        credentials={"account_name": server.account_name, "account_key": server.account_key},
+    )
+
+
+def test_importbucket(cli: ServerCli) -> None:
+    external = "ext-" + uuid.uuid4().hex[:12]
+    asyncio.run(_provider_bucket(cli.kind, cli.server, external, create=True))
+    try:
+        common = ["importbucket", "--provider-bucket-name", external, "--name", "imported"]
+        if cli.kind == "s3":
+            creds = [
+                "--provider", "s3", "--endpoint-url", cli.server.endpoint_url,
+                "--region", "us-east-1", "--access-key-id", cli.server.access_key_id,
+            ]  # fmt: skip
+            cli(*common, *creds, "--secret-access-key", "wrong", code=77)
+            cli(*common, *creds, "--secret-access-key", cli.server.secret_access_key)
+        else:
+            creds = ["--provider", "azure", "--account-url", cli.server.endpoint_url]
+            cli(*common, *creds, "--account-key", cli.server.account_key)
+        cli(*common, "--provider", "s3", code=2)  # no credentials
+        assert cli("ls", "blob:imported").stdout.split() == ["existing.txt"]
+        (cli.cwd / "f").write_text("new")
+        cli("cp", "f", "blob:imported/f")
+        assert "Imported: yes" in cli("statbucket", "imported").stdout
+        cli("rmbucket", "imported")  # forgets it; the provider bucket stays
+    finally:
+        asyncio.run(_provider_bucket(cli.kind, cli.server, external, create=False))
 
 
 def test_sign_url(cli: Cli) -> None:
