@@ -41,6 +41,10 @@ from .errors import Stale, from_storage
 
 log = logging.getLogger(__name__)
 
+#: A cached block: bytes, or a read-only view into the body of a multi-block GET.  pyfuse3
+#: replies with any buffer, so a read can hand a view to the kernel without copying.
+Block = bytes | memoryview
+
 #: Blocks waiting to be written to the disk cache before further writes are skipped.
 MAX_PENDING_DISK_WRITES = 32
 
@@ -56,7 +60,7 @@ class RangeReader(Protocol):
 @dataclass(eq=False)
 class _Fetch:
     done: trio.Event = field(default_factory=trio.Event)
-    data: bytes | None = None
+    data: Block | None = None
     error: BaseException | None = None
 
 
@@ -90,7 +94,7 @@ class BlockCache:
         self.fetch_blocks = max(1, fetch_size // block_size)
         self.memory_budget = memory
         self._nursery = nursery
-        self._memory: LRUCache[tuple[str, str, int], bytes] = LRUCache(
+        self._memory: LRUCache[tuple[str, str, int], Block] = LRUCache(
             maxsize=memory, getsizeof=len
         )
         self._inflight: dict[tuple[str, str, int], _Fetch] = {}
@@ -109,7 +113,7 @@ class BlockCache:
         """Length of block ``index`` of an object of ``size`` bytes."""
         return max(0, min(self.block_size, size - index * self.block_size))
 
-    def cached(self, key: str, etag: str, index: int) -> bytes | None:
+    def cached(self, key: str, etag: str, index: int) -> Block | None:
         """The block if it is in memory, without fetching."""
         return self._memory.get((key, etag, index))
 
@@ -119,7 +123,7 @@ class BlockCache:
 
     # -- reads -----------------------------------------------------------------------------------
 
-    async def get(self, key: str, etag: str, size: int, index: int) -> bytes:
+    async def get(self, key: str, etag: str, size: int, index: int) -> Block:
         """Block ``index`` of version ``etag`` of ``key`` (an object of ``size`` bytes)."""
         bid = (key, etag, index)
         while True:
@@ -238,12 +242,16 @@ class BlockCache:
         self.stats.fetched_bytes += len(data)
         if len(data) != length:
             raise Stale(f"{key}: got {len(data)} bytes at {offset}, expected {length}")
+        # Blocks are views into the one body: no copy.  A cached view keeps the whole body
+        # alive, but the blocks of one GET sit next to each other in the LRU and leave it
+        # together, so the budget holds to within one fetch_size.
+        view = memoryview(data)
         for n, index in enumerate(stretch):
-            block = data[n * bs : n * bs + self.block_length(size, index)]
+            block = view[n * bs : n * bs + self.block_length(size, index)]
             self._resolve((key, etag, index), pending.pop(index), block)
             self._to_disk(key, etag, index, block)
 
-    def _resolve(self, bid: tuple[str, str, int], fetch: _Fetch, data: bytes) -> None:
+    def _resolve(self, bid: tuple[str, str, int], fetch: _Fetch, data: Block) -> None:
         fetch.data = data
         self._memory[bid] = data
         if self._inflight.get(bid) is fetch:
@@ -258,7 +266,7 @@ class BlockCache:
 
     async def _load(
         self, bid: tuple[str, str, int], size: int, fetch: _Fetch | None = None
-    ) -> bytes:
+    ) -> Block:
         if fetch is None:
             fetch = _Fetch()
             self._inflight[bid] = fetch
@@ -276,7 +284,7 @@ class BlockCache:
                 del self._inflight[bid]
             fetch.done.set()
 
-    async def _fetch(self, bid: tuple[str, str, int], size: int) -> bytes:
+    async def _fetch(self, bid: tuple[str, str, int], size: int) -> Block:
         key, etag, index = bid
         expected = self.block_length(size, index)
         if self._disk is not None:
@@ -296,12 +304,12 @@ class BlockCache:
         self._to_disk(key, etag, index, data)
         return data
 
-    def _to_disk(self, key: str, etag: str, index: int, data: bytes) -> None:
+    def _to_disk(self, key: str, etag: str, index: int, data: Block) -> None:
         if self._disk is not None and self._pending_disk_writes < MAX_PENDING_DISK_WRITES:
             self._pending_disk_writes += 1
             self._nursery.start_soon(self._write_disk, key, etag, index, data)
 
-    async def _write_disk(self, key: str, etag: str, index: int, data: bytes) -> None:
+    async def _write_disk(self, key: str, etag: str, index: int, data: Block) -> None:
         assert self._disk is not None
         try:
             await self._disk.put(key, etag, index, data)

@@ -55,7 +55,7 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def _write(path: Path, data: bytes) -> None:
+def _write(path: Path, data: bytes | memoryview) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -120,7 +120,7 @@ class DiskCache:
         self.hits += 1
         return data
 
-    async def put(self, key: str, etag: str, index: int, data: bytes) -> None:
+    async def put(self, key: str, etag: str, index: int, data: bytes | memoryview) -> None:
         if len(data) > self.max_bytes:
             return
         name = self._name(key, etag, index)

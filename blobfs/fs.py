@@ -42,7 +42,7 @@ from sdk.errors import ResourceNotFound
 from sdk.providers.base import ObjectInfo, PrefixInfo
 
 from . import namespace
-from .block_cache import BlockCache
+from .block_cache import Block, BlockCache
 from .bridge import TrioStore
 from .errors import (
     BadHandle,
@@ -458,7 +458,9 @@ class Filesystem:
             raise BadHandle(str(fh))
         return handle
 
-    async def read(self, fh: int, offset: int, size: int) -> bytes:
+    async def read(self, fh: int, offset: int, size: int) -> bytes | memoryview:
+        """Up to ``size`` bytes at ``offset``; a view into a cached block when the read
+        falls inside one (no copy on the way to the kernel)."""
         handle = self._file(fh)
         if offset >= handle.size or size <= 0:
             return b""
@@ -467,22 +469,22 @@ class Filesystem:
         first, last = offset // bs, (end - 1) // bs
         plan = handle.readahead.on_read(offset, size, handle.size)
         key, etag = handle.key, handle.etag
+        blocks: list[Block] = []
         if not plan.sequential:
-            blocks = [self.cache.cached(key, etag, i) for i in range(first, last + 1)]
-            if any(b is None for b in blocks):
-                return await self.cache.read_direct(key, etag, offset, end - offset)
+            for i in range(first, last + 1):
+                cached = self.cache.cached(key, etag, i)
+                if cached is None:
+                    return await self.cache.read_direct(key, etag, offset, end - offset)
+                blocks.append(cached)
         else:
             ahead = plan.prefetch[-1] if plan.prefetch else last
             self.cache.prefetch_range(key, etag, handle.size, first, max(last, ahead))
-            blocks = [
-                await self.cache.get(key, etag, handle.size, i) for i in range(first, last + 1)
-            ]
+            for i in range(first, last + 1):
+                blocks.append(await self.cache.get(key, etag, handle.size, i))
+        start = offset - first * bs
         if len(blocks) == 1:
-            block = blocks[0]
-            assert block is not None
-            return block[offset - first * bs : end - first * bs]
-        data = b"".join(b for b in blocks if b is not None)
-        return data[offset - first * bs : end - first * bs]
+            return memoryview(blocks[0])[start : start + end - offset]
+        return b"".join(blocks)[start : start + end - offset]
 
     async def flush(self, fh: int) -> None:
         self._file(fh)

@@ -15,6 +15,7 @@ import logging
 import stat
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import cast
 
 import pyfuse3
 import trio
@@ -201,7 +202,9 @@ class Operations(pyfuse3.Operations):
 
     async def read(self, fh: pyfuse3.FileHandleT, off: int, size: int) -> bytes:
         async with _errno("read"):
-            return await self.fs.read(fh, off, size)
+            # pyfuse3 replies with any buffer (it takes the buffer protocol), so a view into
+            # a cached block goes to the kernel without a copy; the stub just says bytes.
+            return cast(bytes, await self.fs.read(fh, off, size))
         raise AssertionError("unreachable")
 
     async def write(self, fh: pyfuse3.FileHandleT, off: int, buf: bytes) -> int:
