@@ -35,11 +35,13 @@ import asyncio
 import base64
 import builtins
 import collections
+import email.utils
 import functools
 import ipaddress
 import logging
 import re
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -52,8 +54,8 @@ from collections.abc import (
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal, ParamSpec, TypeVar
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import aiohttp
 from azure.core import MatchConditions
@@ -64,6 +66,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
     ServiceResponseError,
 )
+from azure.core.rest import HttpRequest
 from azure.storage.blob import (
     BlobBlock,
     BlobProperties,
@@ -90,7 +93,17 @@ from ..errors import (
     TransientError,
 )
 from ..retry import retry_transient
-from .base import MIN_PART_SIZE, ObjectInfo, PrefixInfo
+from .base import (
+    MIN_PART_SIZE,
+    CredentialTimes,
+    IssuedCredentials,
+    ObjectInfo,
+    PersistentGrant,
+    PrefixInfo,
+)
+
+if TYPE_CHECKING:
+    from .azure_access import AzureAccess
 
 log = logging.getLogger(__name__)
 
@@ -457,6 +470,44 @@ def _resolve_auth(
 # -- the store ----------------------------------------------------------------------------------
 
 
+def _parse_listing(body: bytes) -> tuple[list[ObjectInfo | PrefixInfo], str | None]:
+    """Entries (sorted by key) and next marker of a List Blobs response body."""
+    root = ET.fromstring(body)
+    entries: list[ObjectInfo | PrefixInfo] = []
+    blobs = root.find("Blobs")
+    for item in blobs if blobs is not None else ():
+        name_el = item.find("Name")
+        if name_el is None:
+            continue
+        name = name_el.text or ""
+        if name_el.get("Encoded") == "true":
+            # Names with characters XML cannot carry come percent-encoded.
+            name = unquote(name)
+        if item.tag == "BlobPrefix":
+            entries.append(PrefixInfo(key=name))
+        elif item.tag == "Blob":
+            props = item.find("Properties")
+            if props is None:
+                raise ValueError(f"blob {name!r} without properties")
+            entries.append(
+                ObjectInfo(
+                    key=name,
+                    size=int(props.findtext("Content-Length") or 0),
+                    etag=_strip_etag(props.findtext("Etag")),
+                    modified_at=_http_date(props.findtext("Last-Modified")),
+                    created_at=_http_date(props.findtext("Creation-Time")),
+                )
+            )
+    # Azurite puts a page's prefixes before its blobs; Azure already sorts.  Pages cover
+    # contiguous key ranges, so sorting each page gives the global order.
+    entries.sort(key=lambda entry: entry.key)
+    return entries, root.findtext("NextMarker") or None
+
+
+def _http_date(text: str | None) -> datetime | None:
+    return email.utils.parsedate_to_datetime(text) if text else None
+
+
 @dataclass(frozen=True)
 class _Fetched:
     data: bytes
@@ -492,6 +543,8 @@ class AzureStore:
         # None: not tried yet; False: the service refused a batch, use single deletes.
         self._batch_supported: bool | None = None
         self._blobs: collections.OrderedDict[str, BlobClient] = collections.OrderedDict()
+        #: Parse listings here rather than with the SDK (see :meth:`_list_page_fast`).
+        self._fast_listing = True
 
     def __repr__(self) -> str:
         return f"AzureStore({self._service.url.split('?', 1)[0]!r}, {self.bucket_name!r})"
@@ -563,6 +616,11 @@ class AzureStore:
             yield chunks
         finally:
             await chunks.aclose()
+
+    def _copy_source_url(self, blob: BlobClient) -> str:
+        """The URL Copy Blob reads the source from (a scoped store adds its current SAS:
+        :mod:`sdk.providers.azure_access`)."""
+        return str(blob.url)
 
     async def _check_version(self, key: str, etag: str | None) -> None:
         # An empty read still fails on a missing or replaced key, as a GET would.
@@ -661,6 +719,54 @@ class AzureStore:
 
     @_retried
     async def _list_page(
+        self, prefix: str, delimiter: str | None, token: str | None
+    ) -> tuple[builtins.list[ObjectInfo | PrefixInfo], str | None]:
+        if self._fast_listing:
+            try:
+                pipeline = self._container._client._client
+                send = pipeline.send_request
+            except AttributeError:  # SDK internals moved: use the public, slower path
+                self._fast_listing = False
+            else:
+                return await self._list_page_fast(send, prefix, delimiter, token)
+        return await self._list_page_sdk(prefix, delimiter, token)
+
+    async def _list_page_fast(
+        self,
+        send: Callable[..., Any],
+        prefix: str,
+        delimiter: str | None,
+        token: str | None,
+    ) -> tuple[builtins.list[ObjectInfo | PrefixInfo], str | None]:
+        """One List Blobs page, parsed here.
+
+        The SDK's generic XML deserializer costs ~0.5 ms of CPU per blob (70 s for a
+        100,000-entry directory); ElementTree and a few ``findtext`` calls cost a tenth of
+        that.  The request still goes through the container client's pipeline (signing,
+        SAS, transport), reached through its internal ``_client`` attributes.
+        """
+        params = {"restype": "container", "comp": "list", "maxresults": str(self._page_size)}
+        if prefix:
+            params["prefix"] = prefix
+        if delimiter:
+            params["delimiter"] = delimiter
+        if token:
+            params["marker"] = token
+        base, _, sas = self._container.url.partition("?")
+        url = f"{base}?{urlencode(params, quote_via=quote)}" + (f"&{sas}" if sas else "")
+        request = HttpRequest("GET", url, headers={"x-ms-version": self._container.api_version})
+        with _errors(self._what(prefix)):
+            response = await send(request)  # not streamed: the body is read here
+            body: bytes = response.content
+            if response.status_code != 200:
+                raise HttpResponseError(response=response)
+        try:
+            return _parse_listing(body)
+        except (ET.ParseError, ValueError) as e:
+            # A cut or garbled body: the same request again will most likely be fine.
+            raise TransientError(f"{self._what(prefix)}: unreadable listing: {e}") from e
+
+    async def _list_page_sdk(
         self, prefix: str, delimiter: str | None, token: str | None
     ) -> tuple[builtins.list[ObjectInfo | PrefixInfo], str | None]:
         entries: builtins.list[ObjectInfo | PrefixInfo] = []
@@ -795,7 +901,9 @@ class AzureStore:
         with _errors(what):
             # The URL carries the SAS token when the store holds one, which is what lets
             # the service read the source on our behalf.
-            result = await dst.start_copy_from_url(src.url, metadata=meta or None)
+            result = await dst.start_copy_from_url(
+                self._copy_source_url(src), metadata=meta or None
+            )
             status = result.get("copy_status")
             etag: object = result.get("etag")
             copy_id = result.get("copy_id")
@@ -1022,9 +1130,60 @@ class AzureAdmin:
     def __init__(self, endpoint_url: str | None, credentials: Mapping[str, str]) -> None:
         self._auth = _resolve_auth(endpoint_url, credentials)
         self._service = self._auth.client()
+        self.credential_times = CredentialTimes()
+        self._access_control: AzureAccess | None = None
 
     def __repr__(self) -> str:
         return f"AzureAdmin({self._auth.account_url!r})"
+
+    @property
+    def _access(self) -> AzureAccess:
+        # Imported here: azure_access builds on this module.
+        from .azure_access import AzureAccess
+
+        if self._access_control is None:
+            self._access_control = AzureAccess(
+                self,
+                self._service,
+                account_url=self._auth.account_url,
+                account_name=self._auth.account_name,
+                account_key=self._auth.account_key,
+            )
+        return self._access_control
+
+    # -- access control: sdk.providers.azure_access -------------------------------------------
+
+    async def open_scoped_bucket(self, bucket_name: str) -> AzureStore:
+        """A store on container ``bucket_name`` with a renewing container SAS."""
+        return await self._access.open_scoped_bucket(bucket_name)
+
+    async def temporary_credentials(
+        self, bucket_name: str, *, read_only: bool = False
+    ) -> IssuedCredentials:
+        """A container SAS for ``bucket_name`` (see :mod:`sdk.providers.azure_access`)."""
+        return await self._access.temporary_credentials(bucket_name, read_only=read_only)
+
+    async def create_persistent_credentials(
+        self, credentials_id: str, bucket_names: Sequence[str], *, read_only: bool = False
+    ) -> PersistentGrant:
+        """A stored access policy per container and SAS tokens bound to them."""
+        return await self._access.create_persistent_credentials(
+            credentials_id, bucket_names, read_only=read_only
+        )
+
+    async def detach_persistent_credentials(
+        self, state: Mapping[str, Any], bucket_name: str
+    ) -> Mapping[str, Any]:
+        """Remove the stored access policy from ``bucket_name``."""
+        return await self._access.detach_persistent_credentials(state, bucket_name)
+
+    async def revoke_persistent_credentials(self, state: Mapping[str, Any]) -> None:
+        """Remove the stored access policies: their SAS tokens stop working."""
+        await self._access.revoke_persistent_credentials(state)
+
+    async def set_public_access(self, bucket_name: str, public: bool) -> None:
+        """Set the container's access level to ``container`` or private."""
+        await self._access.set_public_access(bucket_name, public)
 
     @_retried
     async def create_bucket(self, bucket_name: str) -> None:
