@@ -202,6 +202,8 @@ def mount_rclone(s: Setup, where: Path) -> None:
         f"secret_access_key = {s.server.secret_access_key}\n"
         f"endpoint = {s.server.endpoint_url}\nregion = us-east-1\n"
     )
+    # rclone refuses AWS_CA_BUNDLE on a plain-http endpoint ("unsupported transport").
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
     proc = run(
         [
             "rclone",
@@ -212,7 +214,8 @@ def mount_rclone(s: Setup, where: Path) -> None:
             str(conf),
             "--read-only",
             "--daemon",
-        ]
+        ],
+        env=env,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"rclone mount failed: {proc.stderr}")
