@@ -379,17 +379,19 @@ def _pid_alive(pid: int) -> bool:
     return state is not None and state not in ("Z", "X")
 
 
-def _is_weed_for(pid: int, data_dir: Path) -> bool:
-    """Whether ``pid`` is a ``weed`` serving ``data_dir`` (guards against reused pids)."""
+def _is_weed_for(pid: int, directory: Path) -> bool:
+    """Whether ``pid`` is a ``weed`` started in ``directory`` (guards against reused pids).
+
+    Compared by the process's working directory, which we set, rather than by the spelling
+    of ``-dir``: a path reached through a symlink must not look like another server.
+    """
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        argv0 = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0]
+        return Path(os.fsdecode(argv0)).name == "weed" and os.path.samefile(
+            f"/proc/{pid}/cwd", directory
+        )
     except OSError:
         return False
-    return (
-        bool(argv)
-        and Path(os.fsdecode(argv[0])).name == "weed"
-        and os.fsencode(f"-dir={data_dir}") in argv
-    )
 
 
 def _terminate(pid: int, timeout: float = _STOP_TIMEOUT) -> None:
@@ -440,7 +442,7 @@ class SeaweedServer:
         startup_timeout: float = 60.0,
         weed: Path | None = None,
     ) -> None:
-        self.directory = Path(directory).absolute()
+        self.directory = Path(directory).resolve()
         self.data_dir = self.directory / "data"
         self.log_path = self.directory / "weed.log"
         self.auth = auth
@@ -682,7 +684,7 @@ _EMBEDDED_VOLUME_MB = 128
 
 
 def _state_dir(data_dir: Path) -> Path:
-    return Path(data_dir).absolute() / "seaweedfs"
+    return Path(data_dir).resolve() / "seaweedfs"
 
 
 @contextlib.contextmanager
@@ -716,7 +718,7 @@ def _running_from_state(state_dir: Path, state: Mapping[str, Any]) -> int | None
     pid = state.get("pid")
     if not isinstance(pid, int) or pid <= 0:
         return None
-    if not _pid_alive(pid) or not _is_weed_for(pid, state_dir / "data"):
+    if not _pid_alive(pid) or not _is_weed_for(pid, state_dir):
         return None
     return pid
 

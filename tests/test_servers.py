@@ -335,8 +335,11 @@ def test_embedded_server_starts_once_is_reused_and_stops(embedded_dir: Path) -> 
     with pytest.raises(ClientError):
         wrong.list_buckets()
 
-    # A second call here, and one from another process, reuse the same server.
+    # A second call here, through a symlink, and from another process reuse the server.
     assert ensure_local_server(embedded_dir) == info
+    link = embedded_dir.parent / "link-to-data"
+    link.symlink_to(embedded_dir)
+    assert ensure_local_server(link).pid == info.pid
     assert _result(_ensure_in_subprocess(embedded_dir))["pid"] == info.pid
     # That process has exited; the server it found goes on.
     assert _alive(info.pid)
