@@ -8,7 +8,9 @@ default), then in the same run and against the same server, alternating:
                  read from the file in a worker thread;
 * blobfs up:     ``blobfs cp FILE blob:bench/...`` (the installed command, as a user runs it);
 * baseline down: aioboto3 head + parallel ranged GETs written with ``os.pwrite``;
-* blobfs down:   ``blobfs cp blob:bench/... FILE``.
+* blobfs down:   ``blobfs cp blob:bench/... FILE``;
+* sdk up/down:   the same through ``client.buckets.upload_file``/``download_file`` in this
+                 process, which tells the transfer engine apart from the command's own costs.
 
 Each is run ``--rounds`` times; the best time of each is reported as MiB/s, with the ratio
 blobfs/baseline (1.00 = as fast as raw aioboto3).  The ``blobfs`` times include starting
@@ -31,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import aioboto3
+from yarl import URL
 
+from sdk.client import Client
 from sdk.config import ClusterConfig, Config
 from sdk.local_server import SeaweedServer
 from sdk.transfer import PART_CONCURRENCY, PART_SIZE
@@ -155,8 +159,12 @@ async def main() -> None:
         make_file(src, size)
         startup = min([await blobfs(env, "--version") for _ in range(3)])
 
-        times: dict[str, list[float]] = {k: [] for k in ("base up", "blobfs up", "base down",
-                                                          "blobfs down")}  # fmt: skip
+        times: dict[str, list[float]] = {
+            k: []
+            for k in ("base up", "blobfs up", "sdk up", "base down", "blobfs down", "sdk down")
+        }
+        config = Config({"bench": cluster}, current_cluster="bench", owner="bench")
+        client = Client(config, registry_path=work / "data" / "registry.sqlite3")
         session = aioboto3.Session()
         async with session.client(
             "s3",
@@ -171,6 +179,9 @@ async def main() -> None:
                 await baseline_up(s3, "baseline", "big", src)
                 times["base up"].append(time.perf_counter() - t0)
                 times["blobfs up"].append(await blobfs(env, "cp", str(src), "blob:bench/big"))
+                t0 = time.perf_counter()
+                await client.buckets.upload_file(URL(src.as_uri()), URL("blob:bench/big2"))
+                times["sdk up"].append(time.perf_counter() - t0)
 
                 out = work / "out.bin"
                 t0 = time.perf_counter()
@@ -179,6 +190,10 @@ async def main() -> None:
                 out.unlink()
                 times["blobfs down"].append(await blobfs(env, "cp", "blob:bench/big", str(out)))
                 same = await asyncio.to_thread(filecmp.cmp, src, out, shallow=False)
+                out.unlink()
+                t0 = time.perf_counter()
+                await client.buckets.download_file(URL("blob:bench/big2"), URL(out.as_uri()))
+                times["sdk down"].append(time.perf_counter() - t0)
                 out.unlink()
                 print(f"round {n + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in
                                                       times.items()), flush=True)  # fmt: skip
@@ -190,10 +205,13 @@ async def main() -> None:
               f" best of {args.rounds}; blobfs startup {startup:.2f} s")  # fmt: skip
         for direction in ("up", "down"):
             base, ours = best[f"base {direction}"], best[f"blobfs {direction}"]
+            sdk = best[f"sdk {direction}"]
             print(
                 f"{direction:>4}: baseline {rate(size, base)}  blobfs {rate(size, ours)}  "
-                f"ratio {base / ours:.2f}  (without startup {base / (ours - startup):.2f})"
+                f"ratio {base / ours:.2f}  (without startup {base / (ours - startup):.2f}; "
+                f"sdk in-process {rate(size, sdk)}, ratio {base / sdk:.2f})"
             )
+        await client.close()
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -138,7 +138,11 @@ def run(ctx: click.Context, body: Coroutine[Any, Any, Exit | None]) -> NoReturn:
     """Run a command's async body; map what escapes it to a message and an exit code."""
     st = state(ctx)
     try:
-        code = asyncio.run(body) or Exit.OK
+        # A plain selector loop, explicitly: importing the FUSE daemon's trio_asyncio bridge
+        # patches asyncio.new_event_loop, and asyncio.run would then run every command on
+        # trio_asyncio's much slower loop.
+        with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
+            code = runner.run(body) or Exit.OK
     except KeyboardInterrupt:
         fail(st.output, "interrupted", Exit.INTERRUPTED)
     except (click.exceptions.Exit, click.ClickException):
