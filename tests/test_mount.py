@@ -79,7 +79,7 @@ class World:
 
     def put_many(self, objects: dict[str, bytes], metadata: dict[str, str] | None = None) -> None:
         async def put_all(store: Any) -> None:
-            sem = asyncio.Semaphore(32)
+            sem = asyncio.Semaphore(64)
 
             async def one(key: str, data: bytes) -> None:
                 async with sem:
@@ -367,8 +367,9 @@ def test_odd_keys(world: World, mnt: Path) -> None:
     assert "odd/fine" in accepted
     time.sleep(1.2)
     names = sorted(os.listdir(mnt / "odd"))
-    # SeaweedFS folds "//" into "/", so "leading" may appear as a plain file there.
-    assert set(names) <= {"a", "both", "c", "fine", "long", "leading"}
+    # Stores and HTTP clients normalise some keys on the way in: SeaweedFS folds "//" into
+    # "/" ("leading" becomes a plain file) and "c/../e" may arrive as "e".
+    assert set(names) <= {"a", "both", "c", "e", "fine", "long", "leading"}
     assert {"both", "fine"} <= set(names)
     assert (mnt / "odd" / "both").is_dir()
     assert (mnt / "odd" / "both" / "inner").read_bytes() == b"inner"
