@@ -57,6 +57,8 @@ async def open_admin(cluster: ClusterConfig) -> ProviderAdmin:
             endpoint_url=cluster.endpoint_url,
             region=cluster.region,
             credentials=cluster.credentials,
+            sts_endpoint_url=cluster.sts_endpoint_url,
+            iam_endpoint_url=cluster.iam_endpoint_url,
         )
     if cluster.provider is Provider.AZURE:
         from .azure import AzureAdmin

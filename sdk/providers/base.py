@@ -9,6 +9,10 @@ Two levels:
   file system core all work through this protocol and nothing else, so the in-memory provider
   can stand in for the real ones in fast unit tests.
 
+Access control (temporary and persistent credentials scoped to buckets, public access) is
+part of :class:`ProviderAdmin` too; the S3 and Azure admins delegate it to
+:mod:`sdk.providers.s3_access` and :mod:`sdk.providers.azure_access`.
+
 Every method raises only :mod:`sdk.errors` exceptions; the provider modules translate at this
 boundary and retry transient failures themselves (:mod:`sdk.retry`).
 """
@@ -16,11 +20,11 @@ boundary and retry transient failures themselves (:mod:`sdk.retry`).
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Protocol, runtime_checkable
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
 
 #: Smallest part of a multipart upload that S3 accepts (every part but the last).
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -158,8 +162,68 @@ class BlobStore(Protocol):
         ...
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class CredentialTimes:
+    """How long the credentials an admin issues live, and when they are renewed.
+
+    ``ttl`` is the lifetime asked for (a provider may impose a floor: STS issues at least
+    900 s, but the stores renew after ``ttl`` by ``clock`` whatever the server granted, so a
+    test can make renewal happen every few seconds).  Credentials are renewed
+    ``min(renew_before, ttl / 4)`` seconds before they expire.  ``clock`` returns the current
+    time (UTC-aware).
+    """
+
+    ttl: float = 3600.0
+    renew_before: float = 300.0
+    clock: Callable[[], datetime] = _utcnow
+
+    @property
+    def margin(self) -> float:
+        """Seconds before expiry at which credentials are renewed."""
+        return min(self.renew_before, self.ttl / 4)
+
+
+@dataclass(frozen=True)
+class IssuedCredentials:
+    """Raw provider credentials for one bucket, as the reference hands them out.
+
+    S3: ``access_key_id``, ``secret_access_key``, ``bucket_name``, ``endpoint_url``?,
+    ``region_name``?, ``session_token``?, ``expiration``? (ISO 8601).  Azure:
+    ``storage_endpoint``, ``bucket_name``, ``sas_token``, ``expiry`` (ISO 8601).
+    """
+
+    credentials: Mapping[str, str] = field(repr=False)
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PersistentGrant:
+    """Persistent credentials created at the provider.
+
+    ``per_bucket`` maps each provider bucket name to its raw credentials (as in
+    :class:`IssuedCredentials`); ``state`` is what the admin needs to change or revoke them
+    later (JSON-serialisable; may hold secrets, so it is kept in the registry only).
+    """
+
+    per_bucket: Mapping[str, Mapping[str, str]] = field(repr=False)
+    state: Mapping[str, Any] = field(repr=False)
+
+
 class ProviderAdmin(Protocol):
-    """Administrative operations of one cluster."""
+    """Administrative operations of one cluster.
+
+    The access-control methods act with the admin's own credentials, which never leave it:
+    what they hand out is always narrower (one bucket, or a set of buckets, possibly
+    read-only), and the server itself enforces that.  A provider that cannot scope
+    credentials raises :class:`~sdk.errors.InvalidRequest` saying so.
+    """
+
+    #: Lifetime and renewal of the temporary credentials this admin issues (a knob for tests).
+    credential_times: CredentialTimes
 
     async def create_bucket(self, bucket_name: str) -> None:
         """Create a provider bucket; :class:`~sdk.errors.AlreadyExists` if taken."""
@@ -179,6 +243,43 @@ class ProviderAdmin(Protocol):
 
     async def check_bucket(self, bucket_name: str, credentials: Mapping[str, str]) -> None:
         """Raise unless ``credentials`` can list ``bucket_name`` (used by import)."""
+        ...
+
+    async def open_scoped_bucket(self, bucket_name: str) -> BlobStore:
+        """A store on ``bucket_name`` whose requests use credentials scoped to that bucket,
+        renewed before they expire (see :attr:`credential_times`).  Where the provider
+        cannot scope credentials the store uses the admin's own, as :meth:`open_bucket`
+        does; its signed URLs are made with the admin's rights either way."""
+        ...
+
+    async def temporary_credentials(
+        self, bucket_name: str, *, read_only: bool = False
+    ) -> IssuedCredentials:
+        """Credentials for ``bucket_name`` alone that expire after
+        :attr:`credential_times` ``.ttl`` (or the provider's floor)."""
+        ...
+
+    async def create_persistent_credentials(
+        self, credentials_id: str, bucket_names: Sequence[str], *, read_only: bool = False
+    ) -> PersistentGrant:
+        """Long-lived credentials for ``bucket_names``, named after ``credentials_id``
+        (unique).  Nothing is left behind at the provider if this fails."""
+        ...
+
+    async def detach_persistent_credentials(
+        self, state: Mapping[str, Any], bucket_name: str
+    ) -> Mapping[str, Any]:
+        """Remove ``bucket_name`` from persistent credentials (given by their ``state``);
+        returns the new state.  Removing the last bucket revokes them."""
+        ...
+
+    async def revoke_persistent_credentials(self, state: Mapping[str, Any]) -> None:
+        """Revoke persistent credentials: afterwards the server refuses them.  Parts
+        already gone (a deleted bucket, a removed user) are not an error."""
+        ...
+
+    async def set_public_access(self, bucket_name: str, public: bool) -> None:
+        """Allow (``True``) or forbid anonymous reads and listing of ``bucket_name``."""
         ...
 
     async def close(self) -> None: ...

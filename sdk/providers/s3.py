@@ -40,7 +40,7 @@ from contextlib import (
     contextmanager,
 )
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import aioboto3
@@ -72,7 +72,10 @@ from ..errors import (
 )
 from ..retry import ATTEMPTS, retrying
 from . import check_expiry
-from .base import ObjectInfo, PrefixInfo
+from .base import CredentialTimes, IssuedCredentials, ObjectInfo, PersistentGrant, PrefixInfo
+
+if TYPE_CHECKING:
+    from .s3_access import S3Access
 
 log = logging.getLogger(__name__)
 
@@ -257,10 +260,12 @@ async def _open_client(
     credentials: Mapping[str, str],
     endpoint_url: str | None,
     region: str | None,
+    session: aioboto3.Session | None = None,
 ) -> Any:
     if region is None and not _is_aws(endpoint_url):
         region = "us-east-1"  # SigV4 needs some region; S3-compatible stores accept this one
-    session = _session(credentials, region)
+    if session is None:
+        session = _session(credentials, region)
     with _translated(f"connect to {endpoint_url or 'AWS S3'}"):
         return await stack.enter_async_context(
             session.client("s3", endpoint_url=endpoint_url, config=_config(endpoint_url))
@@ -275,9 +280,16 @@ class _Client:
         self._stack = AsyncExitStack()
 
     async def open(
-        self, credentials: Mapping[str, str], endpoint_url: str | None, region: str | None
+        self,
+        credentials: Mapping[str, str],
+        endpoint_url: str | None,
+        region: str | None,
+        *,
+        session: aioboto3.Session | None = None,
     ) -> None:
-        self.client = await _open_client(self._stack, credentials, endpoint_url, region)
+        """Open the client with ``credentials``, or with ``session``'s own (renewing ones:
+        :mod:`sdk.providers.s3_access`)."""
+        self.client = await _open_client(self._stack, credentials, endpoint_url, region, session)
 
     async def close(self) -> None:
         self.client = None
@@ -316,12 +328,36 @@ class S3Admin:
         endpoint_url: str | None,
         region: str | None,
         credentials: Mapping[str, str],
+        *,
+        sts_endpoint_url: str | None = None,
+        iam_endpoint_url: str | None = None,
     ) -> None:
         self.endpoint_url = endpoint_url
         self.region = region
         self._credentials = dict(credentials)
         self._client: _Client | None = None
         self._lock = asyncio.Lock()
+        self.credential_times = CredentialTimes()
+        self._sts_endpoint_url = sts_endpoint_url
+        self._iam_endpoint_url = iam_endpoint_url
+        self._access_control: S3Access | None = None
+
+    def __repr__(self) -> str:
+        return f"S3Admin({self.endpoint_url or 'AWS'!r})"
+
+    @property
+    def _access(self) -> S3Access:
+        # Imported here: s3_access builds on this module.
+        from .s3_access import S3Access
+
+        if self._access_control is None:
+            self._access_control = S3Access(
+                self,
+                self._credentials,
+                sts_endpoint_url=self._sts_endpoint_url,
+                iam_endpoint_url=self._iam_endpoint_url,
+            )
+        return self._access_control
 
     async def _admin(self) -> _Client:
         async with self._lock:
@@ -377,8 +413,45 @@ class S3Admin:
         finally:
             await store.close()
 
+    # -- access control: sdk.providers.s3_access ----------------------------------------------
+
+    async def open_scoped_bucket(self, bucket_name: str) -> S3Store:
+        """A store on ``bucket_name`` with renewing STS credentials for it alone."""
+        return await self._access.open_scoped_bucket(bucket_name)
+
+    async def temporary_credentials(
+        self, bucket_name: str, *, read_only: bool = False
+    ) -> IssuedCredentials:
+        """STS credentials for ``bucket_name`` alone (see :mod:`sdk.providers.s3_access`)."""
+        return await self._access.temporary_credentials(bucket_name, read_only=read_only)
+
+    async def create_persistent_credentials(
+        self, credentials_id: str, bucket_names: Sequence[str], *, read_only: bool = False
+    ) -> PersistentGrant:
+        """An IAM user, access key and user policy for ``bucket_names``."""
+        return await self._access.create_persistent_credentials(
+            credentials_id, bucket_names, read_only=read_only
+        )
+
+    async def detach_persistent_credentials(
+        self, state: Mapping[str, Any], bucket_name: str
+    ) -> Mapping[str, Any]:
+        """Drop ``bucket_name`` from the IAM user's policy."""
+        return await self._access.detach_persistent_credentials(state, bucket_name)
+
+    async def revoke_persistent_credentials(self, state: Mapping[str, Any]) -> None:
+        """Delete the IAM user with its keys and policy."""
+        await self._access.revoke_persistent_credentials(state)
+
+    async def set_public_access(self, bucket_name: str, public: bool) -> None:
+        """Add or remove blobfs's public-read statements in the bucket policy."""
+        await self._access.set_public_access(bucket_name, public)
+
     async def close(self) -> None:
         """Close the admin's connections (stores it opened stay open)."""
+        if self._access_control is not None:
+            await self._access_control.close()
+            self._access_control = None
         async with self._lock:
             if self._client is not None:
                 await self._client.close()
