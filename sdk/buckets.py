@@ -14,7 +14,7 @@ import hashlib
 import logging
 import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -22,6 +22,7 @@ from yarl import URL
 
 from . import globbing
 from .config import Config
+from .credentials import BucketAccess
 from .errors import AlreadyExists, NotEmpty, ResourceNotFound
 from .multipart import upload_stream
 from .progress import (
@@ -34,7 +35,16 @@ from .providers.base import BlobStore, ObjectInfo, PrefixInfo
 from .registry import BucketRecord, Registry, new_bucket_id, utcnow
 from .store_pool import StorePool, external_admin
 from .transfer import Transfers
-from .types import BlobCommonPrefix, BlobObject, Bucket, BucketEntry, BucketUsage, Provider
+from .types import (
+    BlobCommonPrefix,
+    BlobObject,
+    Bucket,
+    BucketCredentials,
+    BucketEntry,
+    BucketUsage,
+    PersistentBucketCredentials,
+    Provider,
+)
 from .uri import key_uri, parse_blob_uri, validate_bucket_name
 
 log = logging.getLogger(__name__)
@@ -80,6 +90,7 @@ class Buckets:
         self._registry = registry
         self._pool = pool
         self._transfers = Transfers(self._resolve_for_transfer)
+        self._access = BucketAccess(config, registry, pool)
 
     # -- resolution -----------------------------------------------------------------------------
 
@@ -246,7 +257,8 @@ class Buckets:
         """Forget a bucket; for buckets blobfs created, delete the provider bucket too.
 
         A non-empty provider bucket is refused with :class:`~sdk.errors.NotEmpty` and the
-        record is kept (empty it first, e.g. ``blob_rm(uri, recursive=True)``).
+        record is kept (empty it first, e.g. ``blob_rm(uri, recursive=True)``).  Persistent
+        credentials that cover only this bucket are revoked; others lose this bucket.
         """
         record = self._record(bucket_id_or_name, cluster_name, bucket_owner)
         bucket = record.bucket
@@ -260,8 +272,76 @@ class Buckets:
                 ) from None
             except ResourceNotFound:
                 log.warning("provider bucket %s was already gone", record.provider_bucket)
+            await self._access.forget_bucket(record)
         await self._pool.forget(bucket.id)
         self._registry.remove_bucket(bucket.id)
+
+    # -- credentials and public access (sdk.credentials) ----------------------------------------
+
+    async def request_tmp_credentials(
+        self,
+        bucket_id_or_name: str,
+        cluster_name: str | None = None,
+        bucket_owner: str | None = None,
+        *,
+        read_only: bool = False,
+    ) -> BucketCredentials:
+        """Provider credentials for this bucket alone, expiring after an hour.
+
+        S3 keys: ``access_key_id``, ``secret_access_key``, ``session_token``, ``expiration``,
+        ``bucket_name``, ``endpoint_url``, ``region_name``; Azure: ``storage_endpoint``,
+        ``bucket_name``, ``sas_token``, ``expiry``.  With ``read_only`` the provider refuses
+        writes and deletes.  :class:`~sdk.errors.InvalidRequest` where the provider cannot
+        scope credentials (the cluster's own are never handed out).
+        """
+        record = self._record(bucket_id_or_name, cluster_name, bucket_owner)
+        return await self._access.request_tmp_credentials(record, read_only=read_only)
+
+    async def set_public_access(
+        self,
+        bucket_id_or_name: str,
+        public_access: bool,
+        cluster_name: str | None = None,
+        bucket_owner: str | None = None,
+    ) -> Bucket:
+        """Allow or forbid anonymous reads (and listing) of the bucket; returns the bucket
+        as now recorded.  The provider is asked only when the setting changes."""
+        record = self._record(bucket_id_or_name, cluster_name, bucket_owner)
+        return await self._access.set_public_access(record, public_access)
+
+    def persistent_credentials_list(
+        self, cluster_name: str | None = None
+    ) -> AbstractAsyncContextManager[AsyncIterator[PersistentBucketCredentials]]:
+        """The current user's persistent credentials on the cluster."""
+        return self._access.list(self._cluster(cluster_name))
+
+    async def persistent_credentials_create(
+        self,
+        bucket_ids: Iterable[str],
+        name: str | None,
+        read_only: bool | None = False,
+        cluster_name: str | None = None,
+    ) -> PersistentBucketCredentials:
+        """Long-lived credentials for the given buckets (ids or names), optionally
+        read-only.  Imported buckets are refused with :class:`~sdk.errors.InvalidRequest`.
+        The secrets are kept in the registry so that :meth:`persistent_credentials_get`
+        can show them again."""
+        return await self._access.create(
+            self._cluster(cluster_name), bucket_ids, name, read_only=bool(read_only)
+        )
+
+    async def persistent_credentials_get(
+        self, credential_id_or_name: str, cluster_name: str | None = None
+    ) -> PersistentBucketCredentials:
+        """Persistent credentials by id or name; :class:`ResourceNotFound` if unknown."""
+        return self._access.get(self._cluster(cluster_name), credential_id_or_name)
+
+    async def persistent_credentials_rm(
+        self, credential_id_or_name: str, cluster_name: str | None = None
+    ) -> None:
+        """Revoke persistent credentials (the provider refuses them from then on) and
+        forget them."""
+        await self._access.rm(self._cluster(cluster_name), credential_id_or_name)
 
     # -- blobs ----------------------------------------------------------------------------------
 

@@ -266,6 +266,17 @@ class Registry:
                 (json.dumps(list(bucket_ids)), credentials_id),
             )
 
+    def update_credentials(
+        self, credentials_id: str, bucket_ids: Sequence[str], data: Mapping[str, object]
+    ) -> None:
+        """Replace the buckets and provider state of persistent credentials (one
+        transaction, so the two never disagree)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE persistent_credentials SET bucket_ids=?, data=? WHERE id=?",
+                (json.dumps(list(bucket_ids)), json.dumps(dict(data)), credentials_id),
+            )
+
     def remove_credentials(self, credentials_id: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM persistent_credentials WHERE id=?", (credentials_id,))

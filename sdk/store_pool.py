@@ -49,6 +49,7 @@ class StorePool:
         self._stores: dict[str, BlobStore] = {}
         self._external: dict[str, ProviderAdmin] = {}
         self._lock = asyncio.Lock()
+        self._opening: dict[str, asyncio.Lock] = {}
 
     async def admin(self, cluster_name: str) -> ProviderAdmin:
         async with self._lock:
@@ -63,20 +64,25 @@ class StorePool:
         store = self._stores.get(bucket.id)
         if store is not None:
             return store
-        if bucket.imported:
-            admin = external_admin(bucket.provider, record.credentials or {})
-            store = await admin.open_bucket(record.provider_bucket, record.credentials)
+        # One opener per bucket: opening a scoped store asks the provider for credentials,
+        # and a thousand concurrent first requests (a recursive copy) must not each do it.
+        opening = self._opening.setdefault(bucket.id, asyncio.Lock())
+        async with opening:
+            store = self._stores.get(bucket.id)
+            if store is not None:
+                return store
+            if bucket.imported:
+                admin = external_admin(bucket.provider, record.credentials or {})
+                store = await admin.open_bucket(record.provider_bucket, record.credentials)
+                async with self._lock:
+                    self._external[bucket.id] = admin
+            else:
+                # The sdk's own requests use credentials for this bucket alone, renewed
+                # before they expire, rather than the cluster's.
+                admin = await self.admin(bucket.cluster_name)
+                store = await admin.open_scoped_bucket(record.provider_bucket)
             async with self._lock:
-                self._external[bucket.id] = admin
-        else:
-            admin = await self.admin(bucket.cluster_name)
-            store = await admin.open_bucket(record.provider_bucket)
-        async with self._lock:
-            existing = self._stores.get(bucket.id)
-            if existing is not None:  # another task won the race; keep one
-                await store.close()
-                return existing
-            self._stores[bucket.id] = store
+                self._stores[bucket.id] = store
         return store
 
     async def forget(self, bucket_id: str) -> None:
@@ -84,6 +90,7 @@ class StorePool:
         async with self._lock:
             store = self._stores.pop(bucket_id, None)
             admin = self._external.pop(bucket_id, None)
+            self._opening.pop(bucket_id, None)
         if store is not None:
             await store.close()
         if admin is not None:
