@@ -67,6 +67,10 @@ from blobfs.commands import blobs, buckets, config, copy  # noqa: E402
 
 for _command in [*buckets.COMMANDS, *blobs.COMMANDS, *copy.COMMANDS, *config.COMMANDS]:
     main.add_command(_command)
+from blobfs.commands import credentials  # noqa: E402
+
+for _command in credentials.COMMANDS:
+    main.add_command(_command)
 from blobfs.daemon import mount_command, umount_command  # noqa: E402
 
 main.add_command(mount_command)
