@@ -39,7 +39,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 from ..errors import (
@@ -52,7 +52,14 @@ from ..errors import (
     TransientError,
 )
 from . import check_expiry
-from .base import MIN_PART_SIZE, ObjectInfo, PrefixInfo
+from .base import (
+    MIN_PART_SIZE,
+    CredentialTimes,
+    IssuedCredentials,
+    ObjectInfo,
+    PersistentGrant,
+    PrefixInfo,
+)
 
 #: Names of the operations faults can be injected into.  ``read_body`` fails a read stream
 #: after it delivered its first chunk (a connection dropped mid-transfer).
@@ -211,6 +218,7 @@ class MemoryAdmin:
         self._buckets: dict[str, _Bucket] = {}
         self._credentials = dict(credentials or {})
         self._faults = _Faults()
+        self.credential_times = CredentialTimes()
 
     # -- fault injection on admin operations -----------------------------------------------
 
@@ -251,6 +259,36 @@ class MemoryAdmin:
         if not self._accepts(credentials):
             raise PermissionDenied("credentials refused")
         self._bucket(bucket_name)
+
+    # -- access control: the in-memory provider has none -------------------------------------
+
+    async def open_scoped_bucket(self, bucket_name: str) -> MemoryStore:
+        """A store with the admin's rights: there are no credentials to scope here."""
+        return await self.open_bucket(bucket_name)
+
+    def _no_access_control(self) -> InvalidRequest:
+        return InvalidRequest("the in-memory provider cannot issue or scope credentials")
+
+    async def temporary_credentials(
+        self, bucket_name: str, *, read_only: bool = False
+    ) -> IssuedCredentials:
+        raise self._no_access_control()
+
+    async def create_persistent_credentials(
+        self, credentials_id: str, bucket_names: Sequence[str], *, read_only: bool = False
+    ) -> PersistentGrant:
+        raise self._no_access_control()
+
+    async def detach_persistent_credentials(
+        self, state: Mapping[str, Any], bucket_name: str
+    ) -> Mapping[str, Any]:
+        raise self._no_access_control()
+
+    async def revoke_persistent_credentials(self, state: Mapping[str, Any]) -> None:
+        raise self._no_access_control()
+
+    async def set_public_access(self, bucket_name: str, public: bool) -> None:
+        raise self._no_access_control()
 
     async def close(self) -> None:
         """Nothing to release; the buckets stay for other stores of this admin."""
