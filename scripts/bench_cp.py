@@ -12,9 +12,10 @@ default), then in the same run and against the same server, alternating:
 * sdk up/down:   the same through ``client.buckets.upload_file``/``download_file`` in this
                  process, which tells the transfer engine apart from the command's own costs.
 
-Each is run ``--rounds`` times; the best time of each is reported as MiB/s, with the ratio
-blobfs/baseline (1.00 = as fast as raw aioboto3).  The ``blobfs`` times include starting
-the Python process; the startup alone (``blobfs --version``) is printed too.
+Each is run ``--rounds`` times, in alternating order; the best rate of each is reported, and
+the median over the rounds of baseline time / blobfs time (1.00 = as fast as raw aioboto3).
+The ``blobfs`` times include starting the Python process; the startup alone
+(``blobfs --version``) is printed too.
 
     .venv/bin/python scripts/bench_cp.py [--size-mib 1024] [--rounds 3]
 """
@@ -26,6 +27,7 @@ import asyncio
 import filecmp
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -174,42 +176,53 @@ async def main() -> None:
             aws_secret_access_key=server.secret_access_key,
         ) as s3:
             await s3.create_bucket(Bucket="baseline")
-            for n in range(args.rounds):
-                t0 = time.perf_counter()
-                await baseline_up(s3, "baseline", "big", src)
-                times["base up"].append(time.perf_counter() - t0)
-                times["blobfs up"].append(await blobfs(env, "cp", str(src), "blob:bench/big"))
-                t0 = time.perf_counter()
-                await client.buckets.upload_file(URL(src.as_uri()), URL("blob:bench/big2"))
-                times["sdk up"].append(time.perf_counter() - t0)
+            out = work / "out.bin"
 
-                out = work / "out.bin"
+            async def run(name: str) -> None:
                 t0 = time.perf_counter()
-                await baseline_down(s3, "baseline", "big", out)
-                times["base down"].append(time.perf_counter() - t0)
-                out.unlink()
-                times["blobfs down"].append(await blobfs(env, "cp", "blob:bench/big", str(out)))
-                same = await asyncio.to_thread(filecmp.cmp, src, out, shallow=False)
-                out.unlink()
-                t0 = time.perf_counter()
-                await client.buckets.download_file(URL("blob:bench/big2"), URL(out.as_uri()))
-                times["sdk down"].append(time.perf_counter() - t0)
-                out.unlink()
-                print(f"round {n + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in
-                                                      times.items()), flush=True)  # fmt: skip
-                if not same:
+                if name == "base up":
+                    await baseline_up(s3, "baseline", "big", src)
+                elif name == "blobfs up":
+                    await blobfs(env, "cp", str(src), "blob:bench/big")
+                elif name == "sdk up":
+                    await client.buckets.upload_file(URL(src.as_uri()), URL("blob:bench/big2"))
+                elif name == "base down":
+                    await baseline_down(s3, "baseline", "big", out)
+                elif name == "blobfs down":
+                    await blobfs(env, "cp", "blob:bench/big", str(out))
+                else:
+                    await client.buckets.download_file(URL("blob:bench/big2"), URL(out.as_uri()))
+                times[name].append(time.perf_counter() - t0)
+                if name == "blobfs down" and not filecmp.cmp(src, out, shallow=False):
                     raise SystemExit("blobfs download differs from the source!")
+                if name.endswith("down"):
+                    out.unlink()
 
-        best = {k: min(v) for k, v in times.items()}
-        print(f"\n{args.size_mib} MiB, part {PART_SIZE // MiB} MiB x {PART_CONCURRENCY} in flight,"
-              f" best of {args.rounds}; blobfs startup {startup:.2f} s")  # fmt: skip
+            for n in range(args.rounds):
+                # The machine may be shared: alternate the order so neither side always
+                # runs first, and compare within each round.
+                for direction in ("up", "down"):
+                    names = [f"base {direction}", f"blobfs {direction}", f"sdk {direction}"]
+                    for name in names if n % 2 == 0 else names[::-1]:
+                        await run(name)
+                print(
+                    f"round {n + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()),
+                    flush=True,
+                )
+
+        print(
+            f"\n{args.size_mib} MiB, part {PART_SIZE // MiB} MiB x {PART_CONCURRENCY} in flight, "
+            f"{args.rounds} rounds; blobfs startup {startup:.2f} s; ratio = baseline time / "
+            "blobfs time (1.00 = as fast), median of the rounds' ratios"
+        )
         for direction in ("up", "down"):
-            base, ours = best[f"base {direction}"], best[f"blobfs {direction}"]
-            sdk = best[f"sdk {direction}"]
+            base, ours, sdk = (times[f"{who} {direction}"] for who in ("base", "blobfs", "sdk"))
+            ratio = statistics.median(b / o for b, o in zip(base, ours, strict=True))
+            sdk_ratio = statistics.median(b / o for b, o in zip(base, sdk, strict=True))
             print(
-                f"{direction:>4}: baseline {rate(size, base)}  blobfs {rate(size, ours)}  "
-                f"ratio {base / ours:.2f}  (without startup {base / (ours - startup):.2f}; "
-                f"sdk in-process {rate(size, sdk)}, ratio {base / sdk:.2f})"
+                f"{direction:>4}: best baseline {rate(size, min(base))}, "
+                f"blobfs {rate(size, min(ours))}, sdk in-process {rate(size, min(sdk))}\n"
+                f"      ratio blobfs cp {ratio:.2f}, sdk in-process {sdk_ratio:.2f}"
             )
         await client.close()
     finally:
