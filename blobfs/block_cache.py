@@ -85,8 +85,8 @@ class BlockCache:
         *,
         block_size: int,
         memory: int,
-        max_fetches: int = 8,
-        fetch_size: int = 8 * 1024 * 1024,
+        max_fetches: int = 4,
+        fetch_size: int = 16 * 1024 * 1024,
         disk: DiskCache | None = None,
     ) -> None:
         self.store = store
