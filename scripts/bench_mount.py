@@ -297,6 +297,25 @@ async def fill(config: Config, registry: Path, size_mib: int, entries: int) -> t
         return "blob:bench", store.bucket_name
 
 
+async def raw_parallel_get(config: Config, registry: Path, size_mib: int) -> float:
+    """MiB/s of the sdk's own parallel ranged GETs of the big object, in plain asyncio:
+    the ceiling any Python client on this machine and server reaches."""
+    async with Client(config, registry_path=registry) as client:
+        bucket, _ = await client.buckets.resolve_uri("blob:bench")
+        store = await client.buckets.store_for(bucket)
+        sem = asyncio.Semaphore(8)
+        piece = 16 * MiB
+
+        async def get(n: int) -> int:
+            async with sem:
+                data = await store.read_range(f"seq/{size_mib}m.bin", n * piece, piece)
+                return len(data)
+
+        started = time.perf_counter()
+        total = sum(await asyncio.gather(*(get(n) for n in range(size_mib * MiB // piece))))
+        return total / MiB / (time.perf_counter() - started)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -340,6 +359,11 @@ def main() -> int:
             fill(config, work / "data" / "registry.sqlite3", args.size_mib, args.entries)
         )
         print(f"  filled in {time.perf_counter() - started:.0f} s", flush=True)
+        drop_caches()
+        raw = asyncio.run(
+            raw_parallel_get(config, work / "data" / "registry.sqlite3", args.size_mib)
+        )
+        print(f"  raw sdk parallel ranged GETs: {raw:.0f} MiB/s", flush=True)
         env = dict(
             os.environ,
             BLOBFS_CONFIG=str(work / "config.toml"),
@@ -356,6 +380,7 @@ def main() -> int:
                 print(f"  {tool} failed: {e}", flush=True)
                 unmount(work / f"mnt-{tool}")
         report(results, args)
+        print(f"raw sdk parallel ranged GETs (plain asyncio, 8 x 16 MiB): {raw:.0f} MiB/s")
     finally:
         for tool in MOUNTS:
             where = work / f"mnt-{tool}"
