@@ -402,6 +402,15 @@ def test_importbucket(cli: ServerCli) -> None:
         asyncio.run(_provider_bucket(cli.kind, cli.server, external, create=False))
 
 
+def test_set_bucket_publicity(cli: Cli) -> None:
+    out = cli("set-bucket-publicity", cli.bucket, "public").stdout
+    assert "public" in out
+    assert "Public:   yes" in cli("statbucket", cli.bucket).stdout
+    cli("set-bucket-publicity", cli.bucket, "private")
+    assert "Public:   no" in cli("statbucket", cli.bucket).stdout
+    cli("set-bucket-publicity", cli.bucket, "open", code=2)
+
+
 def test_sign_url(cli: Cli) -> None:
     (cli.cwd / "f").write_text("signed")
     cli("cp", "f", cli.blob("f"))
