@@ -36,7 +36,30 @@ zsh: _BLOBFS_COMPLETE=zsh_source in ~/.zshrc; fish: _BLOBFS_COMPLETE=fish_source
 """
 
 
+class _Group(click.Group):
+    """Loads the mount commands only when they are asked for.
+
+    :mod:`blobfs.daemon` imports trio and trio-asyncio, and importing trio-asyncio replaces
+    asyncio's event loop factory with a slower one for the whole process: every other command
+    (and its transfers) must not pay for that.
+    """
+
+    _LAZY = {"mount": "mount_command", "umount": "umount_command"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self._LAZY])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._LAZY:
+            from blobfs import daemon
+
+            command: click.Command = getattr(daemon, self._LAZY[cmd_name])
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
 @click.group(
+    cls=_Group,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog=EPILOG,
 )
@@ -71,10 +94,6 @@ from blobfs.commands import credentials  # noqa: E402
 
 for _command in credentials.COMMANDS:
     main.add_command(_command)
-from blobfs.daemon import mount_command, umount_command  # noqa: E402
-
-main.add_command(mount_command)
-main.add_command(umount_command)
 from blobfs.mount_helper import install_helper_command  # noqa: E402
 
 main.add_command(install_helper_command)

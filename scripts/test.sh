@@ -17,7 +17,7 @@ printf '\n==> mypy\n'
 
 printf '\n==> pytest\n'
 status=0
-.venv/bin/python -m pytest -q "$@" || status=$?
+.venv/bin/python -m pytest -q --durations=25 "$@" || status=$?
 if [[ $status -eq 5 ]]; then
     echo "test.sh: pytest collected no tests" >&2
 fi
