@@ -56,6 +56,24 @@ async def _aclose(it: Any) -> None:
         await aclose()
 
 
+class TrioMultipart:
+    """A :class:`MultipartUpload` callable from trio."""
+
+    def __init__(self, upload: MultipartUpload) -> None:
+        self.upload = upload
+        self.key = upload.key
+
+    async def upload_part(self, part_number: int, data: bytes) -> None:
+        await trio_asyncio.aio_as_trio(self.upload.upload_part)(part_number, data)
+
+    async def complete(self) -> str:
+        result: str = await trio_asyncio.aio_as_trio(self.upload.complete)()
+        return result
+
+    async def abort(self) -> None:
+        await trio_asyncio.aio_as_trio(self.upload.abort)()
+
+
 class TrioStore:
     """A :class:`BlobStore` callable from trio.  Use only inside ``trio_asyncio.open_loop()``.
 
@@ -118,11 +136,11 @@ class TrioStore:
 
     async def start_multipart(
         self, key: str, *, metadata: Mapping[str, str] | None = None
-    ) -> MultipartUpload:
+    ) -> TrioMultipart:
         result: MultipartUpload = await trio_asyncio.aio_as_trio(self.store.start_multipart)(
             key, metadata=metadata
         )
-        return result
+        return TrioMultipart(result)
 
     async def copy(
         self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None

@@ -13,7 +13,8 @@ daemon itself (:func:`serve`):
    the kernel read-ahead is raised, systemd gets ``READY=1``, the parent gets ``OK``;
 4. runs until the file system is unmounted (``blobfs umount``, ``fusermount3 -u``) or a
    SIGTERM/SIGINT/SIGHUP arrives, which unmounts it; then drains pending work
-   (:meth:`Filesystem.drain`, where issue 6's uploads will be waited for) and exits.
+   (:meth:`Filesystem.drain` uploads files still dirty) and exits.  Uploads in progress
+   when the signal arrives are shielded from the cancellation, so they finish first.
 
 Whatever happens after the mount, ``pyfuse3.close(unmount=True)`` runs on the way out, so
 a daemon that fails leaves no "Transport endpoint is not connected" behind when it can
@@ -22,6 +23,7 @@ help it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import signal
@@ -37,7 +39,7 @@ import trio
 
 from sdk import errors as sdk_errors
 
-from . import bridge, mountpoint
+from . import bridge, mountpoint, writeback
 from .block_cache import BlockCache
 from .disk_cache import DiskCache
 from .fs import Filesystem
@@ -113,6 +115,18 @@ async def serve(
             await _serve_mounted(source, where, options, store, prefix, signals, ready)
 
 
+def staging_dir(options: MountOptions, source: str) -> Path:
+    """Where files being written are staged: under ``cache_dir`` if set, else under the
+    user's cache directory; one directory per source, so data a killed daemon left behind
+    is found (and reported) by the next mount of the same source."""
+    if options.cache_dir is not None:
+        base = options.cache_dir
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "blobfs"
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return base / "staging" / digest
+
+
 def cache_memory(options: MountOptions) -> int:
     """The block LRU's share of the ``memory`` budget.
 
@@ -148,7 +162,14 @@ async def _serve_mounted(
             fetch_size=options.fetch_size,
             disk=disk,
         )
-        fs = Filesystem(store, cache, options, prefix=prefix)
+        staging = staging_dir(options, source)
+        for path, key in writeback.leftovers(staging):
+            log.warning(
+                "staged data of %r from an earlier daemon was never uploaded: kept in %s",
+                key,
+                path,
+            )
+        fs = Filesystem(store, cache, options, prefix=prefix, staging_dir=staging)
         ops = Operations(fs)
         try:
             pyfuse3.init(ops, str(where), kernel_options(fs, source))

@@ -107,7 +107,8 @@ class Operations(pyfuse3.Operations):
             # nlink 1 tells find(1) the subdirectory count is unknown (no leaf optimisation).
             a.st_nlink = 1
         else:
-            a.st_mode = pyfuse3.ModeT(stat.S_IFREG | node.mode)
+            kind = stat.S_IFLNK if node.symlink else stat.S_IFREG
+            a.st_mode = pyfuse3.ModeT(kind | node.mode)
             a.st_nlink = 1
         a.st_uid = node.uid
         a.st_gid = node.gid
@@ -239,7 +240,7 @@ class Operations(pyfuse3.Operations):
             return info, self._attrs(handle.node)
         raise AssertionError("unreachable")
 
-    # -- namespace changes (refused by the core until the write path lands) ------------------
+    # -- namespace changes ---------------------------------------------------------------------
 
     async def mkdir(
         self, parent_inode: pyfuse3.InodeT, name: bytes, mode: int, ctx: pyfuse3.RequestContext
@@ -306,6 +307,11 @@ class Operations(pyfuse3.Operations):
             )
             self.fs.inodes.ref(node)
             return self._attrs(node)
+        raise AssertionError("unreachable")
+
+    async def readlink(self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext) -> bytes:
+        async with _errno("readlink"):
+            return await self.fs.readlink(inode)
         raise AssertionError("unreachable")
 
     async def link(

@@ -87,6 +87,8 @@ class Node:
     listing: Listing | None = None
     #: The ETag the kernel's page cache holds data of (set on open, used for keep_cache).
     cached_etag: str | None = field(default=None)
+    #: Files only: the object is a symbolic link (s3fs: ``S_IFLNK`` in its ``mode`` metadata).
+    symlink: bool = False
 
     @property
     def is_dir(self) -> bool:
@@ -175,6 +177,27 @@ class InodeTable:
         self._nodes[ino] = node
         self._children[(parent.ino, name)] = ino
         return node
+
+    def move(self, node: Node, new_parent: Node, new_name: str, new_key: str) -> None:
+        """Give ``node`` a new name (a rename); a directory's descendants get new keys too.
+
+        Whatever held the new name is detached first.
+        """
+        old_key = node.key
+        existing = self.child(new_parent.ino, new_name)
+        if existing is not None and existing is not node:
+            self.detach(existing)
+        if self._children.get((node.parent, node.name)) == node.ino:
+            del self._children[(node.parent, node.name)]
+        self._negative.pop((new_parent.ino, new_name), None)
+        node.parent, node.name, node.key = new_parent.ino, new_name, new_key
+        self._children[(new_parent.ino, new_name)] = node.ino
+        self._numbers[(new_key, node.kind)] = node.ino
+        if node.is_dir:
+            for other in self._nodes.values():
+                if other is not node and other.ino != ROOT_INODE and other.key.startswith(old_key):
+                    other.key = new_key + other.key[len(old_key) :]
+                    self._numbers[(other.key, other.kind)] = other.ino
 
     def detach(self, node: Node) -> None:
         """Remove ``node``'s name from its parent (it vanished or was replaced)."""

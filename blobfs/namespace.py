@@ -93,3 +93,19 @@ def metadata_mtime_ns(meta: Mapping[str, str]) -> int | None:
     except ValueError:
         log.debug("ignoring unparsable mtime metadata %r", raw)
         return None
+
+
+def metadata_is_symlink(meta: Mapping[str, str]) -> bool:
+    """Whether s3fs's ``mode`` says the object is a symbolic link."""
+    mode = _int(meta, "mode")
+    return mode is not None and (mode & 0o170000) == 0o120000
+
+
+def s3fs_metadata(mode: int, uid: int, gid: int, mtime_ns: int) -> dict[str, str]:
+    """The metadata s3fs writes: full ``st_mode``, owner, and whole-second ``mtime``."""
+    return {
+        "mode": str(mode),
+        "uid": str(uid),
+        "gid": str(gid),
+        "mtime": str(mtime_ns // 1_000_000_000),
+    }

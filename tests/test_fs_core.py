@@ -297,22 +297,24 @@ async def test_deleted_object_under_open_handle_is_stale() -> None:
 
 
 @pytest.mark.trio
-async def test_open_for_writing_is_refused() -> None:
+async def test_read_only_mount_refuses_writing() -> None:
     async with make_env({"f": b"x"}) as env:
-        node = await env.path("f")
-        with pytest.raises(errors.NotSupported):
-            await env.fs.open(node.ino, os.O_WRONLY)
         with pytest.raises(errors.IsADirectory):
             await env.fs.open(ROOT_INODE, os.O_RDONLY)
-    async with make_env({"f": b"x"}, read_only=True) as env:
+    async with make_env({"f": b"x", "d/": b""}, read_only=True) as env:
         node = await env.path("f")
         for call in (
             env.fs.open(node.ino, os.O_RDWR),
+            env.fs.open(node.ino, os.O_WRONLY | os.O_TRUNC),
             env.fs.create(ROOT_INODE, "new", 0o644, os.O_WRONLY),
-            env.fs.mkdir(ROOT_INODE, "d", 0o755),
+            env.fs.mkdir(ROOT_INODE, "e", 0o755),
             env.fs.unlink(ROOT_INODE, "f"),
+            env.fs.rmdir(ROOT_INODE, "d"),
             env.fs.rename(ROOT_INODE, "f", ROOT_INODE, "g", 0),
+            env.fs.symlink(ROOT_INODE, "s", "f"),
+            env.fs.link(node.ino, ROOT_INODE, "h"),
             env.fs.setattr(node.ino, size=0),
+            env.fs.setattr(node.ino, mode=0o600),
         ):
             with pytest.raises(errors.ReadOnly):
                 await call

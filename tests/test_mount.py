@@ -265,9 +265,10 @@ def test_estale_on_replaced_object(world: World, mnt: Path) -> None:
         assert f.read(4096) == new[15 * MiB : 15 * MiB + 4096]
 
 
-def test_write_calls_refused(mnt: Path) -> None:
+def test_hard_links_refused(mnt: Path) -> None:
+    # Writing is tested in tests/test_mount_write.py; hard links stay unsupported.
     with pytest.raises(OSError) as info:
-        (mnt / "new.txt").write_bytes(b"x")
+        os.link(mnt / "top.txt", mnt / "hard")
     assert info.value.errno == errno.EOPNOTSUPP
 
 

@@ -1,0 +1,504 @@
+"""The write path of the core against the in-memory store (no kernel).
+
+Drives :class:`~blobfs.fs.Filesystem` as the FUSE adapter would: create / open with write
+flags, write, flush (``close()``), fsync, release, setattr, and the namespace changes.  The
+durability contract is checked with the memory store's fault injection: a failing or
+vanishing server makes ``flush`` raise, and the bucket never holds a partial object.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import stat
+from typing import Any
+
+import pytest
+import trio_asyncio
+
+from blobfs import errors
+from blobfs.fs import RENAME_NOREPLACE, FileHandle
+from blobfs.inodes import ROOT_INODE, Node
+from sdk.providers.base import ObjectInfo
+from tests.test_fs_core import Env, make_env
+
+MiB = 1024 * 1024
+
+
+def data_of(size: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+async def head(env: Env, key: str) -> ObjectInfo:
+    info: ObjectInfo = await trio_asyncio.aio_as_trio(env.store.head)(key)
+    return info
+
+
+async def body(env: Env, key: str) -> bytes:
+    data: bytes = await trio_asyncio.aio_as_trio(env.store.read_range)(key, 0, 1 << 40)
+    return data
+
+
+async def write_all(env: Env, handle: FileHandle, data: bytes, offset: int = 0) -> None:
+    chunk = 128 * 1024
+    for start in range(0, len(data), chunk):
+        await env.fs.write(handle.fh, offset + start, data[start : start + chunk])
+
+
+async def create_file(env: Env, name: str, data: bytes, parent: int = ROOT_INODE) -> Node:
+    handle = await env.fs.create(parent, name, 0o640, os.O_WRONLY | os.O_CREAT)
+    env.fs.inodes.ref(handle.node)
+    await write_all(env, handle, data)
+    await env.fs.flush(handle.fh)
+    await env.fs.release(handle.fh)
+    return handle.node
+
+
+def local_write(path: Any, offset: int, data: bytes) -> None:
+    with open(path, "r+b" if path.exists() else "w+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+async def read_through(env: Env, handle: FileHandle, size: int) -> bytes:
+    out = bytearray()
+    while len(out) < size:
+        chunk = await env.fs.read(handle.fh, len(out), 64 * 1024)
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
+# -- new files ----------------------------------------------------------------------------------
+
+
+@pytest.mark.trio
+async def test_create_write_close_stores_object_with_s3fs_metadata() -> None:
+    async with make_env() as env:
+        handle = await env.fs.create(ROOT_INODE, "new.txt", 0o640, os.O_WRONLY | os.O_CREAT)
+        env.fs.inodes.ref(handle.node)
+        await env.fs.write(handle.fh, 0, b"hello, ")
+        await env.fs.write(handle.fh, 7, b"world\n")
+        assert "new.txt" not in env.store.keys(), "visible before close"
+        assert (await env.fs.getattr(handle.node.ino)).size == 13
+        assert await env.listdir() == ["new.txt"]
+        await env.fs.flush(handle.fh)
+        await env.fs.release(handle.fh)
+        info = await head(env, "new.txt")
+        assert await body(env, "new.txt") == b"hello, world\n"
+        assert int(info.metadata["mode"]) == stat.S_IFREG | 0o640
+        assert info.metadata["uid"] == "1000" and info.metadata["gid"] == "1000"
+        assert abs(int(info.metadata["mtime"]) - handle.node.mtime_ns // 10**9) <= 1
+        assert list(env.fs.staging_dir.iterdir()) == [], "staging file left behind"
+        # a fresh lookup (after the TTLs) reads the same attributes back
+        env.clock.advance(10)
+        node = await env.path("new.txt")
+        assert (node.size, node.mode) == (13, 0o640)
+        assert await env.read_all(node) == b"hello, world\n"
+
+
+@pytest.mark.trio
+async def test_create_existing_name_is_eexist_and_empty_file_is_stored() -> None:
+    async with make_env({"f": b"x", "d/g": b"y"}) as env:
+        for name in ("f", "d"):
+            with pytest.raises(errors.Exists):
+                await env.fs.create(ROOT_INODE, name, 0o644, os.O_WRONLY)
+        with pytest.raises(errors.NameTooLong):
+            await env.fs.create(ROOT_INODE, "n" * 256, 0o644, os.O_WRONLY)
+        await create_file(env, "empty", b"")
+        assert await body(env, "empty") == b""
+
+
+@pytest.mark.trio
+async def test_large_file_goes_up_as_multipart_and_reads_back() -> None:
+    async with make_env() as env:
+        data = data_of(20 * MiB + 123, 1)
+        node = await create_file(env, "big", data)
+        info = await head(env, "big")
+        assert info.etag.endswith("-3"), info.etag
+        assert await body(env, "big") == data
+        assert await env.store.pending_uploads() == []
+        env.clock.advance(10)
+        assert await env.read_all(node) == data
+
+
+# -- existing files -----------------------------------------------------------------------------
+
+
+@pytest.mark.trio
+async def test_partial_overwrite_append_and_truncating_open() -> None:
+    original = data_of(3 * MiB, 2)
+    async with make_env({"f": original}) as env:
+        node = await env.path("f")
+        fetched: list[str] = []
+
+        async def hook(op: str, key: str) -> None:
+            fetched.append(op)
+
+        env.store.hook = hook
+        handle = await env.fs.open(node.ino, os.O_RDWR)
+        await env.fs.write(handle.fh, 100, b"XYZ")
+        assert fetched.count("read_range") == 1, "the first write fills only what it needs"
+        assert await env.fs.read(handle.fh, 98, 7) == original[98:100] + b"XYZ" + original[103:105]
+        await env.fs.flush(handle.fh)
+        await env.fs.release(handle.fh)
+        expected = original[:100] + b"XYZ" + original[103:]
+        assert await body(env, "f") == expected
+
+        handle = await env.fs.open(node.ino, os.O_WRONLY | os.O_APPEND)
+        await env.fs.write(handle.fh, len(expected), b"tail")
+        await env.fs.flush(handle.fh)
+        await env.fs.release(handle.fh)
+        assert await body(env, "f") == expected + b"tail"
+
+        handle = await env.fs.open(node.ino, os.O_WRONLY | os.O_TRUNC)
+        assert handle.node.size == 0
+        await env.fs.write(handle.fh, 0, b"short")
+        await env.fs.release(handle.fh)  # no flush: release still uploads
+        assert await body(env, "f") == b"short"
+
+
+@pytest.mark.trio
+async def test_random_writes_match_a_local_file(tmp_path: Any) -> None:
+    rng = random.Random(7)
+    original = data_of(2 * MiB, 3)
+    local = bytearray(original)
+    async with make_env({"f": original}) as env:
+        node = await env.path("f")
+        handle = await env.fs.open(node.ino, os.O_RDWR)
+        for _ in range(200):
+            offset = rng.randrange(0, 3 * MiB)
+            chunk = rng.randbytes(rng.randrange(1, 70_000))
+            await env.fs.write(handle.fh, offset, chunk)
+            if offset > len(local):
+                local += bytes(offset - len(local))
+            local[offset : offset + len(chunk)] = chunk
+        await env.fs.setattr(node.ino, size=len(local) - 1000, fh=handle.fh)
+        del local[len(local) - 1000 :]
+        assert await read_through(env, handle, len(local) + 10) == bytes(local)
+        await env.fs.fsync(handle.fh, False)
+        assert await body(env, "f") == bytes(local)
+        await env.fs.release(handle.fh)
+
+
+@pytest.mark.trio
+async def test_truncate_closed_file_shrinks_and_grows() -> None:
+    async with make_env({"f": b"0123456789"}) as env:
+        node = await env.path("f")
+        await env.fs.setattr(node.ino, size=4)
+        assert await body(env, "f") == b"0123"
+        await env.fs.setattr(node.ino, size=6)
+        assert await body(env, "f") == b"0123\0\0"
+        assert node.size == 6
+        assert list(env.fs.staging_dir.iterdir()) == []
+
+
+@pytest.mark.trio
+async def test_reading_a_file_being_written_reads_the_staging_file() -> None:
+    async with make_env({"f": b"old content"}) as env:
+        node = await env.path("f")
+        writer = await env.fs.open(node.ino, os.O_WRONLY)
+        reader = await env.fs.open(node.ino, os.O_RDONLY)
+        await env.fs.write(writer.fh, 0, b"NEW")
+        assert await read_through(env, reader, 100) == b"NEW content"
+        await env.fs.release(writer.fh)
+        assert await body(env, "f") == b"old content", "uploaded while a handle is open"
+        await env.fs.release(reader.fh)  # the last handle
+        assert await body(env, "f") == b"NEW content"
+
+
+@pytest.mark.trio
+async def test_chmod_chown_utimens_persist_as_metadata() -> None:
+    async with make_env({"f": b"data", "d/": b""}) as env:
+        node = await env.path("f")
+        await env.fs.setattr(node.ino, mode=0o600, uid=7, gid=8, mtime_ns=1_600_000_000 * 10**9)
+        info = await head(env, "f")
+        assert info.metadata == {
+            "mode": str(stat.S_IFREG | 0o600),
+            "uid": "7",
+            "gid": "8",
+            "mtime": "1600000000",
+        }
+        assert await body(env, "f") == b"data"
+        d = await env.path("d")
+        await env.fs.setattr(d.ino, mode=0o700)
+        assert int((await head(env, "d/")).metadata["mode"]) == stat.S_IFDIR | 0o700
+        env.clock.advance(10)
+        env.forget_all()
+        again = await env.path("f")
+        assert (again.mode, again.uid, again.gid) == (0o600, 7, 8)
+        assert again.mtime_ns == 1_600_000_000 * 10**9
+
+
+# -- the durability contract --------------------------------------------------------------------
+
+
+@pytest.mark.trio
+async def test_failed_part_upload_is_an_error_and_leaves_nothing() -> None:
+    async with make_env({"big": b"the old version"}) as env:
+        data = data_of(12 * MiB, 4)
+        node = await env.path("big")
+        handle = await env.fs.open(node.ino, os.O_WRONLY | os.O_TRUNC)
+        await write_all(env, handle, data)
+        env.store.fail_next("upload_part")
+        with pytest.raises(errors.StorageFailure):
+            await env.fs.flush(handle.fh)
+        assert await body(env, "big") == b"the old version"
+        assert await env.store.pending_uploads() == [], "failed upload not aborted"
+        # the data is still staged: a retry (fsync, or the next close) stores it
+        await env.fs.fsync(handle.fh, False)
+        await env.fs.release(handle.fh)
+        assert await body(env, "big") == data
+
+
+@pytest.mark.trio
+async def test_server_gone_mid_upload_fails_close_and_no_object_appears() -> None:
+    async with make_env() as env:
+        data = data_of(30 * MiB, 5)
+        handle = await env.fs.create(ROOT_INODE, "f", 0o644, os.O_WRONLY)
+        env.fs.inodes.ref(handle.node)
+        await write_all(env, handle, data)
+        parts = 0
+
+        async def hook(op: str, key: str) -> None:
+            nonlocal parts
+            if op == "upload_part":
+                parts += 1
+                if parts == 2:
+                    env.store.go_offline()
+
+        env.store.hook = hook
+        with pytest.raises(errors.StorageFailure):
+            await env.fs.flush(handle.fh)
+        assert "f" not in env.store.keys(), "a partial object is visible"
+        assert await env.store.pending_uploads() in ([], ["f"])  # abort failed: offline
+        env.store.hook = None
+        env.store.go_online()
+        await env.fs.release(handle.fh)  # the server is back: the last close stores it
+        assert await body(env, "f") == data
+        assert list(env.fs.staging_dir.iterdir()) == []
+
+
+@pytest.mark.trio
+async def test_failed_upload_at_last_release_keeps_the_staging_file() -> None:
+    async with make_env() as env:
+        handle = await env.fs.create(ROOT_INODE, "f", 0o644, os.O_WRONLY)
+        env.fs.inodes.ref(handle.node)
+        await env.fs.write(handle.fh, 0, b"precious")
+        env.store.go_offline()
+        await env.fs.release(handle.fh)  # the kernel ignores release errors: logged, kept
+        env.store.go_online()
+        files = {p.suffix: p for p in env.fs.staging_dir.iterdir()}
+        assert files[".data"].read_bytes() == b"precious"
+        assert files[".key"].read_text().strip() == "f"
+        assert "f" not in env.store.keys()
+
+
+@pytest.mark.trio
+async def test_drain_uploads_files_still_open() -> None:
+    async with make_env() as env:
+        handle = await env.fs.create(ROOT_INODE, "f", 0o644, os.O_WRONLY)
+        env.fs.inodes.ref(handle.node)
+        await env.fs.write(handle.fh, 0, b"unflushed")
+        await env.fs.drain()
+        assert await body(env, "f") == b"unflushed"
+        await env.fs.release(handle.fh)
+
+
+# -- the namespace ------------------------------------------------------------------------------
+
+
+@pytest.mark.trio
+async def test_mkdir_rmdir_unlink_and_their_errors() -> None:
+    async with make_env({"f": b"x", "full/g": b"y"}) as env:
+        d = await env.fs.mkdir(ROOT_INODE, "d", 0o750)
+        env.fs.inodes.ref(d)
+        assert "d/" in env.store.keys()
+        assert int((await head(env, "d/")).metadata["mode"]) == stat.S_IFDIR | 0o750
+        assert sorted(await env.listdir()) == ["d", "f", "full"]
+        with pytest.raises(errors.Exists):
+            await env.fs.mkdir(ROOT_INODE, "f", 0o755)
+        with pytest.raises(errors.NotEmpty):
+            await env.fs.rmdir(ROOT_INODE, "full")
+        with pytest.raises(errors.NotADirectory):
+            await env.fs.rmdir(ROOT_INODE, "f")
+        with pytest.raises(errors.IsADirectory):
+            await env.fs.unlink(ROOT_INODE, "d")
+        with pytest.raises(errors.NotFound):
+            await env.fs.unlink(ROOT_INODE, "nothing")
+        f = await env.path("f")
+        with pytest.raises(errors.NotADirectory):
+            await env.fs.create(f.ino, "x", 0o644, os.O_WRONLY)
+        await create_file(env, "inner", b"z", parent=d.ino)
+        with pytest.raises(errors.NotEmpty):
+            await env.fs.rmdir(ROOT_INODE, "d")
+        await env.fs.unlink(d.ino, "inner")
+        await env.fs.rmdir(ROOT_INODE, "d")
+        await env.fs.unlink(ROOT_INODE, "f")
+        assert env.store.keys() == ["full/g"]
+        assert await env.listdir() == ["full"]
+        with pytest.raises(errors.NotFound):
+            await env.fs.lookup(ROOT_INODE, "f")
+
+
+@pytest.mark.trio
+async def test_a_new_file_counts_in_rmdir_before_it_is_uploaded() -> None:
+    async with make_env({"d/": b""}) as env:
+        d = await env.path("d")
+        handle = await env.fs.create(d.ino, "f", 0o644, os.O_WRONLY)
+        env.fs.inodes.ref(handle.node)
+        with pytest.raises(errors.NotEmpty):
+            await env.fs.rmdir(ROOT_INODE, "d")
+        await env.fs.release(handle.fh)
+
+
+@pytest.mark.trio
+async def test_unlink_of_an_open_new_file_never_uploads_it() -> None:
+    async with make_env() as env:
+        handle = await env.fs.create(ROOT_INODE, "tmp", 0o644, os.O_WRONLY)
+        env.fs.inodes.ref(handle.node)
+        await env.fs.write(handle.fh, 0, b"scratch")
+        await env.fs.unlink(ROOT_INODE, "tmp")
+        await env.fs.flush(handle.fh)
+        await env.fs.release(handle.fh)
+        assert env.store.keys() == []
+        assert list(env.fs.staging_dir.iterdir()) == []
+
+
+@pytest.mark.trio
+async def test_rename_file_over_existing_and_noreplace() -> None:
+    async with make_env({"a": b"A", "b": b"B", "dir/x": b"x"}) as env:
+        await env.fs.setattr((await env.path("a")).ino, mode=0o600)
+        with pytest.raises(errors.Exists):
+            await env.fs.rename(ROOT_INODE, "a", ROOT_INODE, "b", RENAME_NOREPLACE)
+        with pytest.raises(errors.IsADirectory):
+            await env.fs.rename(ROOT_INODE, "a", ROOT_INODE, "dir", 0)
+        with pytest.raises(errors.NotADirectory):
+            await env.fs.rename(ROOT_INODE, "dir", ROOT_INODE, "a", 0)
+        with pytest.raises(errors.NotFound):
+            await env.fs.rename(ROOT_INODE, "nothing", ROOT_INODE, "z", 0)
+        await env.fs.rename(ROOT_INODE, "a", ROOT_INODE, "b", 0)
+        assert env.store.keys() == ["b", "dir/x"]
+        assert await body(env, "b") == b"A"
+        assert int((await head(env, "b")).metadata["mode"]) == stat.S_IFREG | 0o600
+        assert sorted(await env.listdir()) == ["b", "dir"]
+        d = await env.path("dir")
+        await env.fs.rename(ROOT_INODE, "b", d.ino, "moved", 0)
+        assert env.store.keys() == ["dir/moved", "dir/x"]
+        node = await env.path("dir/moved")
+        assert await env.read_all(node) == b"A"
+
+
+@pytest.mark.trio
+async def test_rename_of_a_file_being_written_uploads_under_the_new_name() -> None:
+    async with make_env() as env:
+        handle = await env.fs.create(ROOT_INODE, "f.tmp", 0o644, os.O_WRONLY)
+        env.fs.inodes.ref(handle.node)
+        await env.fs.write(handle.fh, 0, b"saved by rename")
+        await env.fs.rename(ROOT_INODE, "f.tmp", ROOT_INODE, "f", 0)
+        assert env.store.keys() == ["f"]
+        await env.fs.write(handle.fh, 0, b"S")
+        await env.fs.release(handle.fh)
+        assert env.store.keys() == ["f"]
+        assert await body(env, "f") == b"Saved by rename"
+
+
+@pytest.mark.trio
+async def test_rename_directory_moves_every_key() -> None:
+    objects = {"src/a": b"1", "src/sub/b": b"2", "src/sub/deep/c": b"3", "src/empty/": b""}
+    async with make_env({**objects, "other/": b"", "full/x": b"x"}) as env:
+        inner = await env.path("src/sub/b")
+        await env.fs.rename(ROOT_INODE, "src", ROOT_INODE, "dst", 0)
+        assert env.store.keys() == sorted(
+            ["dst/", "dst/a", "dst/sub/b", "dst/sub/deep/c", "dst/empty/", "other/", "full/x"]
+        )
+        assert inner.key == "dst/sub/b", "open inodes follow the rename"
+        assert await env.read_all(await env.path("dst/sub/deep/c")) == b"3"
+        assert sorted(await env.listdir()) == ["dst", "full", "other"]
+        # onto an empty directory: replaces it; onto a non-empty one: ENOTEMPTY
+        await env.fs.rename(ROOT_INODE, "dst", ROOT_INODE, "other", 0)
+        assert "other/sub/b" in env.store.keys() and "dst/a" not in env.store.keys()
+        with pytest.raises(errors.NotEmpty):
+            await env.fs.rename(ROOT_INODE, "other", ROOT_INODE, "full", 0)
+        other = await env.path("other")
+        with pytest.raises(errors.InvalidName):
+            await env.fs.rename(ROOT_INODE, "other", other.ino, "inside", 0)
+
+
+@pytest.mark.trio
+async def test_symlink_stored_as_s3fs_does() -> None:
+    async with make_env() as env:
+        node = await env.fs.symlink(ROOT_INODE, "link", "target/file")
+        env.fs.inodes.ref(node)
+        assert await body(env, "link") == b"target/file"
+        assert int((await head(env, "link")).metadata["mode"]) == stat.S_IFLNK | 0o777
+        assert await env.fs.readlink(node.ino) == b"target/file"
+        with pytest.raises(errors.Exists):
+            await env.fs.symlink(ROOT_INODE, "link", "x")
+        # a fresh mount that HEADs it sees a symlink
+        env.forget_all()
+        env.clock.advance(10)
+        again = await env.path("link")
+        assert again.symlink
+        assert await env.fs.readlink(again.ino) == b"target/file"
+
+
+@pytest.mark.trio
+async def test_hard_links_are_not_supported() -> None:
+    async with make_env({"f": b"x"}) as env:
+        node = await env.path("f")
+        with pytest.raises(errors.NotSupported):
+            await env.fs.link(node.ino, ROOT_INODE, "g")
+
+
+@pytest.mark.trio
+async def test_random_operations_match_a_local_directory(tmp_path: Any) -> None:
+    """A random sequence of file operations on the core and on a local directory."""
+    rng = random.Random(11)
+    local = tmp_path / "ref"
+    local.mkdir()
+    names = ["a", "b", "c", "d"]
+    async with make_env() as env:
+        for _ in range(150):
+            op = rng.choice(["write", "append", "truncate", "rename", "unlink"])
+            name = rng.choice(names)
+            path = local / name
+            exists = path.exists()
+            if op == "write":
+                data = rng.randbytes(rng.randrange(0, 5000))
+                offset = rng.randrange(0, 6000)
+                if exists:
+                    node = await env.path(name)
+                    handle = await env.fs.open(node.ino, os.O_RDWR)
+                else:
+                    handle = await env.fs.create(ROOT_INODE, name, 0o644, os.O_RDWR)
+                    env.fs.inodes.ref(handle.node)
+                await env.fs.write(handle.fh, offset, data)
+                await env.fs.flush(handle.fh)
+                await env.fs.release(handle.fh)
+                local_write(path, offset, data)
+            elif op == "append" and exists:
+                node = await env.path(name)
+                handle = await env.fs.open(node.ino, os.O_WRONLY | os.O_APPEND)
+                await env.fs.write(handle.fh, node.size, b"++")
+                await env.fs.release(handle.fh)
+                local_write(path, path.stat().st_size, b"++")
+            elif op == "truncate" and exists:
+                size = rng.randrange(0, 7000)
+                await env.fs.setattr((await env.path(name)).ino, size=size)
+                os.truncate(path, size)
+            elif op == "rename" and exists:
+                new = rng.choice(names)
+                if new != name:
+                    await env.fs.rename(ROOT_INODE, name, ROOT_INODE, new, 0)
+                    os.rename(path, local / new)
+            elif op == "unlink" and exists:
+                await env.fs.unlink(ROOT_INODE, name)
+                path.unlink()
+            env.clock.advance(rng.choice([0, 0, 2]))
+        assert sorted(env.store.keys()) == sorted(os.listdir(local))
+        assert sorted(await env.listdir()) == sorted(os.listdir(local))
+        for name in os.listdir(local):
+            assert await body(env, name) == (local / name).read_bytes(), name
+            assert await env.read_all(await env.path(name)) == (local / name).read_bytes()

@@ -1,0 +1,315 @@
+"""The write path on real mounts through /dev/fuse, on SeaweedFS (S3) and Azurite (Azure).
+
+Ordinary programs write to the mount (shell redirection, cp -r, rsync -a, tar x, SQLite,
+mv, rm, mkdir) and the result is compared with a local reference tree, byte for byte and
+in the metadata the mount keeps (mode, mtime, symlink targets).  Each behaviour is one test
+body that runs on both providers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import filecmp
+import os
+import random
+import shutil
+import sqlite3
+import stat
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sdk.client import Client
+from sdk.config import Config
+from tests.conftest import cluster_for
+from tests.test_mount import BIN, World
+
+pytestmark = pytest.mark.mount
+
+MiB = 1024 * 1024
+FAST = "attr_ttl=1,entry_ttl=1,dir_ttl=1,negative_ttl=1,memory=64M,readahead=8M"
+
+if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
+    pytest.skip("needs /dev/fuse and root", allow_module_level=True)
+
+
+@pytest.fixture(scope="module", params=["s3", "azure"])
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    kind = str(request.param)
+    server = request.getfixturevalue(f"{kind}_server")
+    tmp = tmp_path_factory.mktemp(f"mountw-{kind}")
+    cluster = cluster_for(kind, server)
+    config = Config(
+        clusters={cluster.name: cluster},
+        current_cluster=cluster.name,
+        owner="tester",
+        path=tmp / "config.toml",
+    )
+    config.save()
+    (tmp / "data").mkdir()
+    env = dict(os.environ)
+    env.update(
+        BLOBFS_CONFIG=str(tmp / "config.toml"),
+        BLOBFS_DATA_DIR=str(tmp / "data"),
+        XDG_CACHE_HOME=str(tmp / "cache"),
+        PATH=f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
+    )
+    bucket = f"mntw-{uuid.uuid4().hex[:8]}"
+    w = World(kind=kind, tmp=tmp, config=config, bucket=bucket, env=env)
+
+    async def create() -> None:
+        async with Client(config, registry_path=w.registry) as client:
+            await client.buckets.create(bucket)
+
+    asyncio.run(create())
+    w.put_many({"existing.txt": b"0123456789"})
+    yield w
+    for where in list(w.mounts):
+        w.blobfs("umount", str(where))
+
+
+@pytest.fixture(scope="module")
+def mnt(world: World) -> Iterator[Path]:
+    where = world.mount(f"blob:{world.bucket}", world.tmp / "mnt")
+    yield where
+    world.umount(where)
+
+
+def run(cmd: list[str] | str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd, shell=isinstance(cmd, str), capture_output=True, text=True, check=True, **kw
+    )
+
+
+def objects(world: World, prefix: str) -> dict[str, Any]:
+    """key -> ObjectInfo (with metadata, by HEAD) of every key under ``prefix``."""
+
+    async def fn(store: Any) -> dict[str, Any]:
+        keys = [info.key async for info in store.list(prefix)]
+        return {key: await store.head(key) for key in keys}
+
+    result: dict[str, Any] = world.sdk(fn)
+    return result
+
+
+def make_tree(root: Path, seed: int, files: int = 30) -> None:
+    """A small tree with nested and empty directories, symlinks, odd sizes and modes."""
+    rng = random.Random(seed)
+    (root / "empty" / "deeper").mkdir(parents=True)
+    for i in range(files):
+        d = root / f"d{i % 4}" / ("sub" if i % 3 else "")
+        d.mkdir(parents=True, exist_ok=True)
+        size = rng.choice([0, 1, 100, 4096, 70_000, 300_000])
+        path = d / f"file{i}.bin"
+        path.write_bytes(rng.randbytes(size))
+        path.chmod(rng.choice([0o644, 0o600, 0o755]))
+        os.utime(path, (1_600_000_000 + i * 1000, 1_600_000_000 + i * 1000))
+    (root / "link-to-file").symlink_to("d0/file0.bin")
+    (root / "d1" / "link-to-dir").symlink_to("../d2")
+    (root / "dangling").symlink_to("nowhere/at/all")
+
+
+def assert_same_tree(a: Path, b: Path) -> None:
+    def walk(root: Path) -> dict[str, tuple[str, Any]]:
+        out: dict[str, tuple[str, Any]] = {}
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in dirnames + filenames:
+                p = Path(dirpath) / name
+                rel = str(p.relative_to(root))
+                st = os.lstat(p)
+                if stat.S_ISLNK(st.st_mode):
+                    out[rel] = ("link", os.readlink(p))
+                elif stat.S_ISDIR(st.st_mode):
+                    out[rel] = ("dir", None)
+                else:
+                    out[rel] = ("file", (st.st_size, st.st_mode & 0o777, int(st.st_mtime)))
+        return out
+
+    wa, wb = walk(a), walk(b)
+    assert wa == wb
+    for rel, (kind, _) in wa.items():
+        if kind == "file":
+            assert filecmp.cmp(a / rel, b / rel, shallow=False), rel
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def test_shell_redirection_append_and_python_io(world: World, mnt: Path) -> None:
+    run(f"echo hello > {mnt}/echo.txt")
+    assert (mnt / "echo.txt").read_bytes() == b"hello\n"
+    run(f"echo world >> {mnt}/echo.txt")
+    assert (mnt / "echo.txt").read_bytes() == b"hello\nworld\n"
+    info = objects(world, "echo.txt")["echo.txt"]
+    assert info.size == 12 and int(info.metadata["mode"]) & 0o170000 == stat.S_IFREG
+    # partial overwrite of an existing object, and truncate
+    with open(mnt / "existing.txt", "r+b") as f:
+        f.seek(3)
+        f.write(b"abc")
+    assert (mnt / "existing.txt").read_bytes() == b"012abc6789"
+    os.truncate(mnt / "existing.txt", 4)
+    assert (mnt / "existing.txt").read_bytes() == b"012a"
+    # a large file, written sequentially, goes up as a multipart upload
+    data = random.Random(1).randbytes(20 * MiB + 5)
+    with open(mnt / "big.bin", "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+        assert objects(world, "big.bin")["big.bin"].size == len(data), "fsync did not store"
+    assert (mnt / "big.bin").read_bytes() == data
+    os.unlink(mnt / "big.bin")
+    assert not (mnt / "big.bin").exists()
+    assert "big.bin" not in objects(world, "big")
+
+
+def test_chmod_utime_persist_across_remount(world: World, mnt: Path) -> None:
+    path = mnt / "meta.txt"
+    path.write_bytes(b"m")
+    path.chmod(0o600)
+    os.utime(path, (1_500_000_000, 1_500_000_000))
+    info = objects(world, "meta.txt")["meta.txt"]
+    assert int(info.metadata["mode"]) == stat.S_IFREG | 0o600
+    assert info.metadata["mtime"] == "1500000000"
+    other = world.mount(f"blob:{world.bucket}", world.tmp / "again")
+    try:
+        st = os.stat(other / "meta.txt")
+        assert (st.st_mode & 0o777, int(st.st_mtime)) == (0o600, 1_500_000_000)
+    finally:
+        world.umount(other)
+
+
+def test_cp_r_rsync_twice_and_tar_match_a_local_tree(world: World, mnt: Path) -> None:
+    ref = world.tmp / "ref"
+    make_tree(ref, 5)
+    run(["cp", "-a", str(ref), str(mnt / "cp")])
+    assert_same_tree(ref, mnt / "cp")
+
+    run(["rsync", "-a", f"{ref}/", f"{mnt}/rsync/"])
+    assert_same_tree(ref, mnt / "rsync")
+    time.sleep(1.1)  # past the TTLs: the second run sees what is in the bucket
+    second = run(["rsync", "-a", "--itemize-changes", f"{ref}/", f"{mnt}/rsync/"])
+    assert second.stdout.strip() == "", "second rsync transferred:\n" + second.stdout
+
+    archive = world.tmp / "tree.tar"
+    run(["tar", "cf", str(archive), "-C", str(ref), "."])
+    (mnt / "tar").mkdir()
+    run(["tar", "xf", str(archive), "-C", str(mnt / "tar")])
+    assert_same_tree(ref, mnt / "tar")
+
+    # and what a fresh mount sees of it (symlinks from metadata, empty dirs from markers)
+    other = world.mount(f"blob:{world.bucket}", world.tmp / "fresh")
+    try:
+        for rel in ("link-to-file", "d1/link-to-dir", "dangling"):
+            assert os.readlink(other / "tar" / rel) == os.readlink(ref / rel)
+        assert os.listdir(other / "tar" / "empty") == ["deeper"]
+        assert (other / "tar" / "d0" / "file0.bin").read_bytes() == (
+            ref / "d0" / "file0.bin"
+        ).read_bytes()
+    finally:
+        world.umount(other)
+
+
+def test_sqlite_database(mnt: Path) -> None:
+    db = mnt / "db.sqlite3"
+    con = sqlite3.connect(db)
+    con.execute("create table t (k integer primary key, v text)")
+    with con:
+        con.executemany("insert into t (v) values (?)", [(f"row {i}" * 20,) for i in range(2000)])
+    with con:
+        con.execute("update t set v = 'changed' where k % 7 = 0")
+    con.close()
+    con = sqlite3.connect(db)
+    assert con.execute("select count(*), sum(v = 'changed') from t").fetchone() == (2000, 285)
+    assert con.execute("pragma integrity_check").fetchone() == ("ok",)
+    con.close()
+
+
+# -- the namespace -----------------------------------------------------------------------------
+
+
+def test_rename_files_and_directories(world: World, mnt: Path) -> None:
+    base = mnt / "ren"
+    (base / "dir" / "sub").mkdir(parents=True)
+    (base / "dir" / "sub" / "f").write_bytes(b"f")
+    (base / "dir" / "g").write_bytes(b"g")
+    (base / "a").write_bytes(b"A")
+    (base / "b").write_bytes(b"B")
+    os.rename(base / "a", base / "b")  # over an existing file
+    assert (base / "b").read_bytes() == b"A" and not (base / "a").exists()
+    os.rename(base / "dir", base / "moved")
+    assert sorted(os.listdir(base)) == ["b", "moved"]
+    assert (base / "moved" / "sub" / "f").read_bytes() == b"f"
+    files = sorted(k for k in objects(world, "ren/") if not k.endswith("/"))
+    assert files == ["ren/b", "ren/moved/g", "ren/moved/sub/f"]
+    # an editor's save: write a temp file, rename it over the original
+    (base / ".b.swp").write_bytes(b"edited")
+    os.replace(base / ".b.swp", base / "b")
+    assert (base / "b").read_bytes() == b"edited"
+
+
+def test_errno_cases(mnt: Path) -> None:
+    base = mnt / "errs"
+    base.mkdir()
+    (base / "file").write_bytes(b"x")
+    (base / "full").mkdir()
+    (base / "full" / "inner").write_bytes(b"y")
+
+    def fails(code: int, fn: Any, *args: Any) -> None:
+        with pytest.raises(OSError) as info:
+            fn(*args)
+        assert info.value.errno == code, (fn, args, info.value)
+
+    fails(errno.EEXIST, os.mkdir, base / "file")
+    fails(errno.EEXIST, os.mkdir, base / "full")
+    fails(errno.ENOTEMPTY, os.rmdir, base / "full")
+    fails(errno.ENOTDIR, os.rmdir, base / "file")
+    fails(errno.EISDIR, os.unlink, base / "full")
+    fails(errno.ENOTDIR, open, base / "file" / "x", "w")
+    fails(errno.EISDIR, open, base / "full", "w")
+    fails(errno.ENAMETOOLONG, open, base / ("n" * 256), "w")
+    fails(errno.ENOENT, os.unlink, base / "nothing")
+    fails(errno.EISDIR, os.rename, base / "file", base / "full")
+    fails(errno.ENOTDIR, os.rename, base / "full", base / "file")
+    fails(errno.EOPNOTSUPP, os.link, base / "file", base / "hard")
+    fails(errno.EEXIST, os.open, base / "file", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+
+
+def test_ro_mount_refuses_every_change(world: World) -> None:
+    where = world.mount(f"blob:{world.bucket}", world.tmp / "ro", FAST + ",ro")
+    try:
+        assert (where / "existing.txt").exists()
+        for fn, args in [
+            (open, (where / "new", "w")),
+            (open, (where / "existing.txt", "a")),
+            (os.mkdir, (where / "d",)),
+            (os.unlink, (where / "existing.txt",)),
+            (os.rename, (where / "existing.txt", where / "x")),
+            (os.chmod, (where / "existing.txt", 0o600)),
+            (os.truncate, (where / "existing.txt", 0)),
+            (os.symlink, ("t", where / "s")),
+        ]:
+            with pytest.raises(OSError) as info:
+                fn(*args)
+            assert info.value.errno == errno.EROFS, (fn, args)
+    finally:
+        world.umount(where)
+
+
+def test_umount_waits_for_uploads(world: World) -> None:
+    where = world.mount(f"blob:{world.bucket}", world.tmp / "drain")
+    data = random.Random(9).randbytes(12 * MiB)
+    fd = os.open(where / "pending.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, data)
+    os.close(fd)
+    world.umount(where)
+    info = objects(world, "pending.bin")["pending.bin"]
+    assert info.size == len(data)
+    shutil.rmtree(world.tmp / "drain", ignore_errors=True)
