@@ -9,8 +9,8 @@ tried again.  Nothing here matches error message text.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -45,7 +45,7 @@ def retrying() -> AsyncRetrying:
     )
 
 
-def retry_transient(fn: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+def retry_transient(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
     """Decorate an async provider call so transient failures are retried."""
 
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
