@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end, with no cloud account: set up, then on the embedded `local`
 # cluster (SeaweedFS started by blobfs itself) create a bucket, copy a tree into it, list it,
-# mount it and use it with ordinary tools, and unmount.
+# mount it, read and write it with ordinary tools, and unmount.
 #
 # Runs against the real default configuration and data directory, so what it leaves (the
 # bucket, the running local server) is there to explore afterwards.  Set BLOBFS_CONFIG /
@@ -45,7 +45,10 @@ say cat "$MNT/sample/hello.txt"
 say md5sum "$WORK/sample/data/random.bin" "$MNT/sample/data/random.bin"
 cmp "$WORK/sample/data/random.bin" "$MNT/sample/data/random.bin"
 say df -h "$MNT"
+say sh -c "echo 'written through the mount' > '$MNT/sample/from-mount.txt'"
+say cp -r "$MNT/sample/notes" "$MNT/sample/notes-copy"
 say blobfs umount "$MNT"
+say blobfs ls -l "blob:$BUCKET/sample/" "blob:$BUCKET/sample/notes-copy/"
 
 cat <<EOF
 
