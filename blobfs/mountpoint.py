@@ -30,6 +30,10 @@ class MountError(Exception):
         self.exit_code = exit_code
 
 
+def _dead_mount(path: Path) -> MountError:
+    return MountError(f"mount point {path} is a dead FUSE mount; run 'blobfs umount {path}' first")
+
+
 def check_mountpoint(path: Path) -> None:
     """Raise :class:`MountError` unless ``path`` is an empty place to mount on."""
     try:
@@ -38,13 +42,18 @@ def check_mountpoint(path: Path) -> None:
         raise MountError(f"mount point {path} does not exist", 66) from None
     except OSError as e:
         if e.errno == errno.ENOTCONN:
-            raise MountError(
-                f"mount point {path} is a dead FUSE mount; run 'blobfs umount {path}' first"
-            ) from None
+            raise _dead_mount(path) from None
         raise MountError(f"mount point {path}: {e.strerror}") from None
     if not path.is_dir():
         raise MountError(f"mount point {path} is not a directory")
     if is_mounted(path, st.st_dev):
+        # stat() of a dead FUSE mount can still succeed from the kernel's attribute cache;
+        # statfs is never cached, so it tells a dead daemon from a live one.
+        try:
+            os.statvfs(path)
+        except OSError as e:
+            if e.errno == errno.ENOTCONN:
+                raise _dead_mount(path) from None
         raise MountError(f"mount point {path} is already mounted")
 
 
