@@ -122,13 +122,14 @@ def assert_gone(where: Path, pid: int | None) -> None:
     assert not mountpoint.is_mounted(where), f"{where} still mounted"
 
 
-@pytest.fixture(scope="module", params=["s3", "azure"])
-def world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[World]:
+def new_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> World:
+    """A private configuration and registry with one new, empty bucket, on the provider
+    named by ``request.param``; shared by the read and write mount tests."""
     kind = str(request.param)
     server = request.getfixturevalue(f"{kind}_server")
-    tmp = tmp_path_factory.mktemp(f"mount-{kind}")
+    tmp = tmp_path_factory.mktemp(f"{name}-{kind}")
     cluster = cluster_for(kind, server)
     config = Config(
         clusters={cluster.name: cluster},
@@ -142,9 +143,10 @@ def world(
     env.update(
         BLOBFS_CONFIG=str(tmp / "config.toml"),
         BLOBFS_DATA_DIR=str(tmp / "data"),
+        XDG_CACHE_HOME=str(tmp / "cache"),
         PATH=f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
     )
-    bucket = f"mnt-{uuid.uuid4().hex[:8]}"
+    bucket = f"{name}-{uuid.uuid4().hex[:8]}"
     w = World(kind=kind, tmp=tmp, config=config, bucket=bucket, env=env)
 
     async def create() -> None:
@@ -152,6 +154,20 @@ def world(
             await client.buckets.create(bucket)
 
     asyncio.run(create())
+    return w
+
+
+def unmount_all(w: World) -> None:
+    for where in list(w.mounts):
+        w.blobfs("umount", str(where))
+
+
+@pytest.fixture(scope="module", params=["s3", "azure"])
+def world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[World]:
+    w = new_world(request, tmp_path_factory, "mnt")
+    kind = w.kind
     objects = {f"sizes/s{n}": payload(n, n) for n in SIZES}
     objects.update({f"large/f{i:05d}": b"%d" % i for i in range(LARGE_DIR[kind])})
     objects.update({"pre/inner/x.txt": b"x\n", "pre/y.txt": b"y\n", "top.txt": b"top\n"})
@@ -161,8 +177,7 @@ def world(
         metadata={"mode": str(0o100640), "uid": "1234", "gid": "4321", "mtime": "1600000000"},
     )
     yield w
-    for where in list(w.mounts):
-        w.blobfs("umount", str(where))
+    unmount_all(w)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ body that runs on both providers.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import filecmp
 import os
@@ -18,17 +17,13 @@ import sqlite3
 import stat
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from sdk.client import Client
-from sdk.config import Config
-from tests.conftest import cluster_for
-from tests.test_mount import BIN, World
+from tests.test_mount import World, new_world, unmount_all
 
 pytestmark = pytest.mark.mount
 
@@ -43,37 +38,10 @@ if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
 def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[World]:
-    kind = str(request.param)
-    server = request.getfixturevalue(f"{kind}_server")
-    tmp = tmp_path_factory.mktemp(f"mountw-{kind}")
-    cluster = cluster_for(kind, server)
-    config = Config(
-        clusters={cluster.name: cluster},
-        current_cluster=cluster.name,
-        owner="tester",
-        path=tmp / "config.toml",
-    )
-    config.save()
-    (tmp / "data").mkdir()
-    env = dict(os.environ)
-    env.update(
-        BLOBFS_CONFIG=str(tmp / "config.toml"),
-        BLOBFS_DATA_DIR=str(tmp / "data"),
-        XDG_CACHE_HOME=str(tmp / "cache"),
-        PATH=f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
-    )
-    bucket = f"mntw-{uuid.uuid4().hex[:8]}"
-    w = World(kind=kind, tmp=tmp, config=config, bucket=bucket, env=env)
-
-    async def create() -> None:
-        async with Client(config, registry_path=w.registry) as client:
-            await client.buckets.create(bucket)
-
-    asyncio.run(create())
+    w = new_world(request, tmp_path_factory, "mntw")
     w.put_many({"existing.txt": b"0123456789"})
     yield w
-    for where in list(w.mounts):
-        w.blobfs("umount", str(where))
+    unmount_all(w)
 
 
 @pytest.fixture(scope="module")
