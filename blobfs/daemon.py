@@ -104,10 +104,10 @@ async def serve(
 ) -> None:
     """Mount ``source`` on ``where`` and serve it until unmounted or signalled."""
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async with bridge.asyncio_loop(), AsyncExitStack() as stack:
+        async with bridge.asyncio_loop() as aio, AsyncExitStack() as stack:
             try:
                 store, prefix = await stack.enter_async_context(
-                    bridge.open_source(source, cluster=cluster)
+                    bridge.open_source(aio, source, cluster=cluster)
                 )
             except (sdk_errors.BlobfsError, ValueError) as e:
                 raise MountError(_storage_reason(e, source)) from e

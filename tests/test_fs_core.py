@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 import trio
-import trio_asyncio
 
 from blobfs import errors
 from blobfs.block_cache import BlockCache
-from blobfs.bridge import TrioStore
+from blobfs.bridge import AsyncioThread, TrioStore, asyncio_loop
 from blobfs.fs import Filesystem
 from blobfs.inodes import ROOT_INODE, Kind, Node
 from blobfs.options import MountOptions
@@ -45,13 +44,13 @@ class Env:
     fs: Filesystem
     store: MemoryStore
     clock: FakeClock
+    aio: AsyncioThread
 
     async def put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> str:
-        etag: str = await trio_asyncio.aio_as_trio(self.store.put)(key, data, metadata=metadata)
-        return etag
+        return await self.aio.run(self.store.put, key, data, metadata=metadata)
 
     async def delete(self, key: str) -> None:
-        await trio_asyncio.aio_as_trio(self.store.delete)(key)
+        await self.aio.run(self.store.delete, key)
 
     async def path(self, path: str) -> Node:
         """Look up ``a/b/c`` from the root, as the kernel would, one name at a time."""
@@ -119,17 +118,17 @@ async def make_env(
         **opts,
     )
     clock = FakeClock()
-    async with trio_asyncio.open_loop():
+    async with asyncio_loop() as aio:
         admin = MemoryAdmin()
-        await trio_asyncio.aio_as_trio(admin.create_bucket)("bucket")
-        store = await trio_asyncio.aio_as_trio(admin.open_bucket)("bucket")
+        await aio.run(admin.create_bucket, "bucket")
+        store = await aio.run(admin.open_bucket, "bucket")
         async with trio.open_nursery() as nursery:
-            tstore = TrioStore(store)
+            tstore = TrioStore(store, aio)
             cache = BlockCache(
                 tstore, nursery, block_size=BLOCK, memory=options.memory, max_fetches=4
             )
             fs = Filesystem(tstore, cache, options, prefix=prefix, clock=clock)
-            env = Env(fs=fs, store=store, clock=clock)
+            env = Env(fs=fs, store=store, clock=clock, aio=aio)
             for key, data in (objects or {}).items():
                 await env.put(key, data)
             yield env

@@ -14,7 +14,6 @@ import stat
 from typing import Any
 
 import pytest
-import trio_asyncio
 
 from blobfs import errors
 from blobfs.fs import RENAME_NOREPLACE, FileHandle
@@ -30,13 +29,11 @@ def data_of(size: int, seed: int = 0) -> bytes:
 
 
 async def head(env: Env, key: str) -> ObjectInfo:
-    info: ObjectInfo = await trio_asyncio.aio_as_trio(env.store.head)(key)
-    return info
+    return await env.aio.run(env.store.head, key)
 
 
 async def body(env: Env, key: str) -> bytes:
-    data: bytes = await trio_asyncio.aio_as_trio(env.store.read_range)(key, 0, 1 << 40)
-    return data
+    return await env.aio.run(env.store.read_range, key, 0, 1 << 40)
 
 
 async def write_all(env: Env, handle: FileHandle, data: bytes, offset: int = 0) -> None:
