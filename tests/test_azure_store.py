@@ -495,7 +495,7 @@ async def test_fast_listing_matches_the_sdk(bucket: str, store: AzureStore) -> N
     for page_size in (2, 5000):
         fast = AzureStore(store._service, bucket, list_page_size=page_size)
         slow = AzureStore(store._service, bucket, list_page_size=page_size)
-        slow._fast_listing = False
+        slow._listing.fast = False
         for prefix, delimiter in (("", None), ("", "/"), ("dir/", "/"), ("p", None)):
             got = [e async for e in fast.list(prefix, delimiter=delimiter)]
             want = [e async for e in slow.list(prefix, delimiter=delimiter)]

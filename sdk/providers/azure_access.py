@@ -42,7 +42,10 @@ from azure.storage.blob import (
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
 
 from ..errors import InvalidRequest, ResourceNotFound
-from .azure import _CLIENT_OPTIONS, AzureStore, _errors, _retried
+from ..retry import retry_transient
+from .azure.auth import CLIENT_OPTIONS
+from .azure.errors import translated
+from .azure.store import AzureStore
 from .base import CredentialTimes, IssuedCredentials, PersistentGrant
 
 if TYPE_CHECKING:
@@ -194,25 +197,25 @@ class AzureAccess:
         credential = RenewingSasCredential(
             lambda: self._sign(container, read_only=False), self._times, container
         )
-        service = BlobServiceClient(self._account_url, credential=credential, **_CLIENT_OPTIONS)
+        service = BlobServiceClient(self._account_url, credential=credential, **CLIENT_OPTIONS)
         return ScopedAzureStore(service, container, credential, account_key=self._account_key)
 
     # -- stored access policies ----------------------------------------------------------------
 
-    @_retried
+    @retry_transient
     async def _get_acl(self, container: str) -> tuple[dict[str, Any], str | None]:
         client: ContainerClient = self._service.get_container_client(container)
-        with _errors(f"azure:{container}: read access policy"):
+        with translated(f"azure:{container}: read access policy"):
             acl = await client.get_container_access_policy()
         policies = {si.id: si.access_policy for si in acl.get("signed_identifiers") or ()}
         return policies, acl.get("public_access")
 
-    @_retried
+    @retry_transient
     async def _set_acl(
         self, container: str, policies: Mapping[str, Any], public_access: str | None
     ) -> None:
         client: ContainerClient = self._service.get_container_client(container)
-        with _errors(f"azure:{container}: set access policy"):
+        with translated(f"azure:{container}: set access policy"):
             # Both parts always: an omitted level would make the container private and
             # omitted policies would be deleted (see the module docstring).
             await client.set_container_access_policy(

@@ -1,0 +1,391 @@
+"""The Azure :class:`~sdk.providers.base.BlobStore`: one container, one connection pool.
+
+Reading is in :mod:`.reading`, listing in :mod:`.listing`, block uploads in :mod:`.blocks`;
+this module ties them to one container and adds writes, copies, deletes and signed URLs.
+
+Azurite rejects blob batches (``InvalidInput``); :meth:`AzureStore.delete_many` falls back
+to concurrent single deletes the first time a batch is refused and stays on that path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from azure.storage.blob import BlobSasPermissions, ContentSettings, generate_blob_sas
+from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
+
+from ...errors import InvalidRequest, PreconditionFailed, ResourceNotFound, TransientError
+from ...retry import retry_transient
+from ..base import ObjectInfo, PrefixInfo
+from .blocks import PUT_BLOCK_SIZE, AzureMultipartUpload, put_blocks
+from .checks import check_key, check_metadata, check_range, strip_etag
+from .errors import WIRE_ERRORS, error_code, translate_error, translated
+from .listing import LIST_PAGE_SIZE, ContainerListing
+from .reading import FIRST_READ, Fetched, fetch, no_chunks
+from .reading import chunks as read_chunks
+
+log = logging.getLogger(__name__)
+
+#: Blob clients kept per store for reuse.
+_BLOB_CLIENTS: Final = 256
+#: Single deletes in flight when blob batches are not available.
+_DELETE_CONCURRENCY: Final = 16
+#: Most sub-requests Azure accepts in one blob batch.
+_BATCH_SIZE: Final = 256
+#: Signed URLs: the reference limits them to 1 s .. 7 days.
+_MIN_SIGN_SECONDS: Final = 1
+_MAX_SIGN_SECONDS: Final = 7 * 24 * 3600
+
+
+class AzureStore:
+    """:class:`~sdk.providers.base.BlobStore` on one Azure container.
+
+    Owns one :class:`BlobServiceClient` (and so one connection pool) for its lifetime; every
+    blob client is derived from it and shares the pool.
+    """
+
+    def __init__(
+        self,
+        service: BlobServiceClient,
+        bucket_name: str,
+        *,
+        account_key: str | None = None,
+        list_page_size: int = LIST_PAGE_SIZE,
+    ) -> None:
+        self.bucket_name = bucket_name
+        self._service = service
+        self._container: ContainerClient = service.get_container_client(bucket_name)
+        self._account_key = account_key
+        # None: not tried yet; False: the service refused a batch, use single deletes.
+        self._batch_supported: bool | None = None
+        self._blobs: collections.OrderedDict[str, BlobClient] = collections.OrderedDict()
+        self._listing = ContainerListing(self._container, self._what, page_size=list_page_size)
+
+    def __repr__(self) -> str:
+        return f"AzureStore({self._service.url.split('?', 1)[0]!r}, {self.bucket_name!r})"
+
+    def _blob(self, key: str) -> BlobClient:
+        # Building a BlobClient (URL parsing, a pipeline of policies) costs about 1 ms of
+        # CPU, as much as a small GET from Azurite; the block cache reads one key many times.
+        client = self._blobs.get(key)
+        if client is None:
+            client = self._blobs[key] = self._container.get_blob_client(key)
+            if len(self._blobs) > _BLOB_CLIENTS:
+                self._blobs.popitem(last=False)
+        else:
+            self._blobs.move_to_end(key)
+        return client
+
+    def _what(self, key: str = "") -> str:
+        return f"azure:{self.bucket_name}/{key}"
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @retry_transient
+    async def head(self, key: str) -> ObjectInfo:
+        """Size, ETag, times, user metadata (lower-case names) and content type of ``key``."""
+        with translated(self._what(key)):
+            props = await self._blob(key).get_blob_properties()
+        return ObjectInfo(
+            key=key,
+            size=props.size,
+            etag=strip_etag(props.etag),
+            modified_at=props.last_modified,
+            created_at=props.creation_time,
+            metadata={k.lower(): v for k, v in (props.metadata or {}).items()},
+            content_type=props.content_settings.content_type,
+        )
+
+    def read(
+        self,
+        key: str,
+        offset: int = 0,
+        length: int | None = None,
+        *,
+        etag: str | None = None,
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Stream ``length`` bytes (to the end when ``None``) of ``key`` from ``offset``.
+
+        The first request is made on entering the context, so a missing key or a changed
+        ETag fails there.  The rest arrives as ranged GETs pinned to the first response's
+        ETag (a read never mixes two versions: a blob replaced mid-read fails it with
+        :class:`~sdk.errors.PreconditionFailed`), each retried on its own, so a dropped
+        connection resumes at the offset it broke at.
+        """
+        check_range(offset, length)
+        return self._read(key, offset, length, etag)
+
+    @asynccontextmanager
+    async def _read(
+        self, key: str, offset: int, length: int | None, etag: str | None
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        if length == 0:
+            await self._check_version(key, etag)
+            chunks = no_chunks()
+        else:
+            first_len = FIRST_READ if length is None else min(FIRST_READ, length)
+            first = await self._fetch(key, offset, first_len, etag)
+            stop = first.total if length is None else min(first.total, offset + length)
+            pinned = first.etag
+            chunks = read_chunks(
+                lambda pos, n: self._fetch(key, pos, n, pinned),
+                first.data,
+                offset + len(first.data),
+                stop,
+            )
+        try:
+            yield chunks
+        finally:
+            await chunks.aclose()
+
+    def _copy_source_url(self, blob: BlobClient) -> str:
+        """The URL Copy Blob reads the source from (a scoped store adds its current SAS:
+        :mod:`sdk.providers.azure_access`)."""
+        return str(blob.url)
+
+    async def _check_version(self, key: str, etag: str | None) -> None:
+        # An empty read still fails on a missing or replaced key, as a GET would.
+        info = await self.head(key)
+        if etag is not None and info.etag != strip_etag(etag):
+            raise PreconditionFailed(f"{self._what(key)}: ETag is {info.etag}, not {etag}")
+
+    @retry_transient
+    async def _fetch(self, key: str, offset: int, length: int, etag: str | None) -> Fetched:
+        """One ranged GET of ``length`` bytes at ``offset`` (fewer at the end of the blob)."""
+        return await fetch(self._blob(key), self._what(key), offset, length, etag)
+
+    async def read_range(
+        self, key: str, offset: int, length: int, *, etag: str | None = None
+    ) -> bytes:
+        """Up to ``length`` bytes at ``offset`` (short only at the end), in one request up to
+        8 MiB; a failure retries the whole range."""
+        check_range(offset, length)
+        if length == 0:
+            await self._check_version(key, etag)
+            return b""
+        return (await self._fetch(key, offset, length, etag)).data
+
+    # -- listing --------------------------------------------------------------------------------
+
+    def list(
+        self, prefix: str = "", *, delimiter: str | None = None
+    ) -> AsyncIterator[ObjectInfo | PrefixInfo]:
+        """Every key starting with ``prefix`` in key order, one listing page at a time.
+
+        A transient failure retries the page it happened on, not the whole listing.
+        """
+        return self._listing.entries(prefix, delimiter=delimiter)
+
+    async def _probe(self) -> bool:
+        """Whether the container holds any blob (one listing request of one entry)."""
+        return await self._listing.any()
+
+    # -- writing --------------------------------------------------------------------------------
+
+    async def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> str:
+        """Create or replace ``key``; return the new ETag.
+
+        Up to :data:`PUT_BLOCK_SIZE` this is one Put Blob request.  Larger data is staged
+        in blocks of that size (:func:`.blocks.put_blocks`) and committed, which is just
+        as atomic; the blocks are staged here rather than by the SDK's ``upload_blob`` so
+        every block blobfs stages has the same id format (Azure refuses a block whose id
+        length differs from the blob's other uncommitted blocks).
+        """
+        check_key(key)
+        meta = check_metadata(metadata)
+        if len(data) <= PUT_BLOCK_SIZE:
+            return await self._put_single(key, data, meta, content_type)
+        upload = AzureMultipartUpload(
+            self._blob(key), key, self._what(key), metadata=meta, content_type=content_type
+        )
+        return await put_blocks(upload, data)
+
+    @retry_transient
+    async def _put_single(
+        self, key: str, data: bytes, metadata: dict[str, str], content_type: str | None
+    ) -> str:
+        settings = ContentSettings(content_type=content_type) if content_type else None
+        with translated(self._what(key)):
+            result = await self._blob(key).upload_blob(
+                data,
+                length=len(data),
+                overwrite=True,
+                metadata=metadata or None,
+                content_settings=settings,
+            )
+        return strip_etag(result.get("etag"))
+
+    async def start_multipart(
+        self,
+        key: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> AzureMultipartUpload:
+        """An upload of ``key`` from staged blocks; no request is made until the first part."""
+        check_key(key)
+        meta = check_metadata(metadata)
+        return AzureMultipartUpload(
+            self._blob(key), key, self._what(key), metadata=meta, content_type=content_type
+        )
+
+    @retry_transient
+    async def copy(
+        self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
+    ) -> str:
+        """Server-side copy; ``metadata`` replaces the source's when given.  Returns ETag.
+
+        Copy Blob may finish asynchronously (``pending``); this waits for the end.
+        """
+        check_key(dst_key)
+        meta = None if metadata is None else check_metadata(metadata)
+        src = self._blob(src_key)
+        dst = self._blob(dst_key)
+        what = f"{self._what(src_key)} -> {dst_key}"
+        with translated(what):
+            # The URL carries the SAS token when the store holds one, which is what lets
+            # the service read the source on our behalf.
+            result = await dst.start_copy_from_url(
+                self._copy_source_url(src), metadata=meta or None
+            )
+            status = result.get("copy_status")
+            etag: object = result.get("etag")
+            copy_id = result.get("copy_id")
+            delay = 0.05
+            while status == "pending":
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                props = await dst.get_blob_properties()
+                if props.copy.id != copy_id:
+                    break  # replaced by someone else's write; theirs wins, as on S3
+                status, etag = props.copy.status, props.etag
+            if status in ("failed", "aborted"):
+                raise TransientError(f"{what}: copy {status}")
+            if meta is not None and not meta:
+                # Copy Blob keeps the source's metadata when given none; clear it explicitly.
+                cleared = await dst.set_blob_metadata({})
+                etag = cleared.get("etag")
+        return strip_etag(etag)
+
+    # -- deleting -------------------------------------------------------------------------------
+
+    @retry_transient
+    async def delete(self, key: str, *, missing_ok: bool = False) -> None:
+        """Delete ``key`` (and its snapshots); a missing key raises unless ``missing_ok``.
+
+        A missing container is always an error.
+        """
+        try:
+            with translated(self._what(key)):
+                await self._blob(key).delete_blob(delete_snapshots="include")
+        except ResourceNotFound as e:
+            if missing_ok and error_code(e.__cause__ or e) == "BlobNotFound":
+                return
+            raise
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Delete keys in batches of 256; missing keys are ignored."""
+        for start in range(0, len(keys), _BATCH_SIZE):
+            batch = keys[start : start + _BATCH_SIZE]
+            left = batch
+            if self._batch_supported is not False:
+                left = await self._delete_batch(batch)
+            if left:
+                await self._delete_each(left)
+
+    @retry_transient
+    async def _delete_batch(self, keys: Sequence[str]) -> Sequence[str]:
+        """One blob batch; returns the keys still to delete one by one."""
+        try:
+            parts = [
+                part
+                async for part in await self._container.delete_blobs(
+                    *keys, delete_snapshots="include", raise_on_any_failure=False
+                )
+            ]
+        except WIRE_ERRORS as e:
+            err = translate_error(e, f"{self._what()} batch delete")
+            if isinstance(err, TransientError):
+                raise err from e
+            # Not supported here, or refused for these credentials: single deletes will
+            # either work or report the real reason per key.
+            self._refuse_batches(err)
+            return keys
+        failed = [p.status_code for p in parts if p.status_code not in (200, 202, 404)]
+        if len(parts) != len(keys) or (failed and len(failed) == len(parts)):
+            # Azurite answers every batch with one InvalidInput part per batch.
+            self._refuse_batches(failed[0] if failed else "part count mismatch")
+            return keys
+        self._batch_supported = True
+        # Keys whose sub-request failed are deleted singly: that retries transient
+        # failures and reports any other with the error table.
+        return [
+            key
+            for key, part in zip(keys, parts, strict=True)
+            if part.status_code not in (200, 202, 404)
+        ]
+
+    def _refuse_batches(self, why: object) -> None:
+        if self._batch_supported is None:
+            log.info("%s: blob batch refused (%s); deleting one by one", self._what(), why)
+        self._batch_supported = False
+
+    async def _delete_each(self, keys: Sequence[str]) -> None:
+        limit = asyncio.Semaphore(_DELETE_CONCURRENCY)
+
+        async def one(key: str) -> None:
+            async with limit:
+                await self.delete(key, missing_ok=True)
+
+        async with asyncio.TaskGroup() as tg:
+            for key in keys:
+                tg.create_task(one(key))
+
+    # -- signing --------------------------------------------------------------------------------
+
+    async def sign_url(self, key: str, expires_in_seconds: int) -> str:
+        """A blob SAS URL allowing an anonymous GET of ``key`` for ``expires_in_seconds``.
+
+        Signing needs the account key: a store opened with only a SAS token cannot sign.
+        """
+        if not _MIN_SIGN_SECONDS <= expires_in_seconds <= _MAX_SIGN_SECONDS:
+            raise InvalidRequest(
+                f"signed URL expiry must be between {_MIN_SIGN_SECONDS} s and 7 days, "
+                f"got {expires_in_seconds} s"
+            )
+        account = self._container.account_name
+        if not self._account_key or not account:
+            raise InvalidRequest(
+                f"{self._what(key)}: signing a URL needs the storage account key; this bucket "
+                "was opened with a SAS token only"
+            )
+        # The SAS carries expiry in whole seconds; rounding up keeps a 1 s URL usable.
+        expiry = datetime.now(UTC).replace(microsecond=0) + timedelta(
+            seconds=expires_in_seconds + 1
+        )
+        sas = generate_blob_sas(
+            account_name=account,
+            container_name=self.bucket_name,
+            blob_name=key,
+            account_key=self._account_key,
+            permission=BlobSasPermissions(read=True),
+            expiry=expiry,
+        )
+        return f"{self._blob(key).url.split('?', 1)[0]}?{sas}"
+
+    async def close(self) -> None:
+        """Close the connection pool.  The store must not be used afterwards."""
+        await self._service.close()
