@@ -39,7 +39,7 @@ import trio
 
 from sdk import errors as sdk_errors
 
-from . import bridge, mountpoint, writeback
+from . import allocator, bridge, mountpoint, writeback
 from .block_cache import BlockCache
 from .disk_cache import DiskCache
 from .fs import Filesystem
@@ -234,6 +234,7 @@ def run_foreground(
     """Run the daemon in this process; return the exit code."""
     ready = ReadyPipe(ready_fd)
     setup_logging(options)
+    allocator.keep_freed_memory(options.fetch_size, options.memory)
     try:
         trio.run(lambda: serve(source, where, options, cluster=cluster, ready=ready))
     except Exception as raised:
