@@ -7,6 +7,9 @@ the providers -- the Buckets facade, transfers, the file system -- only ever see
 
 from __future__ import annotations
 
+import asyncio
+from typing import NoReturn
+
 
 class BlobfsError(Exception):
     """Base class of every error the sdk raises on purpose."""
@@ -49,3 +52,19 @@ class TransientError(BlobfsError):
 
 class ConfigError(BlobfsError):
     """The configuration is missing, unreadable or names something that does not exist."""
+
+
+def raise_first(group: BaseExceptionGroup[BaseException]) -> NoReturn:
+    """Raise the error that failed an asyncio task group rather than the group itself.
+
+    The tasks the group cancelled because of it add only ``CancelledError``s, which are
+    skipped; callers above the sdk then see one :class:`BlobfsError` they can handle.
+    """
+    pending: list[BaseException] = [group]
+    while pending:
+        exc = pending.pop(0)
+        if isinstance(exc, BaseExceptionGroup):
+            pending[:0] = exc.exceptions
+        elif not isinstance(exc, asyncio.CancelledError):
+            raise exc
+    raise group

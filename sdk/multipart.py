@@ -19,10 +19,9 @@ from collections.abc import (
     Callable,
     Mapping,
 )
-from typing import NoReturn
 
-from .errors import InvalidRequest
-from .providers.base import MIN_PART_SIZE, BlobStore, MultipartUpload
+from .errors import InvalidRequest, raise_first
+from .providers.base import MAX_PARTS, MIN_PART_SIZE, BlobStore, MultipartUpload
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +30,6 @@ log = logging.getLogger(__name__)
 #: parts, so 8 MiB parts cover objects up to 78 GiB; bigger objects need a bigger part_size.
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 DEFAULT_CONCURRENCY = 4
-MAX_PARTS = 10_000
 
 
 async def upload_stream(
@@ -115,7 +113,7 @@ async def _upload_parts(
                 tg.create_task(send(number, part))
                 del part
     except BaseExceptionGroup as group:
-        _raise_first(group)
+        raise_first(group)
 
 
 async def _abort(upload: MultipartUpload) -> None:
@@ -197,19 +195,4 @@ async def download_ranges(
                 await slots.acquire()
                 tg.create_task(fetch(offset, min(part_size, size - offset)))
     except BaseExceptionGroup as group:
-        _raise_first(group)
-
-
-def _raise_first(group: BaseExceptionGroup[BaseException]) -> NoReturn:
-    """Raise the error that caused a task group to fail rather than the group itself.
-
-    The tasks cancelled because of it add only ``CancelledError``s, which are skipped.
-    """
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            pending[:0] = exc.exceptions
-        elif not isinstance(exc, asyncio.CancelledError):
-            raise exc
-    raise group
+        raise_first(group)

@@ -54,15 +54,18 @@ from ..errors import (
 from . import check_expiry
 from .base import (
     MIN_PART_SIZE,
+    CopySettings,
     CredentialTimes,
     IssuedCredentials,
     ObjectInfo,
     PersistentGrant,
     PrefixInfo,
 )
+from .part_copy import copy_in_parts
 
 #: Names of the operations faults can be injected into.  ``read_body`` fails a read stream
-#: after it delivered its first chunk (a connection dropped mid-transfer).
+#: after it delivered its first chunk (a connection dropped mid-transfer); ``copy_part`` is
+#: one part of a copy in parts (objects over ``copy_settings.threshold``).
 Op = Literal[
     "head",
     "read",
@@ -75,6 +78,7 @@ Op = Literal[
     "complete",
     "abort",
     "copy",
+    "copy_part",
     "delete",
     "delete_many",
     "sign_url",
@@ -334,6 +338,7 @@ class MemoryStore:
         self._upload_ids = itertools.count(1)
         #: Chunk size of read streams; tests may lower it to exercise chunk boundaries.
         self.read_chunk = READ_CHUNK
+        self.copy_settings = CopySettings()
 
     # -- fault injection ---------------------------------------------------------------------
 
@@ -519,11 +524,23 @@ class MemoryStore:
     async def copy(
         self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
     ) -> str:
-        """Server-side copy; content type and (unless replaced) metadata come along."""
+        """Server-side copy; content type and (unless replaced) metadata come along.
+
+        Above ``copy_settings.threshold`` the copy goes through a multipart upload of copied
+        parts as on the real providers (new ETag ``md5(part md5s)-N``; faults in
+        ``copy_part`` and ``complete`` leave no destination)."""
         _check_key(dst_key)
         meta = None if metadata is None else _check_metadata(metadata)
         bucket = await self._enter("copy", src_key)
         src = self._get(bucket, src_key, None)
+        if len(src.data) > self.copy_settings.threshold:
+            info = src.info(src_key)
+            upload = await self.start_multipart(
+                dst_key,
+                metadata=src.metadata if meta is None else meta,
+                content_type=src.content_type,
+            )
+            return await copy_in_parts(upload, info, self.copy_settings)
         obj = _Object(
             src.data, src.etag, src.metadata if meta is None else meta, src.content_type, _now()
         )
@@ -584,6 +601,20 @@ class _Upload:
         bucket = await self._store._enter("upload_part", self.key)
         self._live(bucket)
         self._parts[part_number] = bytes(data)
+
+    async def copy_part(
+        self, part_number: int, src_key: str, offset: int, length: int, *, etag: str
+    ) -> None:
+        """Make part ``part_number`` the range ``offset``..``offset+length`` of version
+        ``etag`` of ``src_key``."""
+        if not 1 <= part_number <= MAX_PART_NUMBER:
+            raise InvalidRequest(f"part number {part_number} outside 1..{MAX_PART_NUMBER}")
+        bucket = await self._store._enter("copy_part", src_key)
+        self._live(bucket)
+        src = self._store._get(bucket, src_key, etag)
+        if length < 1 or offset < 0 or offset + length > len(src.data):
+            raise InvalidRequest(f"copy range {offset}+{length} outside {src_key!r}")
+        self._parts[part_number] = src.data[offset : offset + length]
 
     async def complete(self) -> str:
         """Assemble the parts in number order and make the object visible."""

@@ -72,7 +72,15 @@ from ..errors import (
 )
 from ..retry import ATTEMPTS, retrying
 from . import check_expiry
-from .base import CredentialTimes, IssuedCredentials, ObjectInfo, PersistentGrant, PrefixInfo
+from .base import (
+    CopySettings,
+    CredentialTimes,
+    IssuedCredentials,
+    ObjectInfo,
+    PersistentGrant,
+    PrefixInfo,
+)
+from .part_copy import copy_in_parts
 
 if TYPE_CHECKING:
     from .s3_access import S3Access
@@ -467,6 +475,7 @@ class S3Store:
     def __init__(self, bucket_name: str) -> None:
         self.bucket_name = bucket_name
         self.client = _Client()
+        self.copy_settings = CopySettings()
 
     @classmethod
     async def open(
@@ -681,21 +690,30 @@ class S3Store:
     async def copy(
         self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
     ) -> str:
-        """Server-side copy (objects up to 5 GiB, S3's CopyObject limit)."""
+        """Server-side copy: one CopyObject up to :attr:`copy_settings` ``.threshold``
+        (at most 5 GiB, CopyObject's limit), else UploadPartCopy parts in parallel."""
+        # The HEAD gives the size that picks the method, the content type a REPLACE or a
+        # multipart upload must restate, and the version every request is pinned to.
+        src = await self.head(src_key)
+        if src.size > self.copy_settings.threshold:
+            upload = await self.start_multipart(
+                dst_key,
+                metadata=src.metadata if metadata is None else metadata,
+                content_type=src.content_type,
+            )
+            return await copy_in_parts(upload, src, self.copy_settings)
         params: dict[str, Any] = {
             "Bucket": self.bucket_name,
             "Key": dst_key,
             "CopySource": {"Bucket": self.bucket_name, "Key": src_key},
+            "CopySourceIfMatch": f'"{src.etag}"',
         }
         if metadata is not None:
-            # REPLACE would also reset the content type; carry the source's over, and pin
-            # the copy to the version we looked at.
-            src = await self.head(src_key)
+            # REPLACE would also reset the content type: carry the source's over.
             params.update(
                 MetadataDirective="REPLACE",
                 Metadata=_metadata(metadata),
                 ContentType=src.content_type or DEFAULT_CONTENT_TYPE,
-                CopySourceIfMatch=f'"{src.etag}"',
             )
         r = await self.client.call(
             f"copy {self.bucket_name}/{src_key} to {dst_key}", "copy_object", **params
@@ -798,6 +816,27 @@ class S3Upload:
             Body=data,
         )
         self._parts[part_number] = _etag(r["ETag"])
+
+    async def copy_part(
+        self, part_number: int, src_key: str, offset: int, length: int, *, etag: str
+    ) -> None:
+        """Make one part a server-side copy of a range of ``src_key`` (UploadPartCopy)."""
+        if not 1 <= part_number <= 10_000:
+            raise InvalidRequest(f"part number {part_number} outside 1..10000")
+        if length < 1:
+            raise InvalidRequest(f"{self._what}: empty copy range")
+        r = await self._store.client.call(
+            f"{self._what} part {part_number} from {src_key}",
+            "upload_part_copy",
+            Bucket=self._store.bucket_name,
+            Key=self.key,
+            UploadId=self.upload_id,
+            PartNumber=part_number,
+            CopySource={"Bucket": self._store.bucket_name, "Key": src_key},
+            CopySourceRange=f"bytes={offset}-{offset + length - 1}",
+            CopySourceIfMatch=f'"{etag}"',
+        )
+        self._parts[part_number] = _etag(r["CopyPartResult"]["ETag"])
 
     async def complete(self) -> str:
         """Assemble the parts; return the object's ETag."""
