@@ -31,10 +31,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,9 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
 RENAME_NOREPLACE = 1
 #: Server-side copies (and deletes) of one directory rename in flight at once.
 RENAME_CONCURRENCY = 8
+#: An S3 ETag that is the md5 of the content (a single PUT or copy), as opposed to a
+#: multipart ``md5-N`` or an opaque Azure ETag.
+_PLAIN_MD5 = re.compile(r"[0-9a-f]{32}")
 
 #: What ``statfs`` reports: a bucket has no real capacity, so report a large, fixed one
 #: (1 PiB, 2^32 inodes) that keeps ``df`` and free-space checks in programs happy.
@@ -875,10 +879,8 @@ class Filesystem:
         self.inodes.set_negative(parent.ino, name)
 
     async def _is_empty(self, node: Node) -> bool:
-        for ino, staged in self._staged.items():
-            other = self._staged_node(ino)
-            if other is not None and not staged.unlinked and other.key.startswith(node.key):
-                return False
+        if self._has_staged_under(node.key):
+            return False
         with from_storage():
             async with aclosing(self.store.list_pages(node.key, delimiter="/", page=2)) as pages:
                 async for page in pages:
@@ -940,8 +942,8 @@ class Filesystem:
                 raise NotADirectory(dst.key)
             if not src.is_dir and dst.is_dir:
                 raise IsADirectory(dst.key)
-            if dst.is_dir and not await self._is_empty(dst):
-                raise NotEmpty(dst.key)
+            # A non-empty destination directory is checked by _rename_dir, which may
+            # find it to be an interrupted rename of this same source.
         if src.is_dir:
             new_key = namespace.child_key(new_parent.key, new_name, directory=True)
             if new_key.startswith(src.key):
@@ -985,54 +987,90 @@ class Filesystem:
             staged.rename_key(new_key)
 
     async def _rename_dir(self, src: Node, new_key: str, dst: Node | None) -> None:
+        """Move every key under ``src`` to ``new_key``: all copies first, then the deletes.
+
+        Not atomic, but safe to re-run after an interruption (``docs/SEMANTICS.md``,
+        "Renaming directories"): until the copies are done the source is complete and the
+        destination holds only finished copies of some of its files; after, the destination
+        is complete and the source holds only files it already has.  Renaming the same
+        source onto such a destination again copies what is missing and deletes the rest
+        (:func:`rename_plan`); onto any other non-empty directory it is ENOTEMPTY.
+        """
+        if dst is not None and self._has_staged_under(dst.key):
+            raise NotEmpty(dst.key)  # files being written there are not in its listing yet
         # Everything written under the directory goes up first, under the old names.
         for ino, staged in list(self._staged.items()):
             node = self._staged_node(ino)
             if node is not None and node.key.startswith(src.key) and staged.dirty:
                 if not staged.unlinked:
                     await self._upload(node, staged)
-        keys: list[str] = []
-        with from_storage():
-            async with aclosing(self.store.list_pages(src.key, delimiter=None)) as pages:
-                async for page in pages:
-                    keys += [item.key for item in page if isinstance(item, ObjectInfo)]
-            if dst is not None:
-                await self.store.delete(dst.key, missing_ok=True)
-            if not keys or src.key not in keys:
-                # An implicit directory gets a marker under its new name, so it persists
-                # even if its last file goes.
-                await self.store.put(new_key, b"", metadata=self._metadata(src))
-        limit = trio.Semaphore(RENAME_CONCURRENCY)
+        src_tree = await self._tree(src.key)
+        dst_tree = await self._tree(new_key) if dst is not None else {}
+        plan = rename_plan(src_tree, dst_tree)
+        if plan is None:
+            raise NotEmpty(new_key)
+        to_copy, to_delete = plan
 
-        async def move(key: str) -> None:
-            async with limit:
-                try:
-                    with from_storage():
-                        await self.store.copy(key, new_key + key[len(src.key) :])
-                except NotFound:
-                    # SeaweedFS lists its implicit `dir/` entries, which cannot be copied;
-                    # a key deleted meanwhile has nothing to move either.
-                    pass
-
-        async def remove(key: str) -> None:
-            async with limit:
+        async def move(rel: str) -> None:
+            try:
                 with from_storage():
-                    await self.store.delete(key, missing_ok=True)
+                    await self.store.copy(src.key + rel, new_key + rel)
+            except NotFound:
+                # SeaweedFS lists its implicit `dir/` entries, which cannot be copied; a
+                # key deleted meanwhile has nothing to move either.
+                pass
 
-        # Copy everything, then delete: an interruption leaves the old tree complete.
-        async with trio.open_nursery() as nursery:
-            for key in keys:
-                nursery.start_soon(move, key)
-        async with trio.open_nursery() as nursery:
-            for key in keys:
-                nursery.start_soon(remove, key)
+        async def remove(rel: str) -> None:
+            with from_storage():
+                await self.store.delete(src.key + rel, missing_ok=True)
+
+        await self._move_marker(src, new_key, "" in src_tree)
+        await _for_each(to_copy, move)
+        # The source's own marker goes first: from here on the source exists only while
+        # it holds keys the destination already has, which is what a re-run recognises.
+        if "" in src_tree:
+            await remove("")
+        await _for_each(to_delete, remove)
         for node in self.inodes:
-            if node.is_dir and node.key.startswith(src.key):
+            if node.is_dir and (node.key.startswith(src.key) or node.key.startswith(new_key)):
                 node.listing = None
         for ino, staged in self._staged.items():
             node = self._staged_node(ino)
             if node is not None and node.key.startswith(src.key):
                 staged.rename_key(new_key + node.key[len(src.key) :])
+
+    async def _move_marker(self, src: Node, new_key: str, listed: bool) -> None:
+        """The directory's own marker object under its new name."""
+        if listed:
+            try:
+                with from_storage():
+                    await self.store.copy(src.key, new_key)
+                return
+            except NotFound:
+                pass  # SeaweedFS lists implicit directories, which cannot be copied
+        # An implicit directory gets a marker under its new name, so it persists even if
+        # its last file goes.
+        with from_storage():
+            await self.store.put(new_key, b"", metadata=self._metadata(src))
+
+    def _has_staged_under(self, key: str) -> bool:
+        for ino, staged in self._staged.items():
+            node = self._staged_node(ino)
+            if node is not None and not staged.unlinked and node.key.startswith(key):
+                return True
+        return False
+
+    async def _tree(self, key: str) -> dict[str, ObjectInfo]:
+        """Every object under the directory ``key``, by its name relative to it (the
+        directory's own marker is ``""``)."""
+        tree: dict[str, ObjectInfo] = {}
+        with from_storage():
+            async with aclosing(self.store.list_pages(key, delimiter=None)) as pages:
+                async for page in pages:
+                    for item in page:
+                        if isinstance(item, ObjectInfo):
+                            tree[item.key[len(key) :]] = item
+        return tree
 
     async def symlink(self, parent_ino: int, name: str, target: str) -> Node:
         parent = self._dir(parent_ino)
@@ -1120,3 +1158,80 @@ class Filesystem:
 
 
 __all__ = ["DirHandle", "FileHandle", "Filesystem", "ResourceNotFound", "StatFs"]
+
+
+async def _for_each(items: Sequence[str], fn: Callable[[str], Awaitable[None]]) -> None:
+    """``fn`` on every item, :data:`RENAME_CONCURRENCY` at once.  After a failure no new
+    item is started, and the first failure is raised as itself (not as a group), so the
+    adapter can give its errno."""
+    limit = trio.Semaphore(RENAME_CONCURRENCY)
+    failures: list[Exception] = []
+
+    async def one(item: str) -> None:
+        try:
+            await fn(item)
+        except Exception as e:  # collected: the first is raised below
+            failures.append(e)
+        finally:
+            limit.release()
+
+    async with trio.open_nursery() as nursery:
+        for item in items:
+            await limit.acquire()
+            if failures:
+                limit.release()
+                break
+            nursery.start_soon(one, item)
+    if failures:
+        raise failures[0]
+
+
+def rename_plan(
+    src: dict[str, ObjectInfo], dst: dict[str, ObjectInfo]
+) -> tuple[list[str], list[str]] | None:
+    """What a directory rename must copy and then delete, given the objects under the source
+    and under the destination (relative names; ``""`` is a directory's own marker).
+
+    Returns ``(to_copy, to_delete)`` -- neither includes ``""`` -- or ``None`` when the
+    destination is a non-empty directory that is not part of this move (ENOTEMPTY).  The
+    destination counts as part of the move -- an earlier, interrupted rename of this source
+    -- when the names the two share are not none, every shared name is the same object
+    (:func:`same_copy`), and one side's names all appear in the other: the destination's in
+    the source (interrupted while copying) or the source's in the destination (interrupted
+    while deleting).  Shared names are then only deleted from the source, not copied again.
+    """
+    src_names = set(src) - {""}
+    dst_names = set(dst) - {""}
+    if dst_names:
+        shared = src_names & dst_names
+        if not shared or not (dst_names <= src_names or src_names <= dst_names):
+            return None
+        if not all(same_copy(src[name], dst[name]) for name in shared):
+            return None
+    to_copy = sorted(src_names - dst_names)
+    return to_copy, sorted(src_names)
+
+
+def same_copy(src: ObjectInfo, dst: ObjectInfo) -> bool:
+    """Whether ``dst`` can be a finished copy of ``src`` made by a rename.
+
+    Directory markers carry no content.  Otherwise the sizes must agree, and the ETags:
+    equal ETags are the same content (a single-request S3 copy keeps the source's).  Two
+    plain md5 ETags that differ are different content for sure.  Where copies get new ETags
+    (Azure; S3 copies made in parts, ``md5-N``) the content cannot be told apart without
+    reading it, and a destination no older than its source is taken for its copy: a source
+    changed after it was copied is newer than the copy, so it is not.
+    """
+    if src.key.endswith("/"):
+        return True
+    if src.size != dst.size:
+        return False
+    if src.etag == dst.etag:
+        return True
+    if _PLAIN_MD5.fullmatch(src.etag) and _PLAIN_MD5.fullmatch(dst.etag):
+        return False
+    return (
+        src.modified_at is not None
+        and dst.modified_at is not None
+        and dst.modified_at >= src.modified_at
+    )

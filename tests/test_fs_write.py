@@ -18,7 +18,8 @@ import pytest
 from blobfs import errors
 from blobfs.fs import RENAME_NOREPLACE, FileHandle
 from blobfs.inodes import ROOT_INODE, Node
-from sdk.providers.base import ObjectInfo
+from sdk.errors import TransientError
+from sdk.providers.base import MIN_PART_SIZE, CopySettings, ObjectInfo
 from tests.test_fs_core import Env, make_env
 
 MiB = 1024 * 1024
@@ -421,6 +422,131 @@ async def test_rename_directory_moves_every_key() -> None:
         other = await env.path("other")
         with pytest.raises(errors.InvalidName):
             await env.fs.rename(ROOT_INODE, "other", other.ino, "inside", 0)
+
+
+TREE = {
+    "src/": b"",
+    "src/a": b"alpha",
+    "src/b": b"bravo" * 1000,
+    "src/sub/": b"",
+    "src/sub/c": b"charlie",
+    "src/sub/deep/d": b"delta",
+    "src/z": b"",
+}
+
+
+def moved(tree: dict[str, bytes], old: str, new: str) -> dict[str, bytes]:
+    return {(new + k[len(old) :] if k.startswith(old) else k): v for k, v in tree.items()}
+
+
+async def bucket_tree(env: Env) -> dict[str, bytes]:
+    return {key: await body(env, key) for key in env.store.keys()}
+
+
+def crash_at(env: Env, n: int) -> list[str]:
+    """Make the ``n``-th (from 0) copy, put or delete fail, as if the daemon died there;
+    returns the log of the operations that were attempted."""
+    log: list[str] = []
+
+    async def hook(op: str, key: str) -> None:
+        if op in ("copy", "put", "delete"):
+            log.append(f"{op} {key}")
+            if len(log) == n + 1:
+                raise TransientError(f"daemon died before {op} {key}")
+
+    env.store.hook = hook
+    return log
+
+
+@pytest.mark.trio
+async def test_interrupted_directory_rename_completes_when_run_again() -> None:
+    """Whatever copy or delete the rename dies at, the bucket holds every file under one of
+    the two names, and renaming the same source again finishes the move: the same tree as
+    an uninterrupted rename, nothing lost, nothing left twice."""
+    expected = moved(TREE, "src/", "dst/")
+    # An uninterrupted rename, to count its operations.
+    async with make_env({**TREE, "other": b"o"}) as env:
+        log = crash_at(env, 10**6)
+        await env.fs.rename(ROOT_INODE, "src", ROOT_INODE, "dst", 0)
+        steps = len(log)
+        assert await bucket_tree(env) == {**expected, "other": b"o"}
+    assert steps == 2 * len(TREE)  # every key copied once, then deleted once
+    for n in range(steps):
+        async with make_env({**TREE, "other": b"o"}) as env:
+            crash_at(env, n)
+            with pytest.raises(errors.StorageFailure):
+                await env.fs.rename(ROOT_INODE, "src", ROOT_INODE, "dst", 0)
+            env.store.hook = None
+            state = await bucket_tree(env)
+            for key, data in TREE.items():  # every file under at least one name
+                new_key = "dst/" + key[4:]
+                assert state.get(key, state.get(new_key)) == data, (n, key)
+            env.clock.advance(10)  # a later look, after the listings expired
+            assert "src" in await env.listdir(), n
+            await env.fs.rename(ROOT_INODE, "src", ROOT_INODE, "dst", 0)
+            assert await bucket_tree(env) == {**expected, "other": b"o"}, n
+            assert sorted(await env.listdir()) == ["dst", "other"]
+            node = await env.path("dst/sub/deep/d")
+            assert await env.read_all(node) == b"delta"
+
+
+@pytest.mark.trio
+async def test_directory_rename_onto_a_non_empty_directory() -> None:
+    """POSIX: only onto an empty directory.  A destination that merely shares names with the
+    source, or holds a different version of one of its files, is not an interrupted rename
+    of it: ENOTEMPTY and nothing changes."""
+    cases: dict[str, dict[str, bytes]] = {
+        "unrelated": {"dst/x": b"x"},
+        "one more file": {"dst/a": TREE["src/a"], "dst/extra": b"e"},
+        "other content": {"dst/a": b"ALPHA"},
+        "src empty": {},
+    }
+    for case, dst in cases.items():
+        src = {"src/": b""} if case == "src empty" else TREE
+        if case == "src empty":
+            dst = {"dst/x": b"x"}
+        async with make_env({**src, "dst/": b"", **dst}) as env:
+            before = await bucket_tree(env)
+            with pytest.raises(errors.NotEmpty):
+                await env.fs.rename(ROOT_INODE, "src", ROOT_INODE, "dst", 0)
+            assert await bucket_tree(env) == before, case
+    # A source file changed after an interrupted rename copied it: not taken for the copy.
+    async with make_env(TREE) as env:
+        crash_at(env, 3)
+        with pytest.raises(errors.StorageFailure):
+            await env.fs.rename(ROOT_INODE, "src", ROOT_INODE, "dst", 0)
+        env.store.hook = None
+        copied = [k for k in env.store.keys() if k.startswith("dst/") and k != "dst/"]
+        assert copied
+        source = "src/" + copied[0][4:]
+        await env.put(source, b"X" * len(TREE[source]))  # same size, other md5
+        with pytest.raises(errors.NotEmpty):
+            await env.fs.rename(ROOT_INODE, "src", ROOT_INODE, "dst", 0)
+    # Onto an empty directory, and onto a file: replaced / ENOTDIR.
+    async with make_env({**TREE, "empty/": b"", "file": b"f"}) as env:
+        with pytest.raises(errors.NotADirectory):
+            await env.fs.rename(ROOT_INODE, "src", ROOT_INODE, "file", 0)
+        await env.fs.rename(ROOT_INODE, "src", ROOT_INODE, "empty", 0)
+        assert await bucket_tree(env) == {**moved(TREE, "src/", "empty/"), "file": b"f"}
+
+
+@pytest.mark.trio
+async def test_rename_of_a_large_file_copies_it_in_parts() -> None:
+    async with make_env() as env:
+        env.store.copy_settings = CopySettings(threshold=MIN_PART_SIZE, part_size=MIN_PART_SIZE)
+        data = data_of(2 * MIN_PART_SIZE + 5, 3)
+        await env.put("big", data, metadata={"mode": str(stat.S_IFREG | 0o600)})
+        await env.fs.rename(ROOT_INODE, "big", ROOT_INODE, "moved", 0)
+        info = await head(env, "moved")
+        assert info.etag.endswith("-3") and int(info.metadata["mode"]) == stat.S_IFREG | 0o600
+        assert env.store.keys() == ["moved"]
+        assert await env.read_all(await env.path("moved")) == data
+        # A part that fails: the rename fails, the source stays, no destination appears.
+        env.store.fail_next("copy_part")
+        with pytest.raises(errors.StorageFailure):
+            await env.fs.rename(ROOT_INODE, "moved", ROOT_INODE, "again", 0)
+        assert env.store.keys() == ["moved"]
+        assert await env.store.pending_uploads() == []
 
 
 @pytest.mark.trio
