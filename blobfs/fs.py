@@ -918,6 +918,12 @@ class Filesystem:
         dst = await self._find(new_parent, new_name)
         try:
             await self._rename(parent, name, new_parent, new_name, flags, src, dst)
+        except FsError:
+            # A rename that failed half way may have created part of the target: what the
+            # caches say about that name is no longer known to be true.
+            self.inodes.clear_negative(new_parent.ino, new_name)
+            new_parent.listing = None
+            raise
         finally:
             self.inodes.drop_unreferenced(src)
             if dst is not None:

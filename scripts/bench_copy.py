@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from sdk.providers.base import MAX_PART_SIZE, BlobStore, CopySettings, ProviderA
 MiB = 1024 * 1024
 
 
-async def _chunks(size: int) -> object:
+async def _chunks(size: int) -> AsyncIterator[bytes]:
     block = os.urandom(MiB)
     for _ in range(size // MiB):
         yield block
@@ -49,7 +50,7 @@ async def bench(name: str, admin: ProviderAdmin, args: argparse.Namespace) -> No
     store: BlobStore = await admin.open_bucket(bucket)
     size = args.size_mib * MiB
     try:
-        await upload_stream(store, "src", _chunks(size))  # type: ignore[arg-type]
+        await upload_stream(store, "src", _chunks(size))
         ways: dict[str, CopySettings] = {"single": CopySettings(threshold=MAX_PART_SIZE)}
         for part in args.part_mib:
             ways[f"parts {part} MiB x{args.concurrency}"] = CopySettings(
@@ -83,9 +84,8 @@ async def bench(name: str, admin: ProviderAdmin, args: argparse.Namespace) -> No
 
 
 async def main(args: argparse.Namespace) -> None:
-    from tests.servers import AzuriteServer, SeaweedServer
-
     from sdk.providers.s3 import S3Admin
+    from tests.servers import AzuriteServer, SeaweedServer
 
     with SeaweedServer(Path(tempfile.mkdtemp(prefix="bench-copy-")), auth=True) as server:
         admin = S3Admin(
