@@ -32,7 +32,7 @@ import outcome
 import trio
 from yarl import URL
 
-from sdk.providers.base import BlobStore, MultipartUpload, ObjectInfo, PrefixInfo
+from sdk.providers.base import BlobStore, CopySettings, MultipartUpload, ObjectInfo, PrefixInfo
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -257,6 +257,11 @@ class TrioStore:
         self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
     ) -> str:
         return await self._aio.run(self.store.copy, src_key, dst_key, metadata=metadata)
+
+    def set_copy_settings(self, settings: CopySettings) -> None:
+        """When and how :meth:`copy` copies large objects in parts.  Set before the mount
+        serves requests: each copy reads it once, on the loop's thread, when it starts."""
+        self.store.copy_settings = settings
 
     async def delete(self, key: str, *, missing_ok: bool = False) -> None:
         await self._aio.run(self.store.delete, key, missing_ok=missing_ok)

@@ -112,6 +112,7 @@ async def serve(
             except (sdk_errors.BlobfsError, ValueError) as e:
                 raise MountError(_storage_reason(e, source)) from e
             await _check_access(store, prefix, source)
+            store.set_copy_settings(options.copy_settings())
             await _serve_mounted(source, where, options, store, prefix, signals, ready)
 
 

@@ -998,9 +998,11 @@ class Filesystem:
         Not atomic, but safe to re-run after an interruption (``docs/SEMANTICS.md``,
         "Renaming directories"): until the copies are done the source is complete and the
         destination holds only finished copies of some of its files; after, the destination
-        is complete and the source holds only files it already has.  Renaming the same
-        source onto such a destination again copies what is missing and deletes the rest
-        (:func:`rename_plan`); onto any other non-empty directory it is ENOTEMPTY.
+        is complete and the source holds only files (then directories) it already has.
+        Renaming the same source onto such a destination again copies what is missing and
+        deletes the rest (:func:`rename_plan`); onto any other non-empty directory it is
+        ENOTEMPTY.  The source's own marker goes last, so an interruption just before it
+        leaves an empty directory (``rmdir`` ends that).
         """
         if dst is not None and self._has_staged_under(dst.key):
             raise NotEmpty(dst.key)  # files being written there are not in its listing yet
@@ -1022,9 +1024,11 @@ class Filesystem:
                 with from_storage():
                     await self.store.copy(src.key + rel, new_key + rel)
             except NotFound:
-                # SeaweedFS lists its implicit `dir/` entries, which cannot be copied; a
-                # key deleted meanwhile has nothing to move either.
-                pass
+                # A key deleted meanwhile has nothing to move.  SeaweedFS cannot copy a
+                # `dir/` marker (its folders are not objects): write a new, empty one.
+                if rel.endswith("/"):
+                    with from_storage():
+                        await self.store.put(new_key + rel, b"")
 
         async def remove(rel: str) -> None:
             with from_storage():
@@ -1032,11 +1036,14 @@ class Filesystem:
 
         await self._move_marker(src, new_key, "" in src_tree)
         await _for_each(to_copy, move)
-        # The source's own marker goes first: from here on the source exists only while
-        # it holds keys the destination already has, which is what a re-run recognises.
-        if "" in src_tree:
-            await remove("")
-        await _for_each(to_delete, remove)
+        # Files first, then directories deepest first, the directory itself last: SeaweedFS
+        # keeps a folder listed (empty) after its last key goes, until its `dir/` key is
+        # deleted once it is empty -- so implicit directories are "deleted" too (a no-op
+        # elsewhere).
+        await _for_each([rel for rel in to_delete if not rel.endswith("/")], remove)
+        for level in _directories_deepest_first(to_delete):
+            await _for_each(level, remove)
+        await remove("")
         for node in self.inodes:
             if node.is_dir and (node.key.startswith(src.key) or node.key.startswith(new_key)):
                 node.listing = None
@@ -1192,6 +1199,19 @@ async def _for_each(items: Sequence[str], fn: Callable[[str], Awaitable[None]]) 
         raise failures[0]
 
 
+def _directories_deepest_first(names: Sequence[str]) -> list[list[str]]:
+    """Every directory ``names`` (relative keys) hold, listed or implied by a deeper key,
+    grouped by depth, deepest group first (the top directory itself, ``""``, excluded)."""
+    dirs: set[str] = set()
+    for name in names:
+        parts = name.split("/")[:-1]  # "a/b/c" -> a/, a/b/; "a/b/" -> a/, a/b/
+        dirs.update("/".join(parts[: i + 1]) + "/" for i in range(len(parts)))
+    levels: dict[int, list[str]] = {}
+    for d in dirs:
+        levels.setdefault(d.count("/"), []).append(d)
+    return [sorted(levels[depth]) for depth in sorted(levels, reverse=True)]
+
+
 def rename_plan(
     src: dict[str, ObjectInfo], dst: dict[str, ObjectInfo]
 ) -> tuple[list[str], list[str]] | None:
@@ -1202,7 +1222,7 @@ def rename_plan(
     destination is a non-empty directory that is not part of this move (ENOTEMPTY).  The
     destination counts as part of the move -- an earlier, interrupted rename of this source
     -- when the names the two share are not none, every shared name is the same object
-    (:func:`same_copy`), and one side's names all appear in the other: the destination's in
+    (:func:`same_copy`), and one side's files all appear in the other: the destination's in
     the source (interrupted while copying) or the source's in the destination (interrupted
     while deleting).  Shared names are then only deleted from the source, not copied again.
     """
@@ -1210,7 +1230,11 @@ def rename_plan(
     dst_names = set(dst) - {""}
     if dst_names:
         shared = src_names & dst_names
-        if not shared or not (dst_names <= src_names or src_names <= dst_names):
+        # Directory markers hold no data and one that cannot be copied is written anew
+        # (SeaweedFS), so only the files decide which side is contained in the other.
+        src_files = {name for name in src_names if not name.endswith("/")}
+        dst_files = {name for name in dst_names if not name.endswith("/")}
+        if not shared or not (dst_files <= src_files or src_files <= dst_files):
             return None
         if not all(same_copy(src[name], dst[name]) for name in shared):
             return None

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from sdk.providers.base import CopySettings
+
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
@@ -102,6 +104,11 @@ class MountOptions:
     max_fetches: int = 4
     #: Largest GET of a sequential reader's read-ahead (several blocks at once).
     fetch_size: int = 16 * MiB
+    #: Files over this size are renamed (and chmod-ed) by a server-side copy in parts of
+    #: ``copy_part_size``, several at once, rather than by one copy request
+    #: (:class:`sdk.providers.base.CopySettings`; S3 allows one request up to 5 GiB).
+    copy_threshold: int = CopySettings.threshold
+    copy_part_size: int = CopySettings.part_size
     log_level: str = "WARNING"
     log_file: Path | None = None
     fsname: str | None = None
@@ -113,6 +120,11 @@ class MountOptions:
     @property
     def effective_dir_mode(self) -> int:
         return self.dir_mode if self.dir_mode is not None else 0o777 & ~self.umask
+
+    def copy_settings(self) -> CopySettings:
+        """How the store copies large files (``ValueError`` if the options are out of
+        range)."""
+        return CopySettings(threshold=self.copy_threshold, part_size=self.copy_part_size)
 
     def to_list(self) -> list[str]:
         """The options as ``-o`` items, for re-running the daemon in the background."""
@@ -160,6 +172,8 @@ _VALUED: dict[str, Callable[[str], object]] = {
     "kernel_readahead": parse_size,
     "max_fetches": _parse_id,
     "fetch_size": parse_size,
+    "copy_threshold": parse_size,
+    "copy_part_size": parse_size,
     "log_level": str.upper,
     "log_file": Path,
     "fsname": str,
@@ -210,5 +224,9 @@ def _validate(opts: MountOptions) -> None:
         raise OptionError("fetch_size must be at least one block")
     if opts.max_fetches < 1:
         raise OptionError("max_fetches must be at least 1")
+    try:
+        opts.copy_settings()
+    except ValueError as e:
+        raise OptionError(str(e)) from None
     if opts.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise OptionError(f"unknown log_level {opts.log_level!r}")
