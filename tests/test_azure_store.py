@@ -53,7 +53,7 @@ from sdk.providers.azure import (
     translate_error,
     validate_container_name,
 )
-from sdk.providers.base import MIN_PART_SIZE, BlobStore, ObjectInfo, PrefixInfo
+from sdk.providers.base import MIN_PART_SIZE, BlobStore, CopySettings, ObjectInfo, PrefixInfo
 
 MiB = 1024 * 1024
 
@@ -148,10 +148,33 @@ async def test_sas_only_credentials_work_but_cannot_sign(
         await upload.upload_part(2, b"y")
         await upload.complete()
         assert (await store.head("big")).size == MIN_PART_SIZE + 1
+        # Put Block From URL (copies in parts) needs the SAS in the source URL as well.
+        store.copy_settings = CopySettings(threshold=1, part_size=MIN_PART_SIZE)
+        await store.copy("big", "big-copy")
+        assert await _body(store, "big-copy") == b"x" * MIN_PART_SIZE + b"y"
         with pytest.raises(InvalidRequest, match="account key"):
             await store.sign_url("dir/a", 60)
-        await store.delete_many(["dir/a", "dir/b", "big"])
+        await store.delete_many(["dir/a", "dir/b", "big", "big-copy"])
         assert [e async for e in store.list()] == []
+    finally:
+        await store.close()
+
+
+@pytest.mark.asyncio
+async def test_scoped_store_copies_in_parts_with_its_container_sas(
+    admin: AzureAdmin, bucket: str
+) -> None:
+    """Put Block From URL needs the source authorised in its URL even within one account;
+    a scoped store (renewing container SAS, no key in its requests) appends its SAS."""
+    store = await admin.open_scoped_bucket(bucket)
+    try:
+        data = os.urandom(MIN_PART_SIZE + 10)
+        await store.put("big", data, metadata={"mode": "420"})
+        store.copy_settings = CopySettings(threshold=1, part_size=MIN_PART_SIZE)
+        etag = await store.copy("big", "big-copy", metadata={"mode": "384"})
+        info = await store.head("big-copy")
+        assert (info.etag, info.metadata) == (etag, {"mode": "384"})
+        assert await _body(store, "big-copy") == data
     finally:
         await store.close()
 

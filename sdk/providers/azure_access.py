@@ -121,6 +121,9 @@ class ScopedAzureStore(AzureStore):
     def _copy_source_url(self, blob: BlobClient) -> str:
         return f"{blob.url.split('?', 1)[0]}?{self._sas.signature}"
 
+    def _part_source_url(self, key: str) -> str | None:
+        return self._copy_source_url(self._blob(key))
+
 
 class AzureAccess:
     """Access control for one :class:`~sdk.providers.azure.AzureAdmin`."""

@@ -1,7 +1,9 @@
 """Block uploads: a multipart upload is a block blob assembled from staged blocks.
 
-Each part is a staged block (``stage_block``) and :meth:`~AzureMultipartUpload.complete`
-commits the block list in part-number order.  Azure has no "abort": uncommitted blocks are
+Each part is a staged block (``stage_block``, or ``stage_block_from_url`` for a part copied
+server-side from a range of another blob: Put Block From URL, used by
+:meth:`AzureStore.copy` for large blobs) and :meth:`~AzureMultipartUpload.complete` commits
+the block list in part-number order.  Azure has no "abort": uncommitted blocks are
 garbage-collected by the service after 7 days, so :meth:`~AzureMultipartUpload.abort` only
 makes the upload unusable.  Nothing is visible before the commit, so a failed upload never
 leaves a blob behind.
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final, Literal
 
 from azure.storage.blob import BlobBlock, ContentSettings
@@ -22,7 +24,7 @@ from ...errors import InvalidRequest, ResourceNotFound
 from ...retry import retry_transient
 from ..base import MIN_PART_SIZE
 from .auth import REQUEST_SIZE
-from .checks import strip_etag
+from .checks import quote_etag, strip_etag
 from .errors import translated
 
 #: Largest :meth:`AzureStore.put` sent as one request, and its block size above that.
@@ -47,8 +49,11 @@ class AzureMultipartUpload:
         *,
         metadata: Mapping[str, str] | None,
         content_type: str | None,
+        source_url: Callable[[str], str | None] | None = None,
     ) -> None:
         self.key = key
+        #: The URL (with a read SAS) the service reads a part copy's source blob from.
+        self._source_url = source_url
         self._blob = blob
         self._what = what
         self._metadata = dict(metadata) if metadata else None
@@ -79,6 +84,30 @@ class AzureMultipartUpload:
         with translated(f"{self._what} part {part_number}"):
             await self._blob.stage_block(self._block_id(part_number), data, length=len(data))
         self._parts[part_number] = len(data)
+
+    @retry_transient
+    async def copy_part(
+        self, part_number: int, src_key: str, offset: int, length: int, *, etag: str
+    ) -> None:
+        """Stage part ``part_number`` as ``length`` bytes at ``offset`` of version ``etag``
+        of ``src_key``, read by the service (Put Block From URL)."""
+        self._check_open()
+        if not 1 <= part_number <= _MAX_PART_NUMBER:
+            raise InvalidRequest(f"{self._what}: part number {part_number} not in 1..10000")
+        url = self._source_url(src_key) if self._source_url is not None else None
+        if url is None:
+            raise InvalidRequest(f"{self._what}: this store cannot authorise a copy source")
+        with translated(f"{self._what} part {part_number} from {src_key}"):
+            # Put Block From URL has no keyword for a source condition in the SDK; the
+            # header pins the part to the version the copy began with.
+            await self._blob.stage_block_from_url(
+                self._block_id(part_number),
+                url,
+                source_offset=offset,
+                source_length=length,
+                headers={"x-ms-source-if-match": quote_etag(etag)},
+            )
+        self._parts[part_number] = length
 
     async def complete(self) -> str:
         """Commit the staged parts in part-number order; return the new ETag."""

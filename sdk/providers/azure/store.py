@@ -17,14 +17,16 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Final
 
+from azure.core import MatchConditions
 from azure.storage.blob import BlobSasPermissions, ContentSettings, generate_blob_sas
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
 
 from ...errors import InvalidRequest, PreconditionFailed, ResourceNotFound, TransientError
 from ...retry import retry_transient
-from ..base import ObjectInfo, PrefixInfo
+from ..base import CopySettings, ObjectInfo, PrefixInfo
+from ..part_copy import copy_in_parts
 from .blocks import PUT_BLOCK_SIZE, AzureMultipartUpload, put_blocks
-from .checks import check_key, check_metadata, check_range, strip_etag
+from .checks import check_key, check_metadata, check_range, quote_etag, strip_etag
 from .errors import WIRE_ERRORS, error_code, translate_error, translated
 from .listing import LIST_PAGE_SIZE, ContainerListing
 from .reading import FIRST_READ, Fetched, fetch, no_chunks
@@ -66,6 +68,7 @@ class AzureStore:
         self._batch_supported: bool | None = None
         self._blobs: collections.OrderedDict[str, BlobClient] = collections.OrderedDict()
         self._listing = ContainerListing(self._container, self._what, page_size=list_page_size)
+        self.copy_settings = CopySettings()
 
     def __repr__(self) -> str:
         return f"AzureStore({self._service.url.split('?', 1)[0]!r}, {self.bucket_name!r})"
@@ -237,29 +240,55 @@ class AzureStore:
     ) -> AzureMultipartUpload:
         """An upload of ``key`` from staged blocks; no request is made until the first part."""
         check_key(key)
-        meta = check_metadata(metadata)
+        return self._upload(key, metadata=check_metadata(metadata), content_type=content_type)
+
+    def _upload(
+        self, key: str, *, metadata: Mapping[str, str], content_type: str | None
+    ) -> AzureMultipartUpload:
         return AzureMultipartUpload(
-            self._blob(key), key, self._what(key), metadata=meta, content_type=content_type
+            self._blob(key),
+            key,
+            self._what(key),
+            metadata=metadata,
+            content_type=content_type,
+            source_url=self._part_source_url,
         )
 
-    @retry_transient
     async def copy(
         self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
     ) -> str:
         """Server-side copy; ``metadata`` replaces the source's when given.  Returns ETag.
 
-        Copy Blob may finish asynchronously (``pending``); this waits for the end.
+        Up to :attr:`copy_settings` ``.threshold`` one Copy Blob; above it Put Block From URL
+        parts in parallel, committed as a block list (each request bounded by the part
+        size, where one Copy Blob of a huge blob may stay ``pending`` for long).  Both are
+        pinned to the source's ETag.
         """
         check_key(dst_key)
         meta = None if metadata is None else check_metadata(metadata)
-        src = self._blob(src_key)
+        src = await self.head(src_key)
+        if src.size > self.copy_settings.threshold and self._part_source_url(src_key):
+            upload = self._upload(
+                dst_key,
+                metadata=src.metadata if meta is None else meta,
+                content_type=src.content_type,
+            )
+            return await copy_in_parts(upload, src, self.copy_settings)
+        return await self._copy_blob(src, dst_key, meta)
+
+    @retry_transient
+    async def _copy_blob(self, src: ObjectInfo, dst_key: str, meta: dict[str, str] | None) -> str:
+        """One Copy Blob of version ``src.etag``; waits while it is ``pending``."""
         dst = self._blob(dst_key)
-        what = f"{self._what(src_key)} -> {dst_key}"
+        what = f"{self._what(src.key)} -> {dst_key}"
         with translated(what):
             # The URL carries the SAS token when the store holds one, which is what lets
             # the service read the source on our behalf.
             result = await dst.start_copy_from_url(
-                self._copy_source_url(src), metadata=meta or None
+                self._copy_source_url(self._blob(src.key)),
+                metadata=meta or None,
+                source_etag=quote_etag(src.etag),
+                source_match_condition=MatchConditions.IfNotModified,
             )
             status = result.get("copy_status")
             etag: object = result.get("etag")
@@ -279,6 +308,26 @@ class AzureStore:
                 cleared = await dst.set_blob_metadata({})
                 etag = cleared.get("etag")
         return strip_etag(etag)
+
+    def _part_source_url(self, key: str) -> str | None:
+        """The URL Put Block From URL reads ``key`` from: unlike Copy Blob, it needs the
+        source authorised in the URL even within one account, so a blob SAS (read, 1 h)
+        made with the account key, or the SAS a store opened with one carries in its URLs;
+        ``None`` when neither exists (then copies are one Copy Blob).  A scoped store
+        appends its current container SAS instead (:mod:`sdk.providers.azure_access`)."""
+        account = self._container.account_name
+        if not self._account_key or not account:
+            url = str(self._blob(key).url)
+            return url if "?" in url else None
+        sas = generate_blob_sas(
+            account_name=account,
+            container_name=self.bucket_name,
+            blob_name=key,
+            account_key=self._account_key,
+            permission=BlobSasPermissions(read=True),
+            expiry=datetime.now(UTC) + timedelta(hours=1),
+        )
+        return f"{self._blob(key).url.split('?', 1)[0]}?{sas}"
 
     # -- deleting -------------------------------------------------------------------------------
 
