@@ -30,7 +30,6 @@ reuse.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import hmac
@@ -50,8 +49,9 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
+
+from .process import ProcessExited, ServerProcess
 
 __all__ = [
     "ADMIN_ACTIONS",
@@ -73,7 +73,6 @@ ADMIN_ACTIONS = ("Admin", "Read", "Write", "List", "Tagging")
 #: SeaweedFS accepts any region in a signature; clients must still name one.
 REGION = "us-east-1"
 
-_LOG_TAIL_LINES = 60
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 # ``mini``'s maintenance worker dials the admin gRPC port as admin HTTP port + 10000 whatever
 # ``-admin.port.grpc`` says (4.48), so the pair must be exactly this far apart.
@@ -215,20 +214,6 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
-def _log_tail(path: Path | None, lines: int = _LOG_TAIL_LINES) -> str:
-    if path is None:
-        return "(no log)"
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            text = f.read().decode("utf-8", "replace")
-    except OSError as e:
-        return f"(cannot read log {path}: {e})"
-    tail = text.splitlines()[-lines:]
-    return f"--- last {len(tail)} lines of {path} ---\n" + "\n".join(tail)
-
-
 def _sigv4_headers(
     method: str, path: str, host: str, access_key_id: str, secret_access_key: str
 ) -> dict[str, str]:
@@ -318,14 +303,6 @@ def _storage_writable(filer_port: int) -> bool:
     return status == 200 and data == payload
 
 
-def _set_parent_death_signal() -> None:
-    # Runs in the child between fork and exec: ask the kernel for SIGTERM when the parent
-    # dies, so a killed test run leaves no server behind.
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
-
-
 def _clean_environment(home: Path, memory_limit_mb: int | None) -> dict[str, str]:
     """The environment for ``weed``, cut off from the caller's cloud settings.
 
@@ -410,7 +387,7 @@ def _terminate(pid: int, timeout: float = _STOP_TIMEOUT) -> None:
     raise SeaweedError(f"weed (pid {pid}) did not exit after SIGKILL")
 
 
-class SeaweedServer:
+class SeaweedServer(ServerProcess):
     """One ``weed mini`` process serving S3 on loopback.
 
     ``directory`` holds everything: the data (``data/``), the identities file and the log.
@@ -425,6 +402,8 @@ class SeaweedServer:
     as many volumes as free disk space holds.  ``memory_limit_mb`` becomes ``GOMEMLIMIT``
     (None: inherit it).
     """
+
+    stop_timeout = _STOP_TIMEOUT
 
     def __init__(
         self,
@@ -442,9 +421,9 @@ class SeaweedServer:
         startup_timeout: float = 60.0,
         weed: Path | None = None,
     ) -> None:
-        self.directory = Path(directory).resolve()
+        directory = Path(directory).resolve()
+        super().__init__(directory, directory / "weed.log", startup_timeout)
         self.data_dir = self.directory / "data"
-        self.log_path = self.directory / "weed.log"
         self.auth = auth
         if auth and s3_config is None and (access_key_id is None or secret_access_key is None):
             access_key_id, secret_access_key = generate_access_key()
@@ -459,12 +438,8 @@ class SeaweedServer:
         self.memory_limit_mb = memory_limit_mb
         self.iam_writable = iam_writable
         self.detached = detached
-        self.startup_timeout = startup_timeout
         self._weed = weed
         self.ports: SeaweedPorts | None = None
-        self.pid: int | None = None
-        self.startup_seconds: float | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -527,8 +502,7 @@ class SeaweedServer:
 
         Raises :class:`SeaweedError` with the tail of weed's log if it does not.
         """
-        if self._proc is not None and self._proc.poll() is None:
-            raise SeaweedError(f"already running (pid {self._proc.pid})")
+        self._check_not_running(SeaweedError)
         weed = self._weed or find_weed()
         self.directory.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(exist_ok=True)
@@ -553,61 +527,50 @@ class SeaweedServer:
         cmd = self.command(weed, ports)
         self._rotate_log()
         started = time.monotonic()
-        with self.log_path.open("ab") as log:
-            log.write(f"\n=== {time.ctime()} starting: {' '.join(cmd)}\n".encode())
-            log.flush()
-            use_pdeathsig = (
-                not self.detached and threading.current_thread() is threading.main_thread()
-            )
-            proc = subprocess.Popen(
-                cmd,
-                cwd=self.directory,  # weed reads ./master.toml, ./security.toml …
-                env=_clean_environment(self.directory, self.memory_limit_mb),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_set_parent_death_signal if use_pdeathsig else None,
-            )
-        self._proc, self.ports, self.pid = proc, ports, proc.pid
+        # cwd is the directory: weed reads ./master.toml, ./security.toml …
+        proc = self._spawn(
+            cmd,
+            env=_clean_environment(self.directory, self.memory_limit_mb),
+            detached=self.detached,
+        )
+        self.ports = ports
         if self.detached:
             with _CHILDREN_LOCK:
                 _CHILDREN[proc.pid] = proc
         try:
-            self._wait_ready(proc, ports, started)
+            self._wait_serving(proc, ports, started)
         except BaseException:
             self._kill_after_failed_start()
             raise
         self.startup_seconds = time.monotonic() - started
 
-    def _wait_ready(self, proc: subprocess.Popen[bytes], ports: SeaweedPorts, t0: float) -> None:
-        deadline = t0 + self.startup_timeout
+    def _wait_serving(self, proc: subprocess.Popen[bytes], ports: SeaweedPorts, t0: float) -> None:
         s3_ok = False
-        while True:
-            code = proc.poll()
-            if code is not None:
-                tail = _log_tail(self.log_path)
-                if "not available" in tail or "address already in use" in tail:
-                    raise _PortTaken(f"weed could not bind its ports (exit {code})\n{tail}")
-                raise SeaweedError(f"weed exited with code {code} while starting\n{tail}")
-            if not s3_ok:
-                s3_ok = _s3_answers(ports.s3, self.access_key_id, self.secret_access_key)
-            if s3_ok and _storage_writable(ports.filer):
-                return
-            if time.monotonic() > deadline:
-                raise SeaweedError(
-                    f"weed did not serve S3 within {self.startup_timeout:.0f} s "
-                    f"(S3 answering: {s3_ok})\n{_log_tail(self.log_path)}"
-                )
-            time.sleep(0.05)
+
+        def ready() -> bool:
+            nonlocal s3_ok
+            s3_ok = s3_ok or _s3_answers(ports.s3, self.access_key_id, self.secret_access_key)
+            return s3_ok and _storage_writable(ports.filer)
+
+        try:
+            self._wait_ready(proc, ready, t0)
+        except ProcessExited as e:
+            tail = self.log_tail()
+            if "not available" in tail or "address already in use" in tail:
+                raise _PortTaken(f"weed could not bind its ports (exit {e.code})\n{tail}") from None
+            raise SeaweedError(f"weed exited with code {e.code} while starting\n{tail}") from None
+        except TimeoutError:
+            raise SeaweedError(
+                f"weed did not serve S3 within {self.startup_timeout:.0f} s "
+                f"(S3 answering: {s3_ok})\n{self.log_tail()}"
+            ) from None
 
     def _kill_after_failed_start(self) -> None:
         if self._proc is not None:
             if self._proc.poll() is None:
                 self._proc.kill()
             self._proc.wait()
-            with _CHILDREN_LOCK:
-                _CHILDREN.pop(self._proc.pid, None)
+            self._forget(self._proc)
         self._proc = None
         self.pid = None
 
@@ -616,38 +579,9 @@ class SeaweedServer:
             if self.log_path.stat().st_size > _MAX_LOG_BYTES:
                 os.replace(self.log_path, self.log_path.with_suffix(".log.1"))
 
-    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
-        return _log_tail(self.log_path, lines)
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self, timeout: float = _STOP_TIMEOUT) -> None:
-        """SIGTERM, then SIGKILL after ``timeout`` seconds; returns when ``weed`` is gone."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    def _forget(self, proc: subprocess.Popen[bytes]) -> None:
         with _CHILDREN_LOCK:
             _CHILDREN.pop(proc.pid, None)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         where = self.endpoint_url if self.ports else "not started"

@@ -259,6 +259,25 @@ def test_azurite_failure_reports_the_log(tmp_path: Path) -> None:
     assert not server.running
 
 
+def test_server_that_never_answers_is_stopped_with_its_log(tmp_path: Path) -> None:
+    fake = tmp_path / "azurite-blob"
+    fake.write_text("#!/bin/sh\necho 'fake azurite: listening soon'\nexec sleep 600\n")
+    fake.chmod(0o755)
+    server = AzuriteServer(tmp_path / "srv", azurite=fake, startup_timeout=1)
+    with pytest.raises(AzuriteError, match="did not answer within 1 s") as excinfo:
+        server.start()
+    assert "listening soon" in str(excinfo.value)
+    assert not server.running
+    pid = server.pid
+    assert pid is not None
+    # Stopped and reaped: the pid is gone (or, if reused already, is not our sleep).
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        cmdline = b""
+    assert b"sleep" not in cmdline
+
+
 # --- the embedded server -------------------------------------------------------------------
 
 _CHILD = textwrap.dedent(
