@@ -12,11 +12,10 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
 
 from yarl import URL
 
-from ..errors import BlobfsError
+from ..errors import BlobfsError, raise_first
 from ..progress import (
     AbstractRecursiveFileProgress,
     StorageProgressEnterDir,
@@ -52,18 +51,6 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
-
-
-def _raise_first(group: BaseExceptionGroup[BaseException]) -> NoReturn:
-    """Raise the error that failed a task group rather than the group itself."""
-    pending: list[BaseException] = [group]
-    while pending:
-        exc = pending.pop(0)
-        if isinstance(exc, BaseExceptionGroup):
-            pending[:0] = exc.exceptions
-        elif not isinstance(exc, asyncio.CancelledError):
-            raise exc
-    raise group
 
 
 @dataclass(eq=False)
@@ -141,7 +128,7 @@ class Tree:
                 for _ in workers:
                     await self.queue.put(None)
         except BaseExceptionGroup as group:
-            _raise_first(group)
+            raise_first(group)
         if self.failures:
             raise IncompleteTransfer(self.src, self.dst, self.failures)
 
