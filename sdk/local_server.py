@@ -497,10 +497,13 @@ class SeaweedServer(ServerProcess):
             cmd.append(f"-s3.config={self.directory / 's3.json'}")
         return cmd
 
-    def start(self) -> Self:
+    def start(self, *, ports: SeaweedPorts | None = None) -> Self:
         """Start ``weed`` and return once S3 answers and storage takes writes.
 
-        Raises :class:`SeaweedError` with the tail of weed's log if it does not.
+        ``ports``: listen on these (``server.start(ports=server.ports)`` after a
+        :meth:`stop` brings the server back where its clients expect it); by default, new
+        free ports.  Raises :class:`SeaweedError` with the tail of weed's log if it does
+        not start.
         """
         self._check_not_running(SeaweedError)
         weed = self._weed or find_weed()
@@ -513,17 +516,19 @@ class SeaweedServer(ServerProcess):
         with contextlib.suppress(FileNotFoundError):
             (self.data_dir / "mini.options").unlink()
         last_error: SeaweedError | None = None
-        for _ in range(3):
+        for attempt in range(3):
             try:
-                self._start_once(weed)
+                self._start_once(weed, ports)
                 return self
             except _PortTaken as e:
                 last_error = e
+                if ports is not None:
+                    time.sleep(0.5 * (attempt + 1))  # a just-closed socket may linger
         assert last_error is not None
         raise last_error
 
-    def _start_once(self, weed: Path) -> None:
-        ports = SeaweedPorts.allocate()
+    def _start_once(self, weed: Path, fixed: SeaweedPorts | None) -> None:
+        ports = fixed or SeaweedPorts.allocate()
         cmd = self.command(weed, ports)
         self._rotate_log()
         started = time.monotonic()
