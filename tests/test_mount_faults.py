@@ -6,9 +6,9 @@ restarted service would be:
 
 * while ``dd`` copies a large file into the mount: the server stops half-way, data keeps
   arriving during the outage, the copy ends (``close()`` uploads) while the server is still
-  down, and it comes back two seconds later.  Either the copy succeeds and the object holds exactly the
-  source bytes, or ``dd`` reports an error; in every case the bucket never holds bytes that
-  were not written (a multipart upload completed with missing or stale parts), and no
+  down, and it comes back two seconds later.  Either the copy succeeds and the object holds
+  exactly the source bytes, or ``dd`` reports an error; in every case the bucket never holds
+  bytes that were not written (a multipart upload completed with missing or stale parts), and no
   multipart upload is left behind;
 * while a file is being closed: ``close()`` fails with EIO instead of returning success
   over data that is not stored, and nothing partial appears.
