@@ -167,15 +167,19 @@ async def download_ranges(
     write: Callable[[int, bytes], Awaitable[None]],
     part_size: int = DEFAULT_PART_SIZE,
     concurrency: int = DEFAULT_CONCURRENCY,
+    start: int = 0,
 ) -> None:
     """Fetch the ``size`` bytes of version ``etag`` of ``key`` as parallel ranged reads.
 
     ``write(offset, data)`` is awaited for every range as it arrives, in no particular order;
-    at most ``concurrency`` ranges are held in memory at once.  Raises
+    at most ``concurrency`` ranges are held in memory at once.  With ``start`` only the bytes
+    from there on are fetched (the tail of a resumed download).  Raises
     :class:`~sdk.errors.PreconditionFailed` if the object is replaced meanwhile.
     """
     if part_size < 1 or concurrency < 1:
         raise InvalidRequest("part_size and concurrency must be positive")
+    if not 0 <= start <= size:
+        raise InvalidRequest(f"start {start} is outside 0..{size}")
     slots = asyncio.Semaphore(concurrency)
 
     async def fetch(offset: int, length: int) -> None:
@@ -191,7 +195,7 @@ async def download_ranges(
 
     try:
         async with asyncio.TaskGroup() as tg:
-            for offset in range(0, size, part_size):
+            for offset in range(start, size, part_size):
                 await slots.acquire()
                 tg.create_task(fetch(offset, min(part_size, size - offset)))
     except BaseExceptionGroup as group:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from yarl import URL
@@ -364,6 +365,67 @@ async def test_interrupted_continue_download_resumes(
     assert (out_dir / "f").read_bytes() == data
     assert [p.name for p in out_dir.iterdir()] == ["f"]
     assert rec.of(StorageProgressStep)[0].current > len(partial)  # only the tail came
+
+
+class ReadCounter:
+    """A store that records the reads made through it and how many ranges overlap."""
+
+    def __init__(self, store: BlobStore) -> None:
+        self._store = store
+        self.streams: list[tuple[str, int]] = []
+        self.ranges: list[tuple[int, int]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def read(self, key: str, offset: int = 0, length: int | None = None, **kw: Any) -> Any:
+        self.streams.append((key, offset))
+        return self._store.read(key, offset, length, **kw)
+
+    async def read_range(self, key: str, offset: int, length: int, **kw: Any) -> bytes:
+        self.ranges.append((offset, length))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            # Let every range already started begin before this one ends, whatever the
+            # store: overlap is then visible without depending on timing.
+            await asyncio.sleep(0)
+            return await self._store.read_range(key, offset, length, **kw)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_download_continue_fetches_the_tail_as_parallel_ranges(
+    transfers: Transfers, store: BlobStore, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * PART_SIZE + 4321)
+    src = tmp_path / "src"
+    src.write_bytes(data)
+    set_mtime(src, 1_600_000_000)
+    await transfers.upload_file(local(src), blob("f"))
+
+    out = tmp_path / "out"
+    cut = 1000
+    out.write_bytes(data[:cut])  # a partial copy newer than the blob: resumable
+    counter = ReadCounter(store)
+
+    async def resolve(uri: URL) -> tuple[Bucket, BlobStore, str]:
+        bucket, _, key = await transfers._resolve(uri)
+        return bucket, counter, key  # type: ignore[return-value]
+
+    rec = Recorder()
+    await Transfers(resolve).download_file(blob("f"), local(out), continue_=True, progress=rec)
+    assert out.read_bytes() == data
+    # The tail came as ranged reads of whole parts from the cut on, several at once, as a
+    # fresh download's parts do -- not as one stream.
+    assert counter.streams == []
+    expected = [(o, min(PART_SIZE, len(data) - o)) for o in range(cut, len(data), PART_SIZE)]
+    assert sorted(counter.ranges) == expected
+    assert counter.max_in_flight > 1
+    steps = [e.current for e in rec.of(StorageProgressStep)]
+    assert steps == sorted(steps) and steps[0] > cut and steps[-1] == len(data)
 
 
 # -- trees --------------------------------------------------------------------------------------

@@ -188,19 +188,19 @@ async def get_file(
             done += len(data)
             progress.step(StorageProgressStep(src, dst, done, size))
 
-        if plan.offset:
-            await _read_tail(store, info, plan.offset, write)
-        else:
-            ordered = write if plan.mode is WriteMode.REPLACE else _InOrder(write, 0)
-            await download_ranges(
-                store,
-                info.key,
-                size=size,
-                etag=info.etag,
-                write=ordered,
-                part_size=part_size_for(size),
-                concurrency=concurrency,
-            )
+        # A resumable download is written strictly in order, so the file is always a valid
+        # prefix to continue from; a resumed one fetches only the rest, in the same ranges.
+        ordered = write if plan.mode is WriteMode.REPLACE else _InOrder(write, plan.offset)
+        await download_ranges(
+            store,
+            info.key,
+            size=size,
+            etag=info.etag,
+            write=ordered,
+            part_size=part_size_for(size),
+            concurrency=concurrency,
+            start=plan.offset,
+        )
     except BaseException:
         os.close(fd)
         if not keep:
@@ -215,31 +215,6 @@ async def get_file(
                 os.unlink(target)
         raise
     progress.complete(StorageProgressComplete(src, dst, size))
-
-
-async def _read_tail(
-    store: BlobStore,
-    info: ObjectInfo,
-    offset: int,
-    write: Callable[[int, bytes], Awaitable[None]],
-) -> None:
-    """Stream ``info`` from ``offset`` to the end, writing in order in large pieces."""
-    pending: list[bytes] = []
-    held = 0
-    async with store.read(info.key, offset, etag=info.etag) as chunks:
-        async for chunk in chunks:
-            pending.append(chunk)
-            held += len(chunk)
-            if held >= PART_SIZE:
-                await write(offset, b"".join(pending))
-                offset += held
-                pending.clear()
-                held = 0
-    if pending:
-        await write(offset, b"".join(pending))
-        offset += held
-    if offset != info.size:
-        raise OSError(errno.EIO, f"blob ended at {offset} bytes, expected {info.size}")
 
 
 async def has_keys(store: BlobStore, prefix: str) -> bool:
