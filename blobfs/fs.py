@@ -1013,7 +1013,9 @@ class Filesystem:
                 if not staged.unlinked:
                     await self._upload(node, staged)
         src_tree = await self._tree(src.key)
-        dst_tree = await self._tree(new_key) if dst is not None else {}
+        # Listed even when the caches say the name is free: keys under it written since
+        # (another mount, an earlier interrupted rename) must not be merged into unseen.
+        dst_tree = await self._tree(new_key)
         plan = rename_plan(src_tree, dst_tree)
         if plan is None:
             raise NotEmpty(new_key)

@@ -532,6 +532,14 @@ async def test_directory_rename_onto_a_non_empty_directory() -> None:
         await env.put(source, b"X" * len(TREE[source]))  # same size, other md5
         with pytest.raises(errors.NotEmpty):
             await env.fs.rename(ROOT_INODE, "src", ROOT_INODE, "dst", 0)
+    # Keys that appeared under a name this mount still caches as missing count too.
+    async with make_env(TREE) as env:
+        with pytest.raises(errors.NotFound):
+            await env.path("dst")  # now cached as missing
+        await env.put("dst/x", b"written by another mount")
+        with pytest.raises(errors.NotEmpty):
+            await env.fs.rename(ROOT_INODE, "src", ROOT_INODE, "dst", 0)
+        assert await body(env, "dst/x") == b"written by another mount"
     # Onto an empty directory, and onto a file: replaced / ENOTDIR.
     async with make_env({**TREE, "empty/": b"", "file": b"f"}) as env:
         with pytest.raises(errors.NotADirectory):
