@@ -254,9 +254,14 @@ class TrioStore:
         return TrioMultipart(upload, self._aio)
 
     async def copy(
-        self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
+        self,
+        src_key: str,
+        dst_key: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
     ) -> str:
-        return await self._aio.run(self.store.copy, src_key, dst_key, metadata=metadata)
+        return await self._aio.run(self.store.copy, src_key, dst_key, metadata=metadata, size=size)
 
     def set_copy_settings(self, settings: CopySettings) -> None:
         """When and how :meth:`copy` copies large objects in parts.  Set before the mount

@@ -986,7 +986,7 @@ class Filesystem:
                 if staged is not None:
                     with from_storage(missing=Stale):
                         await staged.fill_all()
-                await self.store.copy(src.key, new_key)
+                await self.store.copy(src.key, new_key, size=src.size)
                 src.etag = (await self.store.head(new_key)).etag
             await self.store.delete(src.key, missing_ok=True)
         if staged is not None:
@@ -1024,7 +1024,7 @@ class Filesystem:
         async def move(rel: str) -> None:
             try:
                 with from_storage():
-                    await self.store.copy(src.key + rel, new_key + rel)
+                    await self.store.copy(src.key + rel, new_key + rel, size=src_tree[rel].size)
             except NotFound:
                 # A key deleted meanwhile has nothing to move.  SeaweedFS cannot copy a
                 # `dir/` marker (its folders are not objects): write a new, empty one.
@@ -1059,7 +1059,7 @@ class Filesystem:
         if listed:
             try:
                 with from_storage():
-                    await self.store.copy(src.key, new_key)
+                    await self.store.copy(src.key, new_key, size=0)
                 return
             except NotFound:
                 pass  # SeaweedFS lists implicit directories, which cannot be copied

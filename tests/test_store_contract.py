@@ -379,6 +379,22 @@ async def test_copy_replaces_metadata(store: BlobStore) -> None:
     assert (await store.head("src")).metadata == {"mode": "420", "uid": "1"}
 
 
+async def test_copy_with_the_size_from_a_listing(store: BlobStore) -> None:
+    """A caller that knows the size (a directory rename, from its listing) saves the HEAD;
+    the copy is the same, and a size that is out of date does not matter."""
+    await store.put("src", b"payload", metadata={"mode": "420"}, content_type="text/x")
+    listed = [e async for e in store.list("src") if isinstance(e, ObjectInfo)][0]
+    await store.copy("src", "dst", size=listed.size)
+    info = await store.head("dst")
+    assert (info.metadata, info.content_type) == ({"mode": "420"}, "text/x")
+    assert await read_all(store, "dst") == b"payload"
+    await store.put("src", b"a longer payload now")
+    await store.copy("src", "dst", size=listed.size)
+    assert await read_all(store, "dst") == b"a longer payload now"
+    with pytest.raises(ResourceNotFound):
+        await store.copy("missing", "dst", size=1)
+
+
 async def test_copy_missing_source(store: BlobStore) -> None:
     with pytest.raises(ResourceNotFound):
         await store.copy("missing", "dst")

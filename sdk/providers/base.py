@@ -200,9 +200,19 @@ class BlobStore(Protocol):
     copy_settings: CopySettings
 
     async def copy(
-        self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
+        self,
+        src_key: str,
+        dst_key: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
     ) -> str:
         """Server-side copy of ``src_key`` to ``dst_key``; returns the new ETag.
+
+        ``size`` is the source's size when the caller knows it (from a listing): a copy
+        that keeps the metadata and will be one request then skips the HEAD that otherwise
+        picks the method (measured on SeaweedFS: 60 vs 30 small copies/s), and is not pinned
+        to a version.
 
         The content type comes along; the user metadata too, unless ``metadata`` replaces
         it.  The copy is all or nothing: the destination appears complete or not at all,

@@ -522,9 +522,15 @@ class MemoryStore:
         return upload
 
     async def copy(
-        self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
+        self,
+        src_key: str,
+        dst_key: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
     ) -> str:
         """Server-side copy; content type and (unless replaced) metadata come along.
+        (``size`` saves a real store a request; here it changes nothing.)
 
         Above ``copy_settings.threshold`` the copy goes through a multipart upload of copied
         parts as on the real providers (new ETag ``md5(part md5s)-N``; faults in

@@ -688,10 +688,20 @@ class S3Store:
         return S3Upload(self, key, r["UploadId"])
 
     async def copy(
-        self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
+        self,
+        src_key: str,
+        dst_key: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
     ) -> str:
         """Server-side copy: one CopyObject up to :attr:`copy_settings` ``.threshold``
         (at most 5 GiB, CopyObject's limit), else UploadPartCopy parts in parallel."""
+        if metadata is None and size is not None and size <= self.copy_settings.threshold:
+            try:
+                return await self._copy_object(src_key, dst_key, {})
+            except InvalidRequest:
+                pass  # grown past what one request may copy since it was listed
         # The HEAD gives the size that picks the method, the content type a REPLACE or a
         # multipart upload must restate, and the version every request is pinned to.
         src = await self.head(src_key)
@@ -702,12 +712,7 @@ class S3Store:
                 content_type=src.content_type,
             )
             return await copy_in_parts(upload, src, self.copy_settings)
-        params: dict[str, Any] = {
-            "Bucket": self.bucket_name,
-            "Key": dst_key,
-            "CopySource": {"Bucket": self.bucket_name, "Key": src_key},
-            "CopySourceIfMatch": f'"{src.etag}"',
-        }
+        params: dict[str, Any] = {"CopySourceIfMatch": f'"{src.etag}"'}
         if metadata is not None:
             # REPLACE would also reset the content type: carry the source's over.
             params.update(
@@ -715,8 +720,16 @@ class S3Store:
                 Metadata=_metadata(metadata),
                 ContentType=src.content_type or DEFAULT_CONTENT_TYPE,
             )
+        return await self._copy_object(src_key, dst_key, params)
+
+    async def _copy_object(self, src_key: str, dst_key: str, params: dict[str, Any]) -> str:
         r = await self.client.call(
-            f"copy {self.bucket_name}/{src_key} to {dst_key}", "copy_object", **params
+            f"copy {self.bucket_name}/{src_key} to {dst_key}",
+            "copy_object",
+            Bucket=self.bucket_name,
+            Key=dst_key,
+            CopySource={"Bucket": self.bucket_name, "Key": src_key},
+            **params,
         )
         return _etag(r["CopyObjectResult"]["ETag"])
 

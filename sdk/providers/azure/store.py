@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 from azure.core import MatchConditions
 from azure.storage.blob import BlobSasPermissions, ContentSettings, generate_blob_sas
@@ -255,7 +255,12 @@ class AzureStore:
         )
 
     async def copy(
-        self, src_key: str, dst_key: str, *, metadata: Mapping[str, str] | None = None
+        self,
+        src_key: str,
+        dst_key: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        size: int | None = None,
     ) -> str:
         """Server-side copy; ``metadata`` replaces the source's when given.  Returns ETag.
 
@@ -266,6 +271,8 @@ class AzureStore:
         """
         check_key(dst_key)
         meta = None if metadata is None else check_metadata(metadata)
+        if meta is None and size is not None and size <= self.copy_settings.threshold:
+            return await self._copy_blob(src_key, None, dst_key, None)
         src = await self.head(src_key)
         if src.size > self.copy_settings.threshold and self._part_source_url(src_key):
             upload = self._upload(
@@ -274,21 +281,26 @@ class AzureStore:
                 content_type=src.content_type,
             )
             return await copy_in_parts(upload, src, self.copy_settings)
-        return await self._copy_blob(src, dst_key, meta)
+        return await self._copy_blob(src_key, src.etag, dst_key, meta)
 
     @retry_transient
-    async def _copy_blob(self, src: ObjectInfo, dst_key: str, meta: dict[str, str] | None) -> str:
-        """One Copy Blob of version ``src.etag``; waits while it is ``pending``."""
+    async def _copy_blob(
+        self, src_key: str, version: str | None, dst_key: str, meta: dict[str, str] | None
+    ) -> str:
+        """One Copy Blob (of ETag ``version`` when given); waits while it is ``pending``."""
         dst = self._blob(dst_key)
-        what = f"{self._what(src.key)} -> {dst_key}"
+        what = f"{self._what(src_key)} -> {dst_key}"
+        pinned: dict[str, Any] = {}
+        if version is not None:
+            pinned = {
+                "source_etag": quote_etag(version),
+                "source_match_condition": MatchConditions.IfNotModified,
+            }
         with translated(what):
             # The URL carries the SAS token when the store holds one, which is what lets
             # the service read the source on our behalf.
             result = await dst.start_copy_from_url(
-                self._copy_source_url(self._blob(src.key)),
-                metadata=meta or None,
-                source_etag=quote_etag(src.etag),
-                source_match_condition=MatchConditions.IfNotModified,
+                self._copy_source_url(self._blob(src_key)), metadata=meta or None, **pinned
             )
             status = result.get("copy_status")
             etag: object = result.get("etag")
