@@ -383,7 +383,7 @@ async def test_copy_with_the_size_from_a_listing(store: BlobStore) -> None:
     """A caller that knows the size (a directory rename, from its listing) saves the HEAD;
     the copy is the same, and a size that is out of date does not matter."""
     await store.put("src", b"payload", metadata={"mode": "420"}, content_type="text/x")
-    listed = [e async for e in store.list("src") if isinstance(e, ObjectInfo)][0]
+    (listed,) = [e async for e in store.list("src") if isinstance(e, ObjectInfo)]
     await store.copy("src", "dst", size=listed.size)
     info = await store.head("dst")
     assert (info.metadata, info.content_type) == ({"mode": "420"}, "text/x")
