@@ -331,13 +331,19 @@ class AzureStore:
         if not self._account_key or not account:
             url = str(self._blob(key).url)
             return url if "?" in url else None
+        return self._read_sas_url(
+            key, account, self._account_key, datetime.now(UTC) + timedelta(hours=1)
+        )
+
+    def _read_sas_url(self, key: str, account: str, account_key: str, expiry: datetime) -> str:
+        """``key``'s URL with a blob SAS that allows reading it until ``expiry``."""
         sas = generate_blob_sas(
             account_name=account,
             container_name=self.bucket_name,
             blob_name=key,
-            account_key=self._account_key,
+            account_key=account_key,
             permission=BlobSasPermissions(read=True),
-            expiry=datetime.now(UTC) + timedelta(hours=1),
+            expiry=expiry,
         )
         return f"{self._blob(key).url.split('?', 1)[0]}?{sas}"
 
@@ -437,15 +443,7 @@ class AzureStore:
         expiry = datetime.now(UTC).replace(microsecond=0) + timedelta(
             seconds=expires_in_seconds + 1
         )
-        sas = generate_blob_sas(
-            account_name=account,
-            container_name=self.bucket_name,
-            blob_name=key,
-            account_key=self._account_key,
-            permission=BlobSasPermissions(read=True),
-            expiry=expiry,
-        )
-        return f"{self._blob(key).url.split('?', 1)[0]}?{sas}"
+        return self._read_sas_url(key, account, self._account_key, expiry)
 
     async def close(self) -> None:
         """Close the connection pool.  The store must not be used afterwards."""
