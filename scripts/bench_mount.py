@@ -147,6 +147,50 @@ def fio(path: Path, bs: str, runtime: int) -> dict[str, float]:
     return {"iops": float(job["iops"]), "mib_s": float(job["bw_bytes"]) / MiB}
 
 
+#: Debian package of each program the benchmarks need (scripts/setup.sh installs them all).
+PACKAGES = {"fio": "fio", "s3fs": "s3fs", "rclone": "rclone", "fusermount3": "fuse3"}
+
+
+def can_run(name: str, tools: tuple[str, ...]) -> bool:
+    """Root, and every program in ``tools`` on PATH; else say what is missing and how to
+    get it."""
+    if os.geteuid() != 0:
+        print(f"{name}: needs root (mounts, drop_caches)", file=sys.stderr)
+        return False
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if missing:
+        packages = " ".join(sorted({PACKAGES.get(tool, tool) for tool in missing}))
+        print(
+            f"{name}: {', '.join(missing)} not installed; install with "
+            f"`apt-get install {packages}` (scripts/setup.sh installs them)",
+            file=sys.stderr,
+        )
+        return False
+    return True
+
+
+def s3_config(server: SeaweedServer, work: Path) -> Config:
+    """A saved blobfs configuration whose only cluster is ``server``."""
+    cluster = ClusterConfig(
+        name="bench",
+        provider=Provider.S3,
+        endpoint_url=server.endpoint_url,
+        region="us-east-1",
+        credentials={
+            "access_key_id": server.access_key_id or "",
+            "secret_access_key": server.secret_access_key or "",
+        },
+    )
+    config = Config(
+        clusters={"bench": cluster},
+        current_cluster="bench",
+        owner="bench",
+        path=work / "config.toml",
+    )
+    config.save()
+    return config
+
+
 # -- the three mounts -------------------------------------------------------------------------
 
 
@@ -159,7 +203,8 @@ class Setup:
     env: dict[str, str]
 
 
-def mount_blobfs(s: Setup, where: Path) -> None:
+def mount_blobfs(s: Setup, where: Path, read_only: bool = True) -> None:
+    # blobfs is mounted read-write either way: its defaults are what is measured.
     proc = run(
         [
             str(BIN / "blobfs"),
@@ -175,7 +220,7 @@ def mount_blobfs(s: Setup, where: Path) -> None:
         raise RuntimeError(f"blobfs mount failed: {proc.stderr}")
 
 
-def mount_s3fs(s: Setup, where: Path) -> None:
+def mount_s3fs(s: Setup, where: Path, read_only: bool = True) -> None:
     passwd = s.work / "s3fs.passwd"
     passwd.write_text(f"{s.server.access_key_id}:{s.server.secret_access_key}\n")
     passwd.chmod(0o600)
@@ -186,7 +231,7 @@ def mount_s3fs(s: Setup, where: Path) -> None:
             str(where),
             "-o",
             f"url={s.server.endpoint_url},use_path_request_style,passwd_file={passwd},"
-            "endpoint=us-east-1,ro",
+            "endpoint=us-east-1" + (",ro" if read_only else ""),
         ]
     )
     if proc.returncode != 0:
@@ -194,7 +239,7 @@ def mount_s3fs(s: Setup, where: Path) -> None:
     wait_mounted(where)
 
 
-def mount_rclone(s: Setup, where: Path) -> None:
+def mount_rclone(s: Setup, where: Path, read_only: bool = True) -> None:
     conf = s.work / "rclone.conf"
     conf.write_text(
         "[bench]\ntype = s3\nprovider = Other\n"
@@ -212,7 +257,7 @@ def mount_rclone(s: Setup, where: Path) -> None:
             str(where),
             "--config",
             str(conf),
-            "--read-only",
+            *(["--read-only"] if read_only else []),
             "--daemon",
         ],
         env=env,
@@ -222,7 +267,7 @@ def mount_rclone(s: Setup, where: Path) -> None:
     wait_mounted(where)
 
 
-MOUNTS: dict[str, Callable[[Setup, Path], None]] = {
+MOUNTS: dict[str, Callable[[Setup, Path, bool], None]] = {
     "blobfs": mount_blobfs,
     "s3fs": mount_s3fs,
     "rclone": mount_rclone,
@@ -241,7 +286,7 @@ def measure(tool: str, s: Setup, size_mib: int, runtime: int) -> Figures:
             peak = max(peak, peak_rss_mib(daemon_pid(where)))
             unmount(where)
         drop_caches()
-        MOUNTS[tool](s, where)
+        MOUNTS[tool](s, where, True)
 
     big = where / "seq" / f"{size_mib}m.bin"
     fresh()
@@ -323,35 +368,14 @@ def main() -> int:
     parser.add_argument("--runtime", type=int, default=10, help="seconds per fio run")
     parser.add_argument("--tools", default="blobfs,s3fs,rclone")
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        print("bench_mount: needs root (mounts, drop_caches)", file=sys.stderr)
+    if not can_run("bench_mount", ("fio", "s3fs", "rclone", "fusermount3")):
         return 2
-    for tool in ("fio", "s3fs", "rclone", "fusermount3"):
-        if shutil.which(tool) is None:
-            print(f"bench_mount: {tool} is not installed", file=sys.stderr)
-            return 2
 
     work = Path(tempfile.mkdtemp(prefix="bench-mount-"))
     server = SeaweedServer(work / "seaweedfs", volume_size_limit_mb=1024)
     server.start()
     try:
-        cluster = ClusterConfig(
-            name="bench",
-            provider=Provider.S3,
-            endpoint_url=server.endpoint_url,
-            region="us-east-1",
-            credentials={
-                "access_key_id": server.access_key_id or "",
-                "secret_access_key": server.secret_access_key or "",
-            },
-        )
-        config = Config(
-            clusters={"bench": cluster},
-            current_cluster="bench",
-            owner="bench",
-            path=work / "config.toml",
-        )
-        config.save()
+        config = s3_config(server, work)
         (work / "data").mkdir()
         print(f"filling: {args.size_mib} MiB object, {args.entries} small objects ...", flush=True)
         started = time.perf_counter()

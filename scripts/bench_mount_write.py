@@ -1,0 +1,381 @@
+#!/usr/bin/env python3
+"""The write path of blobfs, s3fs-fuse and rclone mount, on one local SeaweedFS, in one run.
+
+For each of the three mounts of the same bucket (each writes under its own prefix):
+
+* ``dd``      -- ``dd bs=1M conv=fsync`` of a local file of ``--size`` (1 GiB) into the
+  mount: MiB/s over dd's whole run, and the seconds from dd's start until the object is
+  complete in the bucket (its size, polled with HEAD every 50 ms after dd returns);
+* ``files``   -- creating ``--files`` (1,000) files of 4 KiB one after the other (open,
+  write, close), then reading them back after dropping the page cache.  After every 100th
+  ``close()`` the object is HEADed at once, and after the last the prefix is listed: what
+  the mount guarantees at ``close()`` ("complete" column);
+* ``cp -r``   -- ``cp -r`` of a local tree of ``--tree-files`` (100) files (1 KiB to 1 MiB,
+  in ten directories).
+
+Beside them, the raw multipart PUT rate of the same ``--size`` with aioboto3 directly
+(8 MiB parts, 4 in flight, as ``scripts/bench_sdk.py`` measures it), once before and once
+after the mounts, so that a drifting server shows.  Then a table with blobfs's ratios to
+the raw PUT and to each peer.  Needs root, fuse3, s3fs and rclone (all from Debian)::
+
+    sudo .venv/bin/python scripts/bench_mount_write.py                 # 1 GiB, 1,000 files
+    sudo .venv/bin/python scripts/bench_mount_write.py --size 64M --files 100
+
+The peers run with their defaults (s3fs uploads at flush/close; rclone's default
+``--vfs-cache-mode off`` streams the upload and finishes it at close) plus what they need
+to reach the server; blobfs with its defaults.  Everything runs on this machine, so the
+server competes with the mounts for CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aioboto3
+import boto3
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_mount import (  # noqa: E402  (one harness: the read benchmark's mount helpers)
+    MOUNTS,
+    Setup,
+    can_run,
+    daemon_pid,
+    drop_caches,
+    peak_rss_mib,
+    run,
+    s3_config,
+    unmount,
+)
+
+from sdk.client import Client  # noqa: E402
+from sdk.config import Config  # noqa: E402
+from sdk.local_server import SeaweedServer  # noqa: E402
+
+MiB = 1024 * 1024
+FILE_SIZE = 4096
+PART = 8 * MiB
+IN_FLIGHT = 4
+
+
+@dataclass
+class Figures:
+    tool: str
+    dd_mib_s: float = 0.0
+    dd_complete_s: float = 0.0
+    files_s: float = 0.0
+    files_complete: str = ""
+    read_s: float = 0.0
+    cp_s: float = 0.0
+    rss_mib: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1024, "M": MiB, "G": 1024 * MiB}
+    if text[-1:].upper() in units:
+        return int(float(text[:-1]) * units[text[-1].upper()])
+    return int(text)
+
+
+class Bucket:
+    """boto3 on the provider bucket: what is really stored, seen from outside the mounts."""
+
+    def __init__(self, server: SeaweedServer, name: str) -> None:
+        self.name = name
+        self.client = boto3.client("s3", **server.boto3_kwargs())
+
+    def size(self, key: str) -> int | None:
+        try:
+            return int(self.client.head_object(Bucket=self.name, Key=key)["ContentLength"])
+        except self.client.exceptions.ClientError:
+            return None
+
+    def count(self, prefix: str, size: int | None = None) -> int:
+        """Objects under ``prefix`` (of ``size`` bytes, if given)."""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.name, Prefix=prefix
+        )
+        return sum(
+            1
+            for p in pages
+            for o in p.get("Contents", [])
+            if (size is None or o["Size"] == size) and not o["Key"].endswith("/")
+        )
+
+
+# -- inputs -----------------------------------------------------------------------------------
+
+
+def make_source(path: Path, size: int) -> None:
+    """``size`` incompressible bytes (a repeated 16 MiB random block; no server compresses)."""
+    block = os.urandom(16 * MiB)
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            f.write(block[: min(left, len(block))])
+            left -= len(block)
+
+
+def make_tree(root: Path, files: int) -> int:
+    rng = random.Random(7)
+    total = 0
+    for i in range(files):
+        d = root / f"d{i % 10}"
+        d.mkdir(parents=True, exist_ok=True)
+        size = rng.choice([1024, 4096, 65_536, 300_000, MiB])
+        (d / f"f{i:03d}.bin").write_bytes(rng.randbytes(size))
+        total += size
+    return total
+
+
+# -- the raw PUT ------------------------------------------------------------------------------
+
+
+async def raw_put(server: SeaweedServer, bucket: str, key: str, source: Path, size: int) -> float:
+    """MiB/s of a multipart upload of ``source`` (``size`` bytes) with aioboto3 directly."""
+    session = aioboto3.Session()
+    async with session.client("s3", **server.boto3_kwargs()) as client:
+        fd = os.open(source, os.O_RDONLY)
+        try:
+            started = time.perf_counter()
+            up = await client.create_multipart_upload(Bucket=bucket, Key=key)
+            slots = asyncio.Semaphore(IN_FLIGHT)
+            etags: dict[int, str] = {}
+
+            async def part(number: int, offset: int) -> None:
+                try:
+                    body = os.pread(fd, min(PART, size - offset), offset)
+                    r = await client.upload_part(
+                        Bucket=bucket,
+                        Key=key,
+                        UploadId=up["UploadId"],
+                        PartNumber=number,
+                        Body=body,
+                    )
+                    etags[number] = r["ETag"]
+                finally:
+                    slots.release()
+
+            async with asyncio.TaskGroup() as tg:
+                for number, offset in enumerate(range(0, size, PART), 1):
+                    await slots.acquire()
+                    tg.create_task(part(number, offset))
+            parts = [{"PartNumber": n, "ETag": e} for n, e in sorted(etags.items())]
+            await client.complete_multipart_upload(
+                Bucket=bucket,
+                Key=key,
+                UploadId=up["UploadId"],
+                MultipartUpload={"Parts": parts},
+            )
+            return size / MiB / (time.perf_counter() - started)
+        finally:
+            os.close(fd)
+
+
+# -- one mount --------------------------------------------------------------------------------
+
+
+def measure(tool: str, s: Setup, bucket: Bucket, args: argparse.Namespace) -> Figures:
+    fig = Figures(tool)
+    where = s.work / f"mnt-{tool}"
+    where.mkdir(exist_ok=True)
+    size = args.size_bytes
+    source, tree = s.work / "source.bin", s.work / "tree"
+
+    drop_caches()
+    MOUNTS[tool](s, where, False)
+    try:
+        base = where / tool
+        base.mkdir()
+        # dd, and the time until the bucket has the whole object
+        with open(source, "rb") as f:  # the source from the page cache for every tool
+            while f.read(16 * MiB):
+                pass
+        started = time.perf_counter()
+        proc = run(["dd", f"if={source}", f"of={base}/big.bin", "bs=1M", "conv=fsync"])
+        dd_s = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"dd failed: {proc.stderr[-300:]}")
+        fig.dd_mib_s = size / MiB / dd_s
+        deadline = time.monotonic() + 600
+        while bucket.size(f"{tool}/big.bin") != size and time.monotonic() < deadline:
+            time.sleep(0.05)
+        fig.dd_complete_s = time.perf_counter() - started
+        if bucket.size(f"{tool}/big.bin") != size:
+            fig.notes.append("dd object never complete!")
+        print(
+            f"  {tool}: dd {fig.dd_mib_s:.0f} MiB/s, complete after {fig.dd_complete_s:.1f} s",
+            flush=True,
+        )
+
+        # many small files, each closed before the next
+        small = base / "small"
+        small.mkdir()
+        data = os.urandom(FILE_SIZE)
+        present = sampled = 0
+        started = time.perf_counter()
+        for i in range(args.files):
+            with open(small / f"f{i:05d}", "wb") as f:
+                f.write(data)
+            if i % 100 == 99:
+                # Outside the timing: is the object complete right after close()?
+                paused = time.perf_counter()
+                sampled += 1
+                present += bucket.size(f"{tool}/small/f{i:05d}") == FILE_SIZE
+                started += time.perf_counter() - paused
+        fig.files_s = time.perf_counter() - started
+        listed = bucket.count(f"{tool}/small/", FILE_SIZE)
+        fig.files_complete = f"{present}/{sampled} HEAD, {listed}/{args.files} listed"
+        drop_caches()
+        started = time.perf_counter()
+        for i in range(args.files):
+            if (small / f"f{i:05d}").read_bytes() != data:
+                fig.notes.append(f"f{i:05d} read back wrong!")
+                break
+        fig.read_s = time.perf_counter() - started
+        print(
+            f"  {tool}: {args.files} x 4 KiB created in {fig.files_s:.1f} s "
+            f"(at close: {fig.files_complete}), read back in {fig.read_s:.1f} s",
+            flush=True,
+        )
+
+        # cp -r of a tree
+        started = time.perf_counter()
+        proc = run(["cp", "-r", str(tree), str(base / "tree")])
+        fig.cp_s = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise RuntimeError(f"cp -r failed: {proc.stderr[-300:]}")
+        copied = bucket.count(f"{tool}/tree/")
+        if copied != args.tree_files:
+            fig.notes.append(f"cp -r: {copied} of {args.tree_files} objects in the bucket!")
+        print(f"  {tool}: cp -r of {args.tree_files} files {fig.cp_s:.1f} s", flush=True)
+    finally:
+        fig.rss_mib = peak_rss_mib(daemon_pid(where))
+        unmount(where)
+    return fig
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+async def create_bucket(config: Config, registry: Path) -> str:
+    async with Client(config, registry_path=registry) as client:
+        bucket = await client.buckets.create("benchw")
+        store = await client.buckets.store_for(bucket)
+        return str(store.bucket_name)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", default="1G", help="dd and raw PUT size (64M, 1G, ...)")
+    parser.add_argument("--files", type=int, default=1000, help="4 KiB files to create")
+    parser.add_argument("--tree-files", type=int, default=100, help="files in the cp -r tree")
+    parser.add_argument("--tools", default="blobfs,s3fs,rclone")
+    args = parser.parse_args()
+    args.size_bytes = parse_size(args.size)
+    if not can_run("bench_mount_write", ("s3fs", "rclone", "fusermount3")):
+        return 2
+
+    work = Path(tempfile.mkdtemp(prefix="bench-mount-write-"))
+    server = SeaweedServer(work / "seaweedfs", volume_size_limit_mb=1024)
+    server.start()
+    results: list[Figures] = []
+    raws: list[float] = []
+    try:
+        config = s3_config(server, work)
+        (work / "data").mkdir()
+        provider_bucket = asyncio.run(create_bucket(config, work / "data" / "registry.sqlite3"))
+        bucket = Bucket(server, provider_bucket)
+        make_source(work / "source.bin", args.size_bytes)
+        tree_bytes = make_tree(work / "tree", args.tree_files)
+        print(
+            f"{args.size_bytes / MiB:.0f} MiB dd, {args.files} x 4 KiB files, cp -r of "
+            f"{args.tree_files} files ({tree_bytes / MiB:.1f} MiB)",
+            flush=True,
+        )
+        raws.append(
+            asyncio.run(
+                raw_put(server, provider_bucket, "raw/1", work / "source.bin", args.size_bytes)
+            )
+        )
+        print(f"  raw multipart PUT: {raws[-1]:.0f} MiB/s", flush=True)
+        env = dict(
+            os.environ,
+            BLOBFS_CONFIG=str(work / "config.toml"),
+            BLOBFS_DATA_DIR=str(work / "data"),
+            XDG_CACHE_HOME=str(work / "cache"),
+        )
+        setup = Setup(server, work, "blob:benchw", provider_bucket, env)
+        for tool in args.tools.split(","):
+            print(f"{tool}:", flush=True)
+            try:
+                results.append(measure(tool, setup, bucket, args))
+            except Exception as e:
+                print(f"  {tool} failed: {e}", flush=True)
+                unmount(work / f"mnt-{tool}")
+        raws.append(
+            asyncio.run(
+                raw_put(server, provider_bucket, "raw/2", work / "source.bin", args.size_bytes)
+            )
+        )
+        print(f"  raw multipart PUT again: {raws[-1]:.0f} MiB/s", flush=True)
+        report(results, raws, args)
+    finally:
+        for tool in MOUNTS:
+            where = work / f"mnt-{tool}"
+            if where.exists() and run(["mountpoint", "-q", str(where)]).returncode == 0:
+                unmount(where)
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def report(results: list[Figures], raws: list[float], args: Any) -> None:
+    load = os.getloadavg()
+    raw = sum(raws) / len(raws)
+    print(
+        f"\n{args.size_bytes / MiB:.0f} MiB dd conv=fsync, {args.files} x 4 KiB files, cp -r of "
+        f"{args.tree_files} files; {os.cpu_count()} CPUs, load average {load[0]:.1f}; raw "
+        f"multipart PUT {' / '.join(f'{r:.0f}' for r in raws)} MiB/s (before / after)"
+    )
+    print(
+        f"{'':8} {'dd MiB/s':>9} {'complete s':>11} {'files s':>8} {'read s':>7} "
+        f"{'cp -r s':>8} {'RSS MiB':>8}  complete at close()"
+    )
+    for f in results:
+        print(
+            f"{f.tool:8} {f.dd_mib_s:9.0f} {f.dd_complete_s:11.1f} {f.files_s:8.1f} "
+            f"{f.read_s:7.1f} {f.cp_s:8.1f} {f.rss_mib:8.0f}  {f.files_complete}  "
+            + " ".join(f.notes)
+        )
+    ours = next((f for f in results if f.tool == "blobfs"), None)
+    if ours is None:
+        return
+    print("\nblobfs ratios (above 1 is better for blobfs; times as peer / blobfs):")
+    print(f"  dd vs raw multipart PUT  {ours.dd_mib_s / raw:5.2f}  (goal >= 0.85)")
+    for peer in results:
+        if peer is ours:
+            continue
+        print(
+            f"  vs {peer.tool:7} dd {ours.dd_mib_s / peer.dd_mib_s:5.2f}, "
+            f"complete {peer.dd_complete_s / ours.dd_complete_s:5.2f}, "
+            f"files {peer.files_s / ours.files_s:5.2f}, read {peer.read_s / ours.read_s:5.2f}, "
+            f"cp -r {peer.cp_s / ours.cp_s:5.2f}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
