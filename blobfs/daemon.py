@@ -128,16 +128,34 @@ def staging_dir(options: MountOptions, source: str) -> Path:
     return base / "staging" / digest
 
 
-def cache_memory(options: MountOptions) -> int:
-    """The block LRU's share of the ``memory`` budget.
+def resident_bytes() -> int:
+    """This process's resident set size now (0 where /proc is not available)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
 
-    GETs in flight hold their data twice for a moment (the HTTP client's chunks and the
-    joined body), so ``2 * max_fetches * fetch_size`` of the budget is kept for them; the
-    rest caches blocks.  The daemon's RSS is then about ``memory`` plus the interpreter and
-    its connections (~100 MiB).
+
+def cache_memory(options: MountOptions, baseline: int = 0) -> int:
+    """The block LRU's share of the ``memory`` budget, which bounds the whole daemon.
+
+    ``baseline`` is what the daemon holds before it caches anything (the interpreter, the
+    libraries, the store's client: about 90 MiB), measured at start.  GETs in flight hold
+    their data twice for a moment (the HTTP client's chunks and the joined body), so
+    ``2 * max_fetches * fetch_size`` is kept for them; the rest caches blocks.
     """
     in_flight = 2 * options.max_fetches * options.fetch_size
-    return max(4 * options.block_size, options.memory - in_flight)
+    share = options.memory - baseline - in_flight
+    if share < 4 * options.block_size:
+        log.warning(
+            "memory=%d MiB is too small for this daemon (%d MiB before caching, %d MiB for "
+            "GETs in flight): the RSS will exceed it",
+            options.memory >> 20,
+            baseline >> 20,
+            in_flight >> 20,
+        )
+    return max(4 * options.block_size, share)
 
 
 async def _serve_mounted(
@@ -158,7 +176,7 @@ async def _serve_mounted(
             store,
             nursery,
             block_size=options.block_size,
-            memory=cache_memory(options),
+            memory=cache_memory(options, resident_bytes()),
             max_fetches=options.max_fetches,
             fetch_size=options.fetch_size,
             disk=disk,

@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 import aioboto3
 import aiohttp
 from aiobotocore.config import AioConfig
+from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -81,6 +82,7 @@ from .base import (
     PrefixInfo,
 )
 from .part_copy import copy_in_parts
+from .s3_fastget import RangeGetter, Response
 
 if TYPE_CHECKING:
     from .s3_access import S3Access
@@ -269,15 +271,16 @@ async def _open_client(
     endpoint_url: str | None,
     region: str | None,
     session: aioboto3.Session | None = None,
-) -> Any:
+) -> tuple[Any, aioboto3.Session]:
     if region is None and not _is_aws(endpoint_url):
         region = "us-east-1"  # SigV4 needs some region; S3-compatible stores accept this one
     if session is None:
         session = _session(credentials, region)
     with _translated(f"connect to {endpoint_url or 'AWS S3'}"):
-        return await stack.enter_async_context(
+        client = await stack.enter_async_context(
             session.client("s3", endpoint_url=endpoint_url, config=_config(endpoint_url))
         )
+    return client, session
 
 
 class _Client:
@@ -285,6 +288,8 @@ class _Client:
 
     def __init__(self) -> None:
         self.client: Any = None
+        #: Ranged GETs without botocore's per-request cost (S3-compatible endpoints only).
+        self.range_getter: RangeGetter | None = None
         self._stack = AsyncExitStack()
 
     async def open(
@@ -297,10 +302,33 @@ class _Client:
     ) -> None:
         """Open the client with ``credentials``, or with ``session``'s own (renewing ones:
         :mod:`sdk.providers.s3_access`)."""
-        self.client = await _open_client(self._stack, credentials, endpoint_url, region, session)
+        self.client, session = await _open_client(
+            self._stack, credentials, endpoint_url, region, session
+        )
+        endpoint = self.client.meta.endpoint_url
+        if RangeGetter.supports(endpoint):
+
+            async def frozen() -> ReadOnlyCredentials:
+                # The session's own credentials object: renewing ones renew here too.
+                creds = await session.get_credentials()
+                if creds is None:
+                    raise PermissionDenied("no S3 credentials found")
+                frozen: ReadOnlyCredentials = await creds.get_frozen_credentials()
+                return frozen
+
+            self.range_getter = RangeGetter(
+                endpoint,
+                self.client.meta.region_name or "us-east-1",
+                frozen,
+                connect_timeout=CONNECT_TIMEOUT,
+                read_timeout=READ_TIMEOUT,
+            )
 
     async def close(self) -> None:
         self.client = None
+        if self.range_getter is not None:
+            self.range_getter.close()
+            self.range_getter = None
         await self._stack.aclose()
 
     async def call(self, what: str, op: str, **params: Any) -> dict[str, Any]:
@@ -595,6 +623,15 @@ class S3Store:
             await self._check_etag(key, etag)
             return b""
         what = self._what("read", key)
+        getter = self.client.range_getter
+        if getter is not None:
+            async for attempt in retrying():
+                with attempt:
+                    fast = await getter.get(self.bucket_name, key, offset, length, etag)
+            if fast.body is not None and not _is_implicit_directory(key, _fast_head(fast)):
+                return fast.body
+            # Anything but a plain body (404, 412, 416, an implicit directory ...) is
+            # asked again through botocore, whose translation gives the right error.
         # One retry loop around request and body: a body cut short is fetched again whole.
         async for attempt in retrying():
             with attempt:
@@ -964,6 +1001,14 @@ class _EmptyBody:
 async def _empty() -> AsyncIterator[bytes]:
     return
     yield
+
+
+def _fast_head(response: Response) -> dict[str, Any]:
+    """The fields :func:`_is_implicit_directory` reads, from a raw GET response."""
+    return {
+        "ETag": response.headers.get("etag", ""),
+        "ContentType": response.headers.get("content-type"),
+    }
 
 
 def _is_implicit_directory(key: str, resp: Mapping[str, Any]) -> bool:
