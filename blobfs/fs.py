@@ -961,15 +961,30 @@ class Filesystem:
         self._listing_drop(parent, name)
         self.inodes.move(src, new_parent, new_name, new_key)
         if src.is_dir:
-            # The copies are new versions (Azure gives each its own ETag): re-check on open.
-            for node in self.inodes:
-                if not node.is_dir and node.key.startswith(new_key):
-                    if node.ino not in self._staged:
-                        node.etag, node.attr_expires, node.metadata_loaded = None, 0.0, False
+            await self._after_dir_move(new_key)
         self.inodes.set_negative(parent.ino, name)
         self._listing_put(src)
         if src.is_dir and new_parent.listing is not None:
             new_parent.listing.entries[new_name] = Entry(name=new_name, kind=Kind.DIR, key=new_key)
+
+    async def _after_dir_move(self, new_key: str) -> None:
+        """Known files under a moved directory: same metadata (the copies kept it), maybe
+        new ETags (Azure, copies in parts).  One listing gives those, so a lookup answered
+        from a listing later still finds the version whose metadata is known -- otherwise
+        a symlink would show as a file until its next HEAD."""
+        try:
+            moved = await self._tree(new_key)
+        except FsError:
+            moved = {}  # the move is done; the nodes are simply re-checked
+        for node in self.inodes:
+            if node.is_dir or not node.key.startswith(new_key) or node.ino in self._staged:
+                continue
+            info = moved.get(node.key[len(new_key) :])
+            node.attr_expires = 0.0  # re-checked on the next getattr/open
+            if info is None:
+                node.etag, node.metadata_loaded = None, False
+            else:
+                node.etag, node.size = info.etag, info.size
 
     async def _rename_file(self, src: Node, new_key: str, dst: Node | None) -> None:
         staged = self._staged.get(src.ino)

@@ -586,6 +586,22 @@ async def test_symlink_stored_as_s3fs_does() -> None:
 
 
 @pytest.mark.trio
+async def test_a_symlink_stays_one_after_its_directory_is_renamed() -> None:
+    """After a directory rename the known files keep their metadata (the copies kept it),
+    also when the next look at them comes from a listing (``ls -l``, ``find``) -- on every
+    store, whether or not its copies get new ETags."""
+    async with make_env({"d/": b"", "d/f": b"x"}) as env:
+        d = await env.path("d")
+        link = await env.fs.symlink(d.ino, "link", "f")
+        env.fs.inodes.ref(link)
+        await env.fs.rename(ROOT_INODE, "d", ROOT_INODE, "e", 0)
+        assert sorted(await env.listdir(d.ino)) == ["f", "link"]  # readdir first
+        again = await env.path("e/link")
+        assert again is link and again.symlink
+        assert await env.fs.readlink(again.ino) == b"f"
+
+
+@pytest.mark.trio
 async def test_hard_links_are_not_supported() -> None:
     async with make_env({"f": b"x"}) as env:
         node = await env.path("f")
