@@ -21,6 +21,13 @@ contract tests in ``tests/test_store_contract.py`` pin them down):
   though no object ``dir/`` was written; that is reported as
   :class:`~sdk.errors.ResourceNotFound`, as S3 does.  It also drops the user metadata of a
   ``dir/`` marker object (not smoothed over: a test records it).
+* SeaweedFS supports UploadPartCopy with ``CopySourceRange`` and ``CopySourceIfMatch``
+  (copies in parts, :mod:`sdk.providers.part_copy`; the contract tests replace the source
+  between two parts and see the server refuse the second), and CopyObject keeps the source's
+  ETag as AWS does.  It cannot CopyObject a ``dir/`` marker (``NoSuchKey``; its folders are
+  not objects), and it keeps a folder listed as a common prefix after its last key is
+  deleted, until its ``dir/`` key is deleted too; the file system's directory rename allows
+  for both (:meth:`blobfs.fs.Filesystem._rename_dir`).
 * SeaweedFS sniffs a content type when none is sent; an explicit
   ``application/octet-stream`` is always sent so every provider reports the same.
 """
