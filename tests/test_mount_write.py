@@ -296,6 +296,14 @@ def test_interrupted_directory_rename_is_finished_by_mv_again(world: World, mnt:
             assert (base / "new" / rel).read_bytes() == data, (phase, rel)
         keys = sorted(k for k in objects(world, prefix) if not k.endswith("/"))
         assert keys == sorted([f"{prefix}new/{rel}" for rel in files] + [f"{prefix}unrelated/x"])
+    # Onto an empty directory: replaces it, as POSIX says.
+    base = mnt / "int-empty"
+    (base / "src" / "s").mkdir(parents=True)
+    (base / "src" / "s" / "f").write_bytes(b"f")
+    (base / "empty").mkdir()
+    os.rename(base / "src", base / "empty")
+    assert os.listdir(base) == ["empty"]
+    assert (base / "empty" / "s" / "f").read_bytes() == b"f"
 
 
 def test_errno_cases(mnt: Path) -> None:
