@@ -39,9 +39,8 @@ zsh: _BLOBFS_COMPLETE=zsh_source in ~/.zshrc; fish: _BLOBFS_COMPLETE=fish_source
 class _Group(click.Group):
     """Loads the mount commands only when they are asked for.
 
-    :mod:`blobfs.daemon` imports trio and trio-asyncio, and importing trio-asyncio replaces
-    asyncio's event loop factory with a slower one for the whole process: every other command
-    (and its transfers) must not pay for that.
+    :mod:`blobfs.daemon` imports pyfuse3, trio and the whole file system; every other command
+    starts faster without them.
     """
 
     _LAZY = {"mount": "mount_command", "umount": "umount_command"}

@@ -98,9 +98,8 @@ class MountOptions:
     #: The kernel's own read-ahead for the mount (its bdi ``read_ahead_kb``); 128 KiB is the
     #: kernel default, 1 MiB doubled throughput in our measurements.
     kernel_readahead: int = 1 * MiB
-    #: Concurrent GETs for the whole mount.  Few and large: every request outstanding
-    #: through trio-asyncio adds to the cost of each event the asyncio side handles, and
-    #: 4 x 16 MiB used a quarter less CPU per GiB than 8 x 8 MiB here.
+    #: Concurrent GETs for the whole mount.  Few and large: each request has a fixed CPU
+    #: cost, and 4 x 16 MiB used a quarter less CPU per GiB than 8 x 8 MiB here.
     max_fetches: int = 4
     #: Largest GET of a sequential reader's read-ahead (several blocks at once).
     fetch_size: int = 16 * MiB

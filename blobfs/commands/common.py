@@ -138,9 +138,7 @@ def run(ctx: click.Context, body: Coroutine[Any, Any, Exit | None]) -> NoReturn:
     """Run a command's async body; map what escapes it to a message and an exit code."""
     st = state(ctx)
     try:
-        # A plain selector loop, explicitly: importing the FUSE daemon's trio_asyncio bridge
-        # patches asyncio.new_event_loop, and asyncio.run would then run every command on
-        # trio_asyncio's much slower loop.
+        # A plain selector loop, explicitly, whatever policy an imported library installed.
         with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
             code = runner.run(body) or Exit.OK
     except KeyboardInterrupt:
