@@ -53,6 +53,7 @@ from urllib.parse import urlsplit
 import aioboto3
 import aiohttp
 from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import (
     BotoCoreError,
@@ -67,6 +68,7 @@ from botocore.exceptions import (
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
+from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 from ..errors import (
     AlreadyExists,
@@ -242,9 +244,46 @@ def _is_aws(endpoint_url: str | None) -> bool:
     return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
 
 
+def _timestamp(value: str) -> datetime:
+    """botocore's timestamp parsing without dateutil for the ISO 8601 form S3 listings use.
+
+    dateutil took a third of the CPU of parsing a 1000-key ListObjectsV2 page; the C
+    ``fromisoformat`` is ~50 times cheaper.  Other forms go to botocore's own parser.
+    """
+    try:
+        parsed = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        fallback: datetime = botocore_parse_timestamp(value)
+        return fallback
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+_shared_loader: Any = None
+
+
+def botocore_session() -> AioSession:
+    """A botocore session for one client.
+
+    All sessions share one data loader: a fresh one parses the S3 service model again,
+    150-600 ms of CPU per store; with the loader shared a client opens in 15-40 ms, which
+    matters because every bucket gets its own scoped store.  Timestamps are parsed by
+    :func:`_timestamp`.
+    """
+    global _shared_loader
+    session = AioSession()
+    if _shared_loader is None:
+        _shared_loader = session.get_component("data_loader")
+    else:
+        session.register_component("data_loader", _shared_loader)
+    session.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=_timestamp
+    )
+    return session
+
+
 def _session(credentials: Mapping[str, str], region: str | None) -> aioboto3.Session:
     """A session with explicit keys, or botocore's default chain when none are given."""
-    kwargs: dict[str, Any] = {"region_name": region}
+    kwargs: dict[str, Any] = {"region_name": region, "botocore_session": botocore_session()}
     if credentials.get("access_key_id"):
         kwargs["aws_access_key_id"] = credentials["access_key_id"]
         kwargs["aws_secret_access_key"] = credentials.get("secret_access_key", "")

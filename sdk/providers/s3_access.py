@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING, Any, Final
 import aioboto3
 from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioRefreshableCredentials
-from aiobotocore.session import AioSession
 from botocore.exceptions import ClientError
 
 from .. import logsafe
@@ -65,6 +64,7 @@ from .s3 import (
     _session,
     translate,
 )
+from .s3 import botocore_session as s3_botocore_session
 
 if TYPE_CHECKING:
     from .s3 import S3Admin
@@ -87,25 +87,13 @@ _UNSUPPORTED_CODES: Final = frozenset(
 )
 
 
-_shared_loader: Any = None
-
-
 def _new_session(
     region: str, credentials: Mapping[str, str] | AioRefreshableCredentials
 ) -> aioboto3.Session:
     """An aioboto3 session with static ``credentials`` (a mapping as in
-    :mod:`sdk.providers.s3`; empty: botocore's default chain) or renewing ones.
-
-    All sessions made here share one botocore data loader: a fresh session parses the S3
-    service model again, 150-600 ms of CPU per store; with the loader shared a client opens
-    in 15-40 ms, which matters because every bucket gets its own scoped store.
-    """
-    global _shared_loader
-    botocore_session = AioSession()
-    if _shared_loader is None:
-        _shared_loader = botocore_session.get_component("data_loader")
-    else:
-        botocore_session.register_component("data_loader", _shared_loader)
+    :mod:`sdk.providers.s3`; empty: botocore's default chain) or renewing ones, on a
+    :func:`~sdk.providers.s3.botocore_session`."""
+    botocore_session = s3_botocore_session()
     if isinstance(credentials, AioRefreshableCredentials):
         botocore_session._credentials = credentials  # the public setter makes static ones
         return aioboto3.Session(botocore_session=botocore_session, region_name=region)
