@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,6 +34,8 @@ pytestmark = pytest.mark.mount
 
 #: Sequences per provider.  Azurite is several times slower per request than SeaweedFS.
 EXAMPLES = {"s3": 20, "azure": 10}
+#: The longest attribute / entry / listing TTL of the mounts (tests.test_mount.FAST).
+TTL = 1.0
 
 if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
     pytest.skip("needs /dev/fuse and root", allow_module_level=True)
@@ -56,7 +59,12 @@ def run_sequence(mnt: Path, local: Path, sequence: list[Op], *, dir_modes: bool)
         assert got == want, (
             f"{op!r}: local {describe(want)}, mount {describe(got)}; steps:\n  " + "\n  ".join(done)
         )
-    problems = diff(snapshot(local, dir_modes=dir_modes), snapshot(mnt, dir_modes=dir_modes))
+    expected = snapshot(local, dir_modes=dir_modes)
+    problems = diff(expected, snapshot(mnt, dir_modes=dir_modes))
+    if problems:
+        # Stale caches, or the bucket?  Look again once every TTL of the mount has passed.
+        time.sleep(TTL + 0.5)
+        problems += ["after the TTLs:", *diff(expected, snapshot(mnt, dir_modes=dir_modes))]
     assert not problems, "trees differ after:\n  " + "\n  ".join(done) + "\n" + "\n".join(problems)
 
 
