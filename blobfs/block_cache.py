@@ -94,6 +94,8 @@ class BlockCache:
         self.fetch_blocks = max(1, fetch_size // block_size)
         self.memory_budget = memory
         self._nursery = nursery
+        #: The nursery background work runs in (the write-back's streams use it too).
+        self.nursery = nursery
         self._memory: LRUCache[tuple[str, str, int], Block] = LRUCache(
             maxsize=memory, getsizeof=len
         )

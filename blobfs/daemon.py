@@ -143,14 +143,16 @@ def cache_memory(options: MountOptions, baseline: int = 0) -> int:
     ``baseline`` is what the daemon holds before it caches anything (the interpreter, the
     libraries, the store's client: about 90 MiB), measured at start.  GETs in flight hold
     their data twice for a moment (the HTTP client's chunks and the joined body), so
-    ``2 * max_fetches * fetch_size`` is kept for them; the rest caches blocks.
+    ``2 * max_fetches * fetch_size`` is kept for them, and
+    :attr:`~blobfs.options.MountOptions.write_memory` for upload data in flight; the rest
+    caches blocks.
     """
-    in_flight = 2 * options.max_fetches * options.fetch_size
+    in_flight = 2 * options.max_fetches * options.fetch_size + options.write_memory
     share = options.memory - baseline - in_flight
     if share < 4 * options.block_size:
         log.warning(
             "memory=%d MiB is too small for this daemon (%d MiB before caching, %d MiB for "
-            "GETs in flight): the RSS will exceed it",
+            "GETs and uploads in flight): the RSS will exceed it",
             options.memory >> 20,
             baseline >> 20,
             in_flight >> 20,
@@ -212,6 +214,20 @@ async def _serve_mounted(
             fs.stats.skipped_names,
         )
         await fs.drain()
+        wstats = fs.writeback.stats
+        log.info(
+            "write-back: %d PUTs, %d multipart uploads (%d streamed while writing, %d given "
+            "up for a whole-file upload), %d parts stored while writing, %d at close; peak "
+            "%d MiB of %d MiB upload memory",
+            wstats.puts,
+            wstats.multipart_uploads,
+            wstats.streams,
+            wstats.fallbacks,
+            wstats.parts_streamed,
+            wstats.parts_at_flush,
+            fs.writeback.budget.peak >> 20,
+            fs.writeback.budget.capacity >> 20,
+        )
         nursery.cancel_scope.cancel()
 
 

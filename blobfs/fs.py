@@ -67,7 +67,7 @@ from .errors import (
 from .inodes import ROOT_INODE, Entry, InodeTable, Kind, Listing, Node
 from .options import MountOptions
 from .readahead import ReadAhead
-from .writeback import Staged
+from .writeback import Staged, WriteBack, WriteBudget
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,11 @@ class Filesystem:
         prefix: str = "",
         clock: Callable[[], float] = time.monotonic,
         staging_dir: Path | None = None,
+        writeback: WriteBack | None = None,
     ) -> None:
+        """``writeback`` is the mount's write-back (staging dir, budget, background
+        nursery); by default one in ``staging_dir`` (else a temporary directory) that runs
+        its streams in the block cache's nursery, with :attr:`MountOptions.write_memory`."""
         self.store = store
         self.cache = cache
         self.options = options
@@ -161,7 +165,14 @@ class Filesystem:
         self._listing_loads: dict[int, trio.Event] = {}
         #: Inode -> its staging file, while open for writing (or being truncated).
         self._staged: dict[int, Staged] = {}
-        self.staging_dir = staging_dir or Path(tempfile.mkdtemp(prefix="blobfs-staging-"))
+        if writeback is None:
+            writeback = WriteBack(
+                staging_dir or Path(tempfile.mkdtemp(prefix="blobfs-staging-")),
+                cache.nursery,
+                WriteBudget(options.write_memory),
+            )
+        self.writeback = writeback
+        self.staging_dir = writeback.directory
         self.stats = FsStats()
         self._init_dir(self.inodes.root, None)
 
@@ -649,10 +660,21 @@ class Filesystem:
             with from_storage(missing=Stale):
                 return await self.store.read_range(source_key, offset, length, etag=source_etag)
 
-        if keep_content and node.size > 0:
-            staged = Staged(self.staging_dir, node.key, source_size=node.size, fetch=fetch)
-        else:
-            staged = Staged(self.staging_dir, node.key)
+        def metadata() -> dict[str, str]:
+            return self._metadata(node)
+
+        keep = keep_content and node.size > 0
+        staged = Staged(
+            self.writeback,
+            node.key,
+            source_size=node.size if keep else 0,
+            fetch=fetch if keep else None,
+            # What a crash recovery checks before uploading (see blobfs.recovery).
+            base_etag=node.etag,
+            new=node.etag is None,
+            store=self.store,
+            metadata=metadata,
+        )
         self._staged[node.ino] = staged
         return staged
 
@@ -671,9 +693,20 @@ class Filesystem:
 
     async def _upload(self, node: Node, staged: Staged) -> None:
         key = node.key
+        wanted = self._metadata(node)
         try:
             with from_storage(missing=Stale):
-                etag = await staged.upload(self.store, key, self._metadata(node))
+                etag = await staged.upload(self.store, key, wanted)
+                stored = staged.stored_metadata
+                changed = {name for name, value in wanted.items() if stored.get(name) != value}
+                if changed - {"mtime"} or (changed and staged.mtime_explicit):
+                    # A streamed upload carries the metadata of its start: a chmod, chown
+                    # or utime made while it ran is applied now, by a copy onto itself.
+                    await self.store.copy(key, key, metadata=wanted)
+                    etag = (await self.store.head(key)).etag
+                elif changed:
+                    # Only the mtime the writes themselves moved: show what is stored.
+                    node.mtime_ns = node.ctime_ns = int(stored["mtime"]) * 1_000_000_000
         except FsError:
             raise
         except OSError as e:  # the staging disk
@@ -807,6 +840,8 @@ class Filesystem:
                 await self._finish_staged_or_raise(node, staged)
             return node
         if staged is not None and staged.dirty:
+            if mtime_ns is not None:
+                staged.mtime_explicit = True
             return node  # the new metadata goes up with the data at close
         # Metadata only: a server-side copy onto itself with the metadata replaced.
         with from_storage():

@@ -113,6 +113,13 @@ class MountOptions:
     fsname: str | None = None
 
     @property
+    def write_memory(self) -> int:
+        """The write-back's share of ``memory``: upload data (parts, single PUTs) in flight
+        across all files of the mount.  An eighth of the budget, at least one 8 MiB part
+        (64 MiB = 8 parts with the default 512 MiB)."""
+        return max(8 * MiB, self.memory // 8)
+
+    @property
     def effective_file_mode(self) -> int:
         return self.file_mode if self.file_mode is not None else 0o666 & ~self.umask
 

@@ -8,16 +8,20 @@ vanishing server makes ``flush`` raise, and the bucket never holds a partial obj
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import stat
+from dataclasses import replace
 from typing import Any
 
 import pytest
+import trio
 
 from blobfs import errors
 from blobfs.fs import RENAME_NOREPLACE, FileHandle
 from blobfs.inodes import ROOT_INODE, Node
+from blobfs.writeback import Sidecar, WriteBudget
 from sdk.errors import TransientError
 from sdk.providers.base import MIN_PART_SIZE, CopySettings, ObjectInfo
 from tests.test_fs_core import Env, make_env
@@ -229,6 +233,237 @@ async def test_chmod_chown_utimens_persist_as_metadata() -> None:
         assert again.mtime_ns == 1_600_000_000 * 10**9
 
 
+# -- streaming while writing ---------------------------------------------------------------------
+
+
+async def until(condition: Any, what: str) -> None:
+    """Wait for background uploads to reach ``condition()`` (an event, not a duration: the
+    deadline only turns a hang into a failure)."""
+    with trio.fail_after(30):
+        while not condition():  # noqa: ASYNC110 - counters of background tasks, no event
+            await trio.sleep(0.001)
+    assert condition(), what
+
+
+@pytest.mark.trio
+async def test_sequential_write_streams_parts_before_close() -> None:
+    async with make_env() as env:
+        stats = env.fs.writeback.stats
+        data = data_of(40 * MiB + 1000, 11)
+        handle = await env.fs.create(ROOT_INODE, "big", 0o644, os.O_WRONLY | os.O_CREAT)
+        env.fs.inodes.ref(handle.node)
+        await write_all(env, handle, data)
+        # Every whole part is up (or going up) before anyone asked for a flush, and the
+        # object is not visible yet.
+        await until(lambda: stats.parts_streamed == 5, "parts streamed while writing")
+        assert await env.store.pending_uploads() == ["big"]
+        assert "big" not in env.store.keys()
+        await env.fs.flush(handle.fh)
+        assert stats.parts_at_flush == 1, "close() uploads only the tail"
+        assert (stats.streams, stats.fallbacks, stats.puts) == (1, 0, 0)
+        await env.fs.release(handle.fh)
+        info = await head(env, "big")
+        assert info.etag.endswith("-6") and info.size == len(data)
+        assert await body(env, "big") == data
+        assert await env.store.pending_uploads() == []
+        assert int(info.metadata["mode"]) == stat.S_IFREG | 0o644
+        # What the mount shows is what is stored (a streamed upload's mtime is its start).
+        assert handle.node.mtime_ns // 10**9 == int(info.metadata["mtime"])
+        assert list(env.fs.staging_dir.iterdir()) == []
+
+
+@pytest.mark.trio
+async def test_small_files_stay_one_put_and_truncating_overwrite_streams() -> None:
+    async with make_env({"f": b"old"}) as env:
+        stats = env.fs.writeback.stats
+        await create_file(env, "small", data_of(3 * MiB, 1))
+        assert (stats.puts, stats.streams) == (1, 0)
+        data = data_of(20 * MiB, 2)
+        node = await env.path("f")
+        handle = await env.fs.open(node.ino, os.O_WRONLY | os.O_TRUNC)
+        await write_all(env, handle, data)
+        await until(lambda: stats.parts_streamed == 2, "parts of the overwrite streamed")
+        assert await body(env, "f") == b"old", "the old version stays until complete"
+        await env.fs.flush(handle.fh)
+        await env.fs.release(handle.fh)
+        assert await body(env, "f") == data
+        assert stats.streams == 1
+
+
+@pytest.mark.trio
+async def test_write_into_an_uploaded_part_falls_back_to_a_whole_upload() -> None:
+    async with make_env() as env:
+        stats = env.fs.writeback.stats
+        data = bytearray(data_of(25 * MiB, 3))
+        handle = await env.fs.create(ROOT_INODE, "f", 0o644, os.O_RDWR | os.O_CREAT)
+        env.fs.inodes.ref(handle.node)
+        await write_all(env, handle, bytes(data[: 20 * MiB]))
+        await until(lambda: stats.parts_streamed == 2, "parts streamed")
+        # seek back into part 1 (already stored): the stream is given up and aborted
+        await env.fs.write(handle.fh, 100, b"PATCH")
+        data[100:105] = b"PATCH"
+        assert stats.fallbacks == 1
+        await write_all(env, handle, bytes(data[20 * MiB :]), offset=20 * MiB)
+        await env.fs.flush(handle.fh)
+        await env.fs.release(handle.fh)
+        assert await body(env, "f") == bytes(data)
+        assert await env.store.pending_uploads() == [], "the abandoned upload left parts"
+        assert stats.streams == 1 and stats.multipart_uploads == 2
+
+
+@pytest.mark.trio
+async def test_truncate_during_a_stream() -> None:
+    async with make_env() as env:
+        stats = env.fs.writeback.stats
+        handle = await env.fs.create(ROOT_INODE, "f", 0o644, os.O_RDWR | os.O_CREAT)
+        env.fs.inodes.ref(handle.node)
+        await write_all(env, handle, data_of(18 * MiB, 4))
+        await until(lambda: stats.parts_streamed == 2, "parts streamed")
+        # truncate to 0 drops the stream and starts over, streaming again
+        await env.fs.setattr(handle.node.ino, size=0, fh=handle.fh)
+        data = data_of(30 * MiB, 5)
+        await write_all(env, handle, data)
+        await until(lambda: stats.streams == 2 and stats.parts_streamed == 5, "restreamed")
+        # truncate into a stored part: fall back
+        await env.fs.setattr(handle.node.ino, size=10 * MiB, fh=handle.fh)
+        await env.fs.flush(handle.fh)
+        await env.fs.release(handle.fh)
+        assert await body(env, "f") == data[: 10 * MiB]
+        assert await env.store.pending_uploads() == []
+        assert stats.fallbacks == 2
+
+
+@pytest.mark.trio
+async def test_mostly_sequential_writes_with_seeks_match_a_local_file() -> None:
+    """Sequential runs with seeks back, holes, out-of-order chunks and truncates: whatever
+    the stream does, the object ends up equal to the same writes on a local buffer."""
+    streams = fallbacks = 0
+    for seed in range(4):
+        rng = random.Random(seed)
+        local = bytearray()
+        async with make_env() as env:
+            handle = await env.fs.create(ROOT_INODE, "f", 0o644, os.O_RDWR | os.O_CREAT)
+            env.fs.inodes.ref(handle.node)
+            pos = 0
+            for _ in range(200):
+                roll = rng.random()
+                if roll < 0.01:
+                    pos = rng.randrange(0, len(local) + 1)  # seek anywhere
+                elif roll < 0.02:
+                    pos = len(local) + rng.randrange(1, MiB)  # a hole
+                elif roll < 0.03:
+                    size = rng.randrange(0, len(local) + 1)
+                    await env.fs.setattr(handle.node.ino, size=size, fh=handle.fh)
+                    del local[size:]
+                    continue
+                elif roll < 0.08:
+                    # the next chunk first, then this one (out of order, as write-back does)
+                    a, b = rng.randbytes(128 * 1024), rng.randbytes(128 * 1024)
+                    await env.fs.write(handle.fh, pos + len(a), b)
+                    await env.fs.write(handle.fh, pos, a)
+                    chunk, pos = a + b, pos
+                    if pos > len(local):
+                        local += bytes(pos - len(local))
+                    local[pos : pos + len(chunk)] = chunk
+                    pos += len(chunk)
+                    continue
+                chunk = rng.randbytes(rng.choice([4096, 128 * 1024, 512 * 1024]))
+                await env.fs.write(handle.fh, pos, chunk)
+                if pos > len(local):
+                    local += bytes(pos - len(local))
+                local[pos : pos + len(chunk)] = chunk
+                pos += len(chunk)
+            await env.fs.flush(handle.fh)
+            await env.fs.release(handle.fh)
+            assert await body(env, "f") == bytes(local), seed
+            assert await env.store.pending_uploads() == []
+            streams += env.fs.writeback.stats.streams
+            fallbacks += env.fs.writeback.stats.fallbacks
+    assert streams >= 2 and fallbacks >= 1, (streams, fallbacks)  # both paths were taken
+
+
+@pytest.mark.trio
+async def test_background_part_failure_surfaces_at_the_next_write() -> None:
+    async with make_env() as env:
+        stats = env.fs.writeback.stats
+        data = data_of(24 * MiB, 6)
+        handle = await env.fs.create(ROOT_INODE, "f", 0o644, os.O_WRONLY | os.O_CREAT)
+        env.fs.inodes.ref(handle.node)
+        env.store.fail_next("upload_part")
+        await write_all(env, handle, data[: 9 * MiB])
+        await until(lambda: stats.part_failures == 1, "the part failed in the background")
+        with pytest.raises(errors.StorageFailure):
+            await env.fs.write(handle.fh, 9 * MiB, data[9 * MiB : 10 * MiB])
+        # raised once: the file falls back, and what was written goes up whole at close
+        await write_all(env, handle, data[9 * MiB :], offset=9 * MiB)
+        await env.fs.flush(handle.fh)
+        await env.fs.release(handle.fh)
+        assert await body(env, "f") == data
+        assert await env.store.pending_uploads() == []
+
+
+@pytest.mark.trio
+async def test_background_part_failure_surfaces_at_close() -> None:
+    async with make_env({"f": b"old"}) as env:
+        stats = env.fs.writeback.stats
+        data = data_of(17 * MiB, 7)
+        node = await env.path("f")
+        handle = await env.fs.open(node.ino, os.O_WRONLY | os.O_TRUNC)
+        env.store.fail_next("upload_part", times=-1)  # the server refuses parts for good
+        writing = asyncio.Event()
+
+        async def hold_parts(op: str, key: str) -> None:
+            if op == "upload_part":
+                await writing.wait()  # parts fail only once every write returned
+
+        env.store.hook = hold_parts
+        await write_all(env, handle, data)
+        env.aio.loop.call_soon_threadsafe(writing.set)
+        await until(lambda: stats.part_failures == 1, "the part failed in the background")
+        with pytest.raises(errors.StorageFailure):
+            await env.fs.flush(handle.fh)
+        assert await body(env, "f") == b"old", "no partial object"
+        assert await env.store.pending_uploads() == []
+        env.store.clear_faults()
+        await env.fs.flush(handle.fh)  # a retry stores it whole
+        await env.fs.release(handle.fh)
+        assert await body(env, "f") == data
+
+
+@pytest.mark.trio
+async def test_upload_memory_is_capped_across_files() -> None:
+    # memory=128M: the write-back may hold 16 MiB of part data = two 8 MiB parts in flight
+    # for the whole mount, though each file alone may have four.
+    async with make_env() as env:
+        assert replace(env.fs.options, memory=128 * MiB).write_memory == 16 * MiB
+        budget = env.fs.writeback.budget = WriteBudget(16 * MiB)
+        in_flight = 0
+        most = 0
+
+        async def hook(op: str, key: str) -> None:
+            nonlocal in_flight, most
+            if op == "upload_part":
+                in_flight += 1
+                most = max(most, in_flight)
+                await asyncio.sleep(0.002)  # a slow server, so parts overlap
+                in_flight -= 1
+
+        env.store.hook = hook
+        files = {f"f{i}": data_of(32 * MiB, 20 + i) for i in range(3)}  # 8 MiB parts
+
+        async def writer(name: str) -> None:
+            await create_file(env, name, files[name])
+
+        async with trio.open_nursery() as nursery:
+            for name in files:
+                nursery.start_soon(writer, name)
+        assert most == 2, (most, budget.peak)
+        assert budget.peak <= budget.capacity and budget.in_use == 0
+        for name, data in files.items():
+            assert await body(env, name) == data
+        assert env.fs.writeback.stats.streams == 3
+
+
 # -- the durability contract --------------------------------------------------------------------
 
 
@@ -260,10 +495,11 @@ async def test_server_gone_mid_upload_fails_close_and_no_object_appears() -> Non
         parts = 0
 
         async def hook(op: str, key: str) -> None:
+            # Most parts went up while writing; the server goes away with the tail.
             nonlocal parts
-            if op == "upload_part":
+            if op in ("upload_part", "complete"):
                 parts += 1
-                if parts == 2:
+                if parts == 1:
                     env.store.go_offline()
 
         env.store.hook = hook
@@ -289,7 +525,8 @@ async def test_failed_upload_at_last_release_keeps_the_staging_file() -> None:
         env.store.go_online()
         files = {p.suffix: p for p in env.fs.staging_dir.iterdir()}
         assert files[".data"].read_bytes() == b"precious"
-        assert files[".key"].read_text().strip() == "f"
+        side = Sidecar.load(files[".key"])
+        assert side is not None and (side.key, side.new, side.dirty) == ("f", True, True)
         assert "f" not in env.store.keys()
 
 
