@@ -7,8 +7,9 @@ daemon itself (:func:`serve`):
 
 1. hosts an asyncio loop inside trio for the sdk (:mod:`blobfs.bridge`), opens the bucket
    and proves the credentials work with one listing request;
-2. builds the core (block cache, optional disk cache, :class:`~blobfs.fs.Filesystem`) and
-   mounts it with pyfuse3;
+2. stores what a killed daemon left in the staging directory (:mod:`blobfs.recovery`),
+   builds the core (block cache, optional disk cache, write-back,
+   :class:`~blobfs.fs.Filesystem`) and mounts it with pyfuse3;
 3. once a ``stat`` of the mount point goes through the kernel and back, it is *ready*:
    the kernel read-ahead is raised, systemd gets ``READY=1``, the parent gets ``OK``;
 4. runs until the file system is unmounted (``blobfs umount``, ``fusermount3 -u``) or a
@@ -39,7 +40,7 @@ import trio
 
 from sdk import errors as sdk_errors
 
-from . import allocator, bridge, mountpoint, writeback
+from . import allocator, bridge, mountpoint, recovery, writeback
 from .block_cache import BlockCache
 from .disk_cache import DiskCache
 from .fs import Filesystem
@@ -183,14 +184,17 @@ async def _serve_mounted(
             fetch_size=options.fetch_size,
             disk=disk,
         )
-        staging = staging_dir(options, source)
-        for path, key in writeback.leftovers(staging):
-            log.warning(
-                "staged data of %r from an earlier daemon was never uploaded: kept in %s",
-                key,
-                path,
-            )
-        fs = Filesystem(store, cache, options, prefix=prefix, staging_dir=staging)
+        wb = writeback.WriteBack(
+            staging_dir(options, source), nursery, writeback.WriteBudget(options.write_memory)
+        )
+        if not options.read_only:
+            # Before serving: what a killed daemon left is stored (or kept and logged)
+            # before anything on the mount can see or change those files.
+            await recovery.recover(wb.directory, store, wb)
+        else:
+            for path, key in writeback.leftovers(wb.directory):
+                log.warning("staged data of %r (read-only mount: not uploaded) in %s", key, path)
+        fs = Filesystem(store, cache, options, prefix=prefix, writeback=wb)
         ops = Operations(fs)
         try:
             pyfuse3.init(ops, str(where), kernel_options(fs, source))

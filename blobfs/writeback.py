@@ -55,6 +55,7 @@ completion by the caller (:attr:`Staged.stored_metadata` says what was stored).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import math
@@ -428,6 +429,9 @@ class Staged:
         self.key_path = path / f"{name}.key"
         self.key = key
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        # Held while this daemon lives: crash recovery of another mount of the same source
+        # skips locked files (the kernel drops the lock when the process dies).
+        fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self.source_size = source_size if fetch is not None else 0
         self._fetch = fetch
         self.filled = 0

@@ -13,6 +13,7 @@ import filecmp
 import os
 import random
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from blobfs import mountpoint
 from tests.test_mount import World, new_world, unmount_all
 
 pytestmark = pytest.mark.mount
@@ -364,3 +366,120 @@ def test_umount_waits_for_uploads(world: World) -> None:
     info = objects(world, "pending.bin")["pending.bin"]
     assert info.size == len(data)
     shutil.rmtree(world.tmp / "drain", ignore_errors=True)
+
+
+# -- streaming and crash recovery ---------------------------------------------------------------
+
+
+def parts_in_progress(world: World, key: str) -> int:
+    """Parts the server holds for an upload of ``key`` that is not complete yet (asked of
+    the provider itself: S3 ListMultipartUploads/ListParts, Azure's uncommitted blocks)."""
+
+    async def s3(store: Any) -> int:
+        r = await store.client.call("list", "list_multipart_uploads", Bucket=store.bucket_name)
+        count = 0
+        for upload in r.get("Uploads", []):
+            if upload["Key"] == key:
+                parts = await store.client.call(
+                    "parts",
+                    "list_parts",
+                    Bucket=store.bucket_name,
+                    Key=key,
+                    UploadId=upload["UploadId"],
+                )
+                count += len(parts.get("Parts", []))
+        return count
+
+    async def azure(store: Any) -> int:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            _, uncommitted = await store._blob(key).get_block_list("uncommitted")
+        except ResourceNotFoundError:
+            return 0
+        return len(uncommitted)
+
+    result: int = world.sdk(s3 if world.kind == "s3" else azure)
+    return result
+
+
+def read_object(world: World, key: str) -> bytes:
+    async def fn(store: Any) -> bytes:
+        info = await store.head(key)
+        data: bytes = await store.read_range(key, 0, info.size) if info.size else b""
+        return data
+
+    result: bytes = world.sdk(fn)
+    return result
+
+
+def eventually(condition: Any, what: str, limit: float = 120) -> None:
+    """Wait for ``condition()`` (an event in another process; the limit only turns a hang
+    into a failure)."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_large_sequential_write_uploads_parts_before_close(world: World, mnt: Path) -> None:
+    data = random.Random(21).randbytes(40 * MiB + 1234)
+    fd = os.open(mnt / "streamed.bin", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for start in range(0, len(data), MiB):
+            os.write(fd, data[start : start + MiB])
+        # The file is still open and was never flushed: its parts are on the server
+        # already, and the object is not visible yet.
+        eventually(lambda: parts_in_progress(world, "streamed.bin") >= 3, "parts streamed")
+        assert "streamed.bin" not in objects(world, "streamed.bin")
+    finally:
+        os.close(fd)
+    assert read_object(world, "streamed.bin") == data
+    assert parts_in_progress(world, "streamed.bin") == 0
+    assert (mnt / "streamed.bin").stat().st_size == len(data)
+    with open(mnt / "streamed.bin", "rb") as f:
+        assert f.read() == data
+
+
+def test_killed_daemon_data_is_uploaded_by_the_next_mount(world: World) -> None:
+    base = random.Random(22).randbytes(20 * MiB)
+    world.put_many({"crash/base.bin": base, "crash/conflict.bin": b"old"})
+    where = world.mount(f"blob:{world.bucket}", world.tmp / "crash")
+    new_data = random.Random(23).randbytes(12 * MiB + 7)
+    fds = [
+        os.open(where / "crash" / "new.bin", os.O_WRONLY | os.O_CREAT, 0o640),
+        os.open(where / "crash" / "base.bin", os.O_RDWR),
+        os.open(where / "crash" / "conflict.bin", os.O_WRONLY | os.O_TRUNC),
+    ]
+    os.write(fds[0], new_data)  # a new file, partly streamed already
+    os.pwrite(fds[1], b"CHANGED", 1000)  # in place: most of the original never fetched
+    os.write(fds[2], b"mine")
+    pid = mountpoint.read_pid(where)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    eventually(lambda: not mountpoint._alive(pid), "daemon gone")
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # the connection is gone: nothing was (or could be) stored
+    world.umount(where)
+    assert "crash/new.bin" not in objects(world, "crash/")
+    # meanwhile someone else replaces conflict.bin: that must win
+    world.put_many({"crash/conflict.bin": b"newer, from elsewhere"})
+    world.mount(f"blob:{world.bucket}", where)
+    try:
+        assert read_object(world, "crash/new.bin") == new_data
+        assert read_object(world, "crash/base.bin") == base[:1000] + b"CHANGED" + base[1007:]
+        assert read_object(world, "crash/conflict.bin") == b"newer, from elsewhere"
+        assert (where / "crash" / "new.bin").stat().st_mode & 0o777 == 0o640
+        # the conflicting data is kept, and the log says where
+        staging = list((world.tmp / "cache" / "blobfs" / "staging").glob("*/*.data"))
+        assert [p.read_bytes() for p in staging] == [b"mine"]
+        log = (world.tmp / "crash.log").read_text()
+        assert "crash/conflict.bin" in log and str(staging[0]) in log
+    finally:
+        world.umount(where)
+    for p in staging:
+        p.unlink()
+        p.with_suffix(".key").unlink()
