@@ -197,8 +197,10 @@ class Filesystem:
         """Attributes as a listing gives them (no user metadata)."""
         if node.ino in self._staged:
             return  # being written: the staging file is the truth
-        if node.metadata_loaded and node.etag == etag:
-            # A HEAD already gave this version's metadata; a listing knows less.
+        if node.metadata_loaded and (node.etag == etag or etag is None):
+            # A HEAD (or our own upload) already gave this version's metadata; a listing
+            # knows less.  An entry without an ETag is one this mount made for a file that
+            # was still being written when the listing was loaded: it says nothing new.
             node.attr_expires = self.clock() + self.options.attr_ttl
             return
         node.size = size

@@ -90,6 +90,8 @@ class Operations(pyfuse3.Operations):
         super().__init__()
         self.fs = fs
         opts = fs.options
+        # Read by pyfuse3.init() from the instance.
+        self.enable_writeback_cache = opts.writeback_cache
         self.entry_ttl = opts.entry_ttl
         self.attr_ttl = opts.attr_ttl
         self.blksize = fs.cache.block_size

@@ -108,6 +108,10 @@ class MountOptions:
     #: (:class:`sdk.providers.base.CopySettings`; S3 allows one request up to 5 GiB).
     copy_threshold: int = CopySettings.threshold
     copy_part_size: int = CopySettings.part_size
+    #: The kernel's write-back cache (FUSE ``writeback_cache``): the kernel collects writes
+    #: in its page cache and sends them in larger batches.  Off by default; see docs/MOUNT.md
+    #: for what was measured.
+    writeback_cache: bool = False
     log_level: str = "WARNING"
     log_file: Path | None = None
     fsname: str | None = None
@@ -158,7 +162,7 @@ class MountOptions:
         return out
 
 
-_FLAGS = {"ro": "read_only", "allow_other": "allow_other"}
+_FLAGS = {"ro": "read_only", "allow_other": "allow_other", "writeback_cache": "writeback_cache"}
 _REVERSE = {"read_only": "ro"}
 _VALUED: dict[str, Callable[[str], object]] = {
     "uid": _parse_id,
