@@ -11,7 +11,6 @@ import os
 
 import pytest
 import trio
-import trio_asyncio
 
 from blobfs.fs import FileHandle
 from blobfs.inodes import ROOT_INODE
@@ -81,7 +80,7 @@ async def test_changed_remote_objects_are_never_overwritten() -> None:
             crash(env, h)
         # meanwhile, elsewhere: a replaced, b deleted, c created
         await env.put("a", b"newer a")
-        await trio_asyncio.aio_as_trio(env.store.delete)("b")
+        await env.delete("b")
         await env.put("c", b"newer c")
         uploaded, kept, removed = await recover_now(env)
         assert (uploaded, kept, removed) == ([], ["a", "b", "c"], 0)
