@@ -1205,6 +1205,8 @@ class Filesystem:
                     e,
                     staged.path,
                 )
+        # Streaming uploads given up meanwhile are aborted, so they leave no parts.
+        await self.writeback.settle()
 
     def _new_fh(self) -> int:
         fh = self._next_fh

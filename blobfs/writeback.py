@@ -190,6 +190,13 @@ class WriteBack:
     part_size: int = PART_SIZE
     max_in_flight: int = MAX_IN_FLIGHT
     stats: WriteStats = field(default_factory=WriteStats)
+    #: Streams whose background task still runs (uploading, or aborting when given up).
+    running: set[_Stream] = field(default_factory=set)
+
+    async def settle(self) -> None:
+        """Wait until no stream runs: given-up uploads are aborted (before exit)."""
+        while self.running:
+            await next(iter(self.running)).done.wait()
 
 
 # -- upload of a whole file ---------------------------------------------------------------------
@@ -351,6 +358,7 @@ class _Stream:
             await _abort(self.upload, self.key)
 
     async def run(self) -> None:
+        self.wb.running.add(self)
         try:
             self.upload = await self.store.start_multipart(self.key, metadata=self.metadata)
             self.wb.stats.multipart_uploads += 1
@@ -368,6 +376,7 @@ class _Stream:
             if self.abandoned or self.error is not None:
                 await self.abort_once()
             os.close(self.fd)
+            self.wb.running.discard(self)
             self.done.set()
 
     def _fail(self, e: BaseException) -> None:
@@ -476,8 +485,7 @@ class Staged:
     def unlinked(self, value: bool) -> None:
         if value and not self._unlinked:
             self._unlinked = True
-            if self._stream is not None:
-                self._stream.abandon()
+            self._abandon_stream("unlinked")
             # Nothing to recover after a crash: the open descriptor keeps the data for the
             # handles still open.
             for path in (self.path, self.key_path):

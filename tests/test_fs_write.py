@@ -599,6 +599,20 @@ async def test_unlink_of_an_open_new_file_never_uploads_it() -> None:
         await env.fs.release(handle.fh)
         assert env.store.keys() == []
         assert list(env.fs.staging_dir.iterdir()) == []
+        # the same while its parts stream: the upload is dropped, writes still work
+        handle = await env.fs.create(ROOT_INODE, "big", 0o644, os.O_RDWR)
+        env.fs.inodes.ref(handle.node)
+        await write_all(env, handle, data_of(18 * MiB, 9))
+        await env.fs.unlink(ROOT_INODE, "big")
+        assert list(env.fs.staging_dir.iterdir()) == [], "a crash would resurrect it"
+        await write_all(env, handle, data_of(9 * MiB, 10), offset=18 * MiB)
+        assert await env.fs.read(handle.fh, 18 * MiB, 4) == data_of(9 * MiB, 10)[:4]
+        await env.fs.flush(handle.fh)
+        await env.fs.release(handle.fh)
+        await until(lambda: env.fs.writeback.stats.fallbacks == 1, "stream dropped")
+        assert env.store.keys() == []
+        await env.fs.drain()  # waits for the aborts running in the background
+        assert await env.store.pending_uploads() == []
 
 
 @pytest.mark.trio
