@@ -445,7 +445,13 @@ async def test_upload_memory_is_capped_across_files() -> None:
             if op == "upload_part":
                 in_flight += 1
                 most = max(most, in_flight)
-                await asyncio.sleep(0.002)  # a slow server, so parts overlap
+                # A slow server: a part waits for a second one to arrive (or a moment, for
+                # the last), so parts overlap as far as the budget lets them.
+                for _ in range(200):
+                    if in_flight >= 2:
+                        break
+                    await asyncio.sleep(0.001)
+                await asyncio.sleep(0.001)
                 in_flight -= 1
 
         env.store.hook = hook

@@ -22,14 +22,16 @@ from tests.test_fs_write import body, data_of, head, write_all
 MiB = 1024 * 1024
 
 
-def crash(env: Env, handle: FileHandle) -> None:
-    """Forget a handle as a killed daemon would: no upload, the staging file stays."""
+async def crash(env: Env, handle: FileHandle) -> None:
+    """Forget a handle as a killed daemon would: no upload, the staging file stays (and
+    no descriptor of it stays open: a streaming upload's own ends with its abort)."""
     staged = handle.staged
     assert staged is not None
     staged.keep()
     del env.fs._staged[handle.node.ino]
     del env.fs._files[handle.fh]
     env.fs.inodes.closed(handle.node)
+    await env.fs.writeback.settle()
 
 
 async def recover_now(env: Env) -> tuple[list[str], list[str], int]:
@@ -54,8 +56,8 @@ async def test_new_and_modified_files_are_uploaded_when_unchanged_remotely() -> 
         node = await env.path("old")
         old = await env.fs.open(node.ino, os.O_RDWR)
         await env.fs.write(old.fh, 1000, b"CHANGED")  # the rest of the original not fetched
-        crash(env, new)
-        crash(env, old)
+        await crash(env, new)
+        await crash(env, old)
         uploaded, kept, removed = await recover_now(env)
         assert sorted(uploaded) == ["new", "old"] and kept == [] and removed == 0
         assert await body(env, "new") == new_data
@@ -77,7 +79,7 @@ async def test_changed_remote_objects_are_never_overwritten() -> None:
         env.fs.inodes.ref(created.node)
         await env.fs.write(created.fh, 0, b"mine c")
         for h in [*handles, created]:
-            crash(env, h)
+            await crash(env, h)
         # meanwhile, elsewhere: a replaced, b deleted, c created
         await env.put("a", b"newer a")
         await env.delete("b")
@@ -97,7 +99,7 @@ async def test_clean_leftovers_are_removed_and_live_files_skipped() -> None:
         node = await env.path("f")
         clean = await env.fs.open(node.ino, os.O_RDWR)
         assert await env.fs.read(clean.fh, 0, 3) == b"con"
-        crash(env, clean)
+        await crash(env, clean)
         live = await env.fs.create(ROOT_INODE, "live", 0o644, os.O_WRONLY | os.O_CREAT)
         env.fs.inodes.ref(live.node)
         await env.fs.write(live.fh, 0, b"still being written")
@@ -116,7 +118,7 @@ async def test_failed_recovery_upload_keeps_the_data() -> None:
         h = await env.fs.create(ROOT_INODE, "f", 0o644, os.O_WRONLY | os.O_CREAT)
         env.fs.inodes.ref(h.node)
         await env.fs.write(h.fh, 0, b"precious")
-        crash(env, h)
+        await crash(env, h)
         env.store.fail_next("put", times=-1)
         assert (await recover_now(env))[1] == ["f"]
         env.store.clear_faults()
