@@ -35,6 +35,7 @@ import re
 import stat
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -85,6 +86,9 @@ _PLAIN_MD5 = re.compile(r"[0-9a-f]{32}")
 STATFS_BLOCK = 4096
 STATFS_BLOCKS = (1 << 50) // STATFS_BLOCK
 STATFS_FILES = 1 << 32
+#: Versions whose metadata the core remembers beyond the life of their nodes (~100 bytes
+#: each).
+KNOWN_METADATA = 65536
 #: A directory with at least this many entries is re-listed, rather than HEADed name by
 #: name, when lookups arrive after its listing expired.
 RELIST_THRESHOLD = 256
@@ -174,6 +178,11 @@ class Filesystem:
         self.writeback = writeback
         self.staging_dir = writeback.directory
         self.stats = FsStats()
+        #: (key, ETag) -> (mode, uid, gid, mtime_ns, symlink) of versions HEADed or stored
+        #: here, most recent last (see :meth:`_remember_metadata`).
+        self._known_metadata: OrderedDict[tuple[str, str], tuple[int, int, int, int, bool]] = (
+            OrderedDict()
+        )
         self._init_dir(self.inodes.root, None)
 
     # -- attributes --------------------------------------------------------------------------
@@ -203,6 +212,17 @@ class Filesystem:
             # was still being written when the listing was loaded: it says nothing new.
             node.attr_expires = self.clock() + self.options.attr_ttl
             return
+        known = self._known_metadata.get((node.key, etag)) if etag is not None else None
+        if known is not None and etag is not None:
+            # This version's metadata is known from an earlier node of the same key (the
+            # kernel forgot it, e.g. after a drop_caches): the same object, the same answer.
+            self._known_metadata.move_to_end((node.key, etag))
+            node.size, node.etag = size, etag
+            node.mode, node.uid, node.gid, node.mtime_ns, node.symlink = known
+            node.ctime_ns = node.mtime_ns
+            node.metadata_loaded = True
+            node.attr_expires = self.clock() + self.options.attr_ttl
+            return
         node.size = size
         node.etag = etag
         node.mtime_ns = node.ctime_ns = mtime_ns or self.mounted_ns
@@ -217,6 +237,18 @@ class Filesystem:
         node.size, node.etag = info.size, info.etag
         self._apply_metadata(node, info)
         node.metadata_loaded = True
+        self._remember_metadata(node)
+
+    def _remember_metadata(self, node: Node) -> None:
+        """Keep what this version of the object says (mode, owner, mtime, symlink), so a
+        node made again from a listing after the kernel forgot this one knows it too."""
+        if node.etag is None or not node.metadata_loaded:
+            return
+        memo = self._known_metadata
+        memo[(node.key, node.etag)] = (node.mode, node.uid, node.gid, node.mtime_ns, node.symlink)
+        memo.move_to_end((node.key, node.etag))
+        while len(memo) > KNOWN_METADATA:
+            memo.popitem(last=False)
 
     def _apply_metadata(self, node: Node, info: ObjectInfo) -> None:
         meta = info.metadata
@@ -717,6 +749,7 @@ class Filesystem:
         node.size = staged.size
         node.metadata_loaded = True
         node.attr_expires = self.clock() + self.options.attr_ttl
+        self._remember_metadata(node)
         self._listing_put(node)
 
     def _listing_put(self, node: Node) -> None:
@@ -854,6 +887,7 @@ class Filesystem:
         node.etag = info.etag
         node.metadata_loaded = True
         node.attr_expires = self.clock() + self.options.attr_ttl
+        self._remember_metadata(node)
         if staged is not None:
             # Not dirty: its content is the object's, now under a new ETag; fill it all now
             # so it never needs the old version again.
@@ -1159,6 +1193,7 @@ class Filesystem:
         node.metadata_loaded = True
         self._touch(node, now)
         node.attr_expires = self.clock() + self.options.attr_ttl
+        self._remember_metadata(node)
         self._listing_put(node)
         return node
 

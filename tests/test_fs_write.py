@@ -916,3 +916,19 @@ async def test_random_operations_match_a_local_directory(tmp_path: Any) -> None:
         for name in os.listdir(local):
             assert await body(env, name) == (local / name).read_bytes(), name
             assert await env.read_all(await env.path(name)) == (local / name).read_bytes()
+
+
+@pytest.mark.trio
+async def test_metadata_survives_the_kernel_forgetting_a_node() -> None:
+    """After a drop_caches the kernel forgets every inode; a node made again from a listing
+    must show the mode/owner/mtime this mount stored, not listing defaults."""
+    async with make_env() as env:
+        node = await create_file(env, "f", b"data")
+        await env.fs.setattr(node.ino, mode=0o600, mtime_ns=1_600_000_000 * 10**9)
+        env.forget_all()
+        assert "f" not in {n.name for n in env.fs.inodes}
+        env.clock.advance(10)
+        assert await env.listdir() == ["f"]  # a new node, from the listing
+        again = await env.path("f")
+        assert again is not node
+        assert (again.mode, again.mtime_ns) == (0o600, 1_600_000_000 * 10**9)
