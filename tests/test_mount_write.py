@@ -483,3 +483,29 @@ def test_killed_daemon_data_is_uploaded_by_the_next_mount(world: World) -> None:
     for p in staging:
         p.unlink()
         p.with_suffix(".key").unlink()
+
+
+def test_kernel_writeback_cache_keeps_the_durability_contract(world: World) -> None:
+    """``-o writeback_cache`` (off by default): what close() returns for is in the bucket,
+    appends and partial page writes included, with the right size and mtime."""
+    where = world.mount(f"blob:{world.bucket}", world.tmp / "wbc", FAST + ",writeback_cache")
+    try:
+        data = bytearray(random.Random(31).randbytes(10 * MiB + 100))
+        with open(where / "wbc.bin", "wb") as f:
+            for start in range(0, len(data), 128 * 1024):
+                f.write(data[start : start + 128 * 1024])
+        assert read_object(world, "wbc.bin") == data
+        with open(where / "wbc.bin", "r+b") as f:  # a write inside a page: read-modify-write
+            f.seek(5000)
+            f.write(b"patch")
+        data[5000:5005] = b"patch"
+        with open(where / "wbc.bin", "ab") as f:
+            f.write(b"tail")
+        data += b"tail"
+        assert read_object(world, "wbc.bin") == data
+        st = (where / "wbc.bin").stat()
+        assert st.st_size == len(data) and abs(st.st_mtime - time.time()) < 60
+        info = objects(world, "wbc.bin")["wbc.bin"]
+        assert int(info.metadata["mtime"]) == int(st.st_mtime)
+    finally:
+        world.umount(where)
