@@ -545,6 +545,10 @@ class Filesystem:
             truncate = bool(flags & os.O_TRUNC)
             if not truncate and (node.attr_expires <= self.clock() or node.etag is None):
                 await self._refresh_file(node)
+            elif not node.metadata_loaded:
+                # Known from a listing only: learn the object's mode/uid/gid first, or the
+                # upload would store the mount's defaults over them.
+                await self._refresh_file(node)
             staged = self._stage(node, keep_content=not truncate)
             if truncate:
                 staged.dirty = True
@@ -845,6 +849,9 @@ class Filesystem:
         self._check_writable()
         if node.is_dir and size is not None:
             raise IsADirectory(node.key)
+        if not node.is_dir and not node.metadata_loaded and node.ino not in self._staged:
+            # Known from a listing only: what is not changed here must be the object's own.
+            await self._refresh_file(node)
         if mode is not None:
             node.mode = mode & 0o7777
         if uid is not None:

@@ -932,3 +932,30 @@ async def test_metadata_survives_the_kernel_forgetting_a_node() -> None:
         again = await env.path("f")
         assert again is not node
         assert (again.mode, again.mtime_ns) == (0o600, 1_600_000_000 * 10**9)
+
+
+@pytest.mark.trio
+async def test_writes_after_a_listing_keep_the_objects_metadata() -> None:
+    """A node known only from a listing (``ls -l``, then ``> file``, ``truncate`` or
+    ``chmod``) must not store the mount's defaults over the object's s3fs metadata."""
+    meta = {"mode": str(stat.S_IFREG | 0o600), "uid": "7", "gid": "8", "mtime": "1600000000"}
+    async with make_env() as env:
+        for key in ("trunc", "setsize", "chmod"):
+            await env.put(key, b"old content", metadata=meta)
+        assert sorted(await env.listdir()) == ["chmod", "setsize", "trunc"]  # readdirplus
+
+        node = await env.path("trunc")  # a lookup the listing answers
+        handle = await env.fs.open(node.ino, os.O_WRONLY | os.O_TRUNC)
+        await env.fs.write(handle.fh, 0, b"new")
+        await env.fs.release(handle.fh)
+        stored = (await head(env, "trunc")).metadata
+        assert (stored["mode"], stored["uid"], stored["gid"]) == (meta["mode"], "7", "8")
+
+        await env.fs.setattr((await env.path("setsize")).ino, size=3)
+        stored = (await head(env, "setsize")).metadata
+        assert (stored["mode"], stored["uid"], stored["gid"]) == (meta["mode"], "7", "8")
+        assert stored["mtime"] != meta["mtime"]  # a truncate is a change
+
+        await env.fs.setattr((await env.path("chmod")).ino, mode=0o640)
+        stored = (await head(env, "chmod")).metadata
+        assert stored == {**meta, "mode": str(stat.S_IFREG | 0o640)}
