@@ -192,11 +192,21 @@ class WriteBack:
     stats: WriteStats = field(default_factory=WriteStats)
     #: Streams whose background task still runs (uploading, or aborting when given up).
     running: set[_Stream] = field(default_factory=set)
+    #: Uploads whose abort failed (the server was unreachable): aborted again after the
+    #: next upload that succeeds and at unmount, so their parts do not stay on the server.
+    failed_aborts: list[tuple[TrioUpload, str]] = field(default_factory=list)
 
     async def settle(self) -> None:
         """Wait until no stream runs: given-up uploads are aborted (before exit)."""
         while self.running:
             await next(iter(self.running)).done.wait()
+        await self.retry_aborts()
+
+    async def retry_aborts(self) -> None:
+        """Abort again the uploads whose abort failed; those that fail again stay listed."""
+        pending, self.failed_aborts = self.failed_aborts, []
+        for upload, key in pending:
+            await _abort(upload, key, self)
 
 
 # -- upload of a whole file ---------------------------------------------------------------------
@@ -254,16 +264,17 @@ async def upload_fd(
             raise failures[0]
         return await upload.complete()
     except BaseException:
-        await _abort(upload, key)
+        await _abort(upload, key, wb)
         raise
 
 
-async def _abort(upload: TrioUpload, key: str) -> None:
+async def _abort(upload: TrioUpload, key: str, wb: WriteBack) -> None:
     with trio.CancelScope(shield=True):
         try:
             await upload.abort()
         except Exception as e:
-            log.warning("abort of the upload of %r failed (parts may remain): %s", key, e)
+            log.warning("abort of the upload of %r failed (tried again later): %s", key, e)
+            wb.failed_aborts.append((upload, key))
 
 
 # -- the sidecar --------------------------------------------------------------------------------
@@ -355,7 +366,7 @@ class _Stream:
     async def abort_once(self) -> None:
         if self.upload is not None and not self._aborted:
             self._aborted = True
-            await _abort(self.upload, self.key)
+            await _abort(self.upload, self.key, self.wb)
 
     async def run(self) -> None:
         self.wb.running.add(self)
@@ -703,6 +714,8 @@ class Staged:
                 self._base_etag, self._new = etag, False
                 self._dirty = False
                 self._save_sidecar()
+                if self.wb.failed_aborts:  # the server answers again
+                    await self.wb.retry_aborts()
             return etag
 
     async def _finish_stream(self, stream: _Stream, size: int) -> str:

@@ -518,6 +518,8 @@ async def test_server_gone_mid_upload_fails_close_and_no_object_appears() -> Non
         await env.fs.release(handle.fh)  # the server is back: the last close stores it
         assert await body(env, "f") == data
         assert list(env.fs.staging_dir.iterdir()) == []
+        # The first upload could not be aborted while offline; it is, once the server answers.
+        assert await env.store.pending_uploads() == []
 
 
 @pytest.mark.trio
