@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
+from cachetools import LRUCache
 
 from sdk.errors import ResourceNotFound
 from sdk.providers.base import ObjectInfo, PrefixInfo
@@ -89,9 +90,9 @@ STATFS_FILES = 1 << 32
 #: Versions whose metadata the core remembers beyond the life of their nodes (~100 bytes
 #: each).
 KNOWN_METADATA = 65536
-#: A directory with at least this many entries is re-listed, rather than HEADed name by
-#: name, when lookups arrive after its listing expired.
-RELIST_THRESHOLD = 256
+#: Listings kept by directory key beyond the life of their directory's inode (the kernel
+#: forgets inodes under memory pressure or ``drop_caches``; the listing is still good).
+RECENT_LISTINGS = 64
 
 
 @dataclass(eq=False)
@@ -167,6 +168,7 @@ class Filesystem:
         self._dirs: dict[int, DirHandle] = {}
         self._next_fh = 1
         self._listing_loads: dict[int, trio.Event] = {}
+        self._recent_listings: LRUCache[str, Listing] = LRUCache(maxsize=RECENT_LISTINGS)
         #: Inode -> its staging file, while open for writing (or being truncated).
         self._staged: dict[int, Staged] = {}
         if writeback is None:
@@ -188,6 +190,8 @@ class Filesystem:
     # -- attributes --------------------------------------------------------------------------
 
     def _init_dir(self, node: Node, marker: ObjectInfo | None) -> None:
+        if node.listing is None:
+            node.listing = self._recent_listings.get(node.key)
         if node.metadata_loaded:
             # The marker's metadata (or a change made here) is known; a listing knows less.
             node.attr_expires = self.clock() + self.options.dir_ttl
@@ -328,11 +332,12 @@ class Filesystem:
         if not namespace.valid_name(name):
             raise NotFound(name)
         listing = parent.listing
-        if listing is not None and (
-            listing.expires > now or len(listing.entries) >= RELIST_THRESHOLD
-        ):
-            # A big directory whose listing expired: `ls -l` is stat-ing its entries one by
-            # one, and one paged re-listing is far cheaper than a HEAD per name.
+        if listing is not None:
+            # Once a directory has been listed, a lookup after the listing expired re-lists
+            # it rather than HEAD + LIST the one name: as cheap for up to a page of entries,
+            # and the lookups that follow (ls -l, find, reading back a tree) are answered
+            # from it.  For a directory with very many entries, a stat storm's lookups each
+            # cost two requests otherwise, while one paged re-listing serves them all.
             listing = await self._listing(parent)
             entry = listing.entries.get(name)
             if entry is not None:
@@ -475,6 +480,7 @@ class Filesystem:
         try:
             listing = await self._load_listing(node)
             node.listing = listing
+            self._recent_listings[node.key] = listing
             return listing
         finally:
             del self._listing_loads[node.ino]
@@ -936,6 +942,7 @@ class Filesystem:
         self._touch(node)
         node.metadata_loaded = True
         node.listing = Listing(entries={}, expires=self.clock() + self.options.dir_ttl)
+        self._recent_listings[key] = node.listing
         if parent.listing is not None:
             parent.listing.entries[name] = Entry(name=name, kind=Kind.DIR, key=key)
         return node
@@ -978,6 +985,7 @@ class Filesystem:
             raise NotEmpty(node.key)
         with from_storage():
             await self.store.delete(node.key, missing_ok=True)
+        self._forget_listings(node.key)
         self._listing_drop(parent, name)
         self.inodes.detach(node)
         self.inodes.set_negative(parent.ino, name)
@@ -1085,6 +1093,11 @@ class Filesystem:
         if staged is not None:
             staged.rename_key(new_key)
 
+    def _forget_listings(self, prefix: str) -> None:
+        """Drop the kept listings of the directory ``prefix`` and those below it."""
+        for key in [k for k in self._recent_listings if k.startswith(prefix)]:
+            del self._recent_listings[key]
+
     async def _rename_dir(self, src: Node, new_key: str, dst: Node | None) -> None:
         """Move every key under ``src`` to ``new_key``: all copies first, then the deletes.
 
@@ -1142,6 +1155,8 @@ class Filesystem:
         for node in self.inodes:
             if node.is_dir and (node.key.startswith(src.key) or node.key.startswith(new_key)):
                 node.listing = None
+        self._forget_listings(src.key)
+        self._forget_listings(new_key)
         for ino, staged in self._staged.items():
             node = self._staged_node(ino)
             if node is not None and node.key.startswith(src.key):

@@ -456,17 +456,18 @@ _: Callable[..., Any] = make_env
 
 
 @pytest.mark.trio
-async def test_big_directory_relisted_once_not_headed_per_name() -> None:
-    objs = {f"big/f{i:04d}": b"x" for i in range(300)}
+@pytest.mark.parametrize("count", [300, 20])
+async def test_listed_directory_relisted_once_not_headed_per_name(count: int) -> None:
+    objs = {f"big/f{i:04d}": b"x" for i in range(count)}
     async with make_env(objs) as env:
         big = await env.path("big")
-        assert len(await env.listdir(big.ino)) == 300
+        assert len(await env.listdir(big.ino)) == count
         env.clock.advance(10)  # listing, attributes and entries all expired
         heads, lists = env.fs.stats.heads, env.fs.stats.lists
 
         async def stat_all() -> None:
             async with trio.open_nursery() as nursery:
-                for i in range(300):
+                for i in range(count):
                     nursery.start_soon(env.fs.lookup, big.ino, f"f{i:04d}")
 
         await stat_all()
@@ -474,3 +475,20 @@ async def test_big_directory_relisted_once_not_headed_per_name() -> None:
         assert env.fs.stats.lists == lists + 1  # one shared re-listing
         with pytest.raises(errors.NotFound):
             await env.fs.lookup(big.ino, "absent")
+
+
+@pytest.mark.trio
+async def test_listing_outlives_the_kernel_forgetting_its_directory() -> None:
+    """drop_caches makes the kernel forget inodes; reading a listed tree back afterwards
+    must not cost a HEAD and a LIST per file."""
+    objs = {f"d/f{i:02d}": b"x" for i in range(30)}
+    async with make_env(objs) as env:
+        d = await env.path("d")
+        assert len(await env.listdir(d.ino)) == 30
+        env.forget_all()
+        assert env.fs.inodes.child(ROOT_INODE, "d") is None
+        d = await env.path("d")  # the root was never listed: HEAD + LIST for "d"
+        heads, lists = env.fs.stats.heads, env.fs.stats.lists
+        for i in range(30):
+            await env.fs.lookup(d.ino, f"f{i:02d}")
+        assert (env.fs.stats.heads, env.fs.stats.lists) == (heads, lists), "from the listing"
