@@ -31,7 +31,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -39,25 +38,20 @@ from typing import Protocol
 from sdk.errors import BlobfsError, ResourceNotFound
 from sdk.providers.base import ObjectInfo
 
-from .writeback import FILL_CHUNK, Sidecar, TrioUpload, WriteBack, upload_fd
+from .writeback import FILL_CHUNK, Sidecar, Uploader, WriteBack, upload_fd
 
 log = logging.getLogger(__name__)
 
 
-class RecoveryStore(Protocol):
+class RecoveryStore(Uploader, Protocol):
+    """An :class:`~blobfs.writeback.Uploader` that also tells an object's version and reads
+    it (to check the base, and to fill what the staging file lacks)."""
+
     async def head(self, key: str) -> ObjectInfo: ...
 
     async def read_range(
         self, key: str, offset: int, length: int, *, etag: str | None = None
     ) -> bytes: ...
-
-    async def put(
-        self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None
-    ) -> str: ...
-
-    async def start_multipart(
-        self, key: str, *, metadata: Mapping[str, str] | None = None
-    ) -> TrioUpload: ...
 
 
 @dataclass

@@ -274,6 +274,14 @@ MOUNTS: dict[str, Callable[[Setup, Path, bool], None]] = {
 }
 
 
+def unmount_all(work: Path) -> None:
+    """Unmount whatever mount of :data:`MOUNTS` is still mounted under ``work``."""
+    for tool in MOUNTS:
+        where = work / f"mnt-{tool}"
+        if where.exists() and run(["mountpoint", "-q", str(where)]).returncode == 0:
+            unmount(where)
+
+
 def measure(tool: str, s: Setup, size_mib: int, runtime: int) -> Figures:
     fig = Figures(tool)
     where = s.work / f"mnt-{tool}"
@@ -406,10 +414,7 @@ def main() -> int:
         report(results, args)
         print(f"raw sdk parallel ranged GETs (plain asyncio, 8 x 16 MiB): {raw:.0f} MiB/s")
     finally:
-        for tool in MOUNTS:
-            where = work / f"mnt-{tool}"
-            if where.exists() and run(["mountpoint", "-q", str(where)]).returncode == 0:
-                unmount(where)
+        unmount_all(work)
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0

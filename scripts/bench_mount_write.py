@@ -58,6 +58,7 @@ from bench_mount import (  # noqa: E402  (one harness: the read benchmark's moun
     run,
     s3_config,
     unmount,
+    unmount_all,
 )
 
 from sdk.client import Client  # noqa: E402
@@ -334,10 +335,7 @@ def main() -> int:
         print(f"  raw multipart PUT again: {raws[-1]:.0f} MiB/s", flush=True)
         report(results, raws, args)
     finally:
-        for tool in MOUNTS:
-            where = work / f"mnt-{tool}"
-            if where.exists() and run(["mountpoint", "-q", str(where)]).returncode == 0:
-                unmount(where)
+        unmount_all(work)
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
     return 0
