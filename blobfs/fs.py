@@ -555,9 +555,8 @@ class Filesystem:
                 # Known from a listing only: learn the object's mode/uid/gid first, or the
                 # upload would store the mount's defaults over them.
                 await self._refresh_file(node)
-            staged = self._stage(node, keep_content=not truncate)
+            staged = self._stage(node, keep_content=not truncate, dirty=truncate)
             if truncate:
-                staged.dirty = True
                 node.size = 0
                 self._touch(node)
         elif staged is not None and flags & os.O_TRUNC:
@@ -696,8 +695,9 @@ class Filesystem:
         except NotFound:
             return None
 
-    def _stage(self, node: Node, *, keep_content: bool) -> Staged:
-        """A staging file for ``node``: empty, or backed lazily by its current object."""
+    def _stage(self, node: Node, *, keep_content: bool, dirty: bool = False) -> Staged:
+        """A staging file for ``node``: empty, or backed lazily by its current object;
+        ``dirty`` when it must be stored even if never written."""
         source_key, source_etag = node.key, node.etag
 
         async def fetch(offset: int, length: int) -> bytes:
@@ -718,6 +718,7 @@ class Filesystem:
             new=node.etag is None,
             store=self.store,
             metadata=metadata,
+            dirty=dirty,
         )
         self._staged[node.ino] = staged
         return staged
@@ -806,8 +807,7 @@ class Filesystem:
         node.size, node.etag, node.symlink = 0, None, False
         node.metadata_loaded = True
         self._touch(node)
-        staged = self._stage(node, keep_content=False)
-        staged.dirty = True
+        staged = self._stage(node, keep_content=False, dirty=True)
         staged.handles = 1
         fh = self._new_fh()
         handle = FileHandle(

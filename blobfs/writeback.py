@@ -63,7 +63,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -297,7 +297,18 @@ class Sidecar:
     metadata: dict[str, str] = field(default_factory=dict)
 
     def dumps(self) -> str:
-        return json.dumps(asdict(self)) + "\n"
+        # A plain dict, not dataclasses.asdict: that deep-copies, and a sidecar is written
+        # for every file created on the mount.
+        fields = {
+            "key": self.key,
+            "base_etag": self.base_etag,
+            "new": self.new,
+            "source_size": self.source_size,
+            "filled": self.filled,
+            "dirty": self.dirty,
+            "metadata": self.metadata,
+        }
+        return json.dumps(fields) + "\n"
 
     @classmethod
     def load(cls, path: Path) -> Sidecar | None:
@@ -434,10 +445,12 @@ class Staged:
         new: bool = False,
         store: Uploader | None = None,
         metadata: Callable[[], Mapping[str, str]] | None = None,
+        dirty: bool = False,
     ) -> None:
         """``directory`` is the staging directory, or the mount's :class:`WriteBack` (then
         the file streams when ``store`` and ``metadata`` -- the metadata a new upload
-        carries -- are given too)."""
+        carries -- are given too).  ``dirty``: the file must be stored even if never
+        written (a file just created)."""
         if isinstance(directory, WriteBack):
             self.wb = directory
         else:  # a file of its own: per-file limits only, no streaming
@@ -452,11 +465,14 @@ class Staged:
         # Held while this daemon lives: crash recovery of another mount of the same source
         # skips locked files (the kernel drops the lock when the process dies).
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # The sidecar stays open and is rewritten in place (see _save_sidecar).
+        self._side_fd = os.open(self.key_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        self._side_len = 0
         self.source_size = source_size if fetch is not None else 0
         self._fetch = fetch
         self.filled = 0
         self.size = source_size if fetch is not None else 0
-        self._dirty = False
+        self._dirty = dirty
         self._base_etag = base_etag
         self._new = new
         self._store = store
@@ -518,12 +534,21 @@ class Staged:
             dirty=self._dirty,
             metadata=meta,
         )
-        tmp = self.key_path.with_suffix(".key.tmp")
+        # Rewritten in place through the open descriptor, padded with blanks (which JSON
+        # ignores) to the longest record so far: no truncate and no rename, which cost
+        # 0.1-0.4 ms each on ext4 against ~10 us for the pwrite, and a sidecar is saved at
+        # least twice per file written.  One pwrite of a page or less is not torn by a
+        # killed process; a power cut loses the unsynced staging data anyway.
+        payload = side.dumps().encode()
+        length = len(payload)
+        if length < self._side_len:
+            payload = payload.ljust(self._side_len)
         try:
-            tmp.write_text(side.dumps())
-            os.replace(tmp, self.key_path)
+            os.pwrite(self._side_fd, payload, 0)
         except OSError as e:
             log.warning("cannot record the state of %s: %s", self.path, e)
+            return
+        self._side_len = max(self._side_len, length)
 
     # -- filling from the original ---------------------------------------------------------------
 
@@ -745,14 +770,18 @@ class Staged:
 
     # -- lifetime --------------------------------------------------------------------------------
 
+    def _close_fds(self) -> None:
+        for fd in (self._fd, self._side_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     def discard(self) -> None:
         """Close and delete the staging file (its data is uploaded or no longer wanted)."""
         if self._stream is not None:
             self._abandon_stream("discarded")
-        try:
-            os.close(self._fd)
-        except OSError:
-            pass
+        self._close_fds()
         for path in (self.path, self.key_path):
             try:
                 path.unlink()
@@ -763,10 +792,7 @@ class Staged:
         """Close the staging file but leave it on disk (an upload failed at release)."""
         if self._stream is not None:
             self._abandon_stream("kept for later")
-        try:
-            os.close(self._fd)
-        except OSError:
-            pass
+        self._close_fds()
 
 
 def leftovers(directory: Path) -> list[tuple[Path, str]]:
