@@ -803,7 +803,7 @@ async def test_s3_read_range_retries_a_broken_body(
     monkeypatch.setattr(s3.S3Store, "_get_once", flaky)
     assert isinstance(store, s3.S3Store)
     # The botocore path: read_range takes it when the fast path is off (AWS endpoints).
-    monkeypatch.setattr(store.client, "range_getter", None)
+    monkeypatch.setattr(store.client, "direct", None)
     assert await store.read_range("r", 100, 1000) == data[100:1100]
     assert calls == 2
 

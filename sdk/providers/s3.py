@@ -91,7 +91,7 @@ from .base import (
     PrefixInfo,
 )
 from .part_copy import copy_in_parts
-from .s3_fastget import RangeGetter, Response
+from .s3_direct import Response, S3Direct, sendable
 
 if TYPE_CHECKING:
     from .s3_access import S3Access
@@ -334,8 +334,9 @@ class _Client:
 
     def __init__(self) -> None:
         self.client: Any = None
-        #: Ranged GETs without botocore's per-request cost (S3-compatible endpoints only).
-        self.range_getter: RangeGetter | None = None
+        #: Ranged GETs and PUTs without botocore's per-request cost (S3-compatible endpoints
+        #: only; :mod:`sdk.providers.s3_direct`).
+        self.direct: S3Direct | None = None
         self._stack = AsyncExitStack()
 
     async def open(
@@ -352,7 +353,7 @@ class _Client:
             self._stack, credentials, endpoint_url, region, session
         )
         endpoint = self.client.meta.endpoint_url
-        if RangeGetter.supports(endpoint):
+        if S3Direct.supports(endpoint):
 
             async def frozen() -> ReadOnlyCredentials:
                 # The session's own credentials object: renewing ones renew here too.
@@ -362,7 +363,7 @@ class _Client:
                 frozen: ReadOnlyCredentials = await creds.get_frozen_credentials()
                 return frozen
 
-            self.range_getter = RangeGetter(
+            self.direct = S3Direct(
                 endpoint,
                 self.client.meta.region_name or "us-east-1",
                 frozen,
@@ -372,9 +373,9 @@ class _Client:
 
     async def close(self) -> None:
         self.client = None
-        if self.range_getter is not None:
-            self.range_getter.close()
-            self.range_getter = None
+        if self.direct is not None:
+            self.direct.close()
+            self.direct = None
         await self._stack.aclose()
 
     async def call(self, what: str, op: str, **params: Any) -> dict[str, Any]:
@@ -669,7 +670,7 @@ class S3Store:
             await self._check_etag(key, etag)
             return b""
         what = self._what("read", key)
-        getter = self.client.range_getter
+        getter = self.client.direct
         if getter is not None:
             async for attempt in retrying():
                 with attempt:
@@ -741,6 +742,11 @@ class S3Store:
         content_type: str | None = None,
     ) -> str:
         """Create or replace ``key`` in one PUT."""
+        headers = {f"x-amz-meta-{k}": v for k, v in _metadata(metadata).items()}
+        headers["Content-Type"] = content_type or DEFAULT_CONTENT_TYPE
+        etag = await self._put_direct(self._what("put", key), key, data, headers)
+        if etag is not None:
+            return etag
         r = await self.client.call(
             self._what("put", key),
             "put_object",
@@ -751,6 +757,31 @@ class S3Store:
             ContentType=content_type or DEFAULT_CONTENT_TYPE,
         )
         return _etag(r["ETag"])
+
+    async def _put_direct(
+        self,
+        what: str,
+        key: str,
+        data: bytes,
+        headers: Mapping[str, str],
+        query: Sequence[tuple[str, str]] = (),
+    ) -> str | None:
+        """PUT ``data`` through the direct client, retrying transient failures; return the
+        ETag, or ``None`` when there is no direct client, ``headers`` cannot go on the wire
+        as they are, or the reply was anything but a plain success: then the caller repeats
+        the request through botocore (PUT and UploadPart are idempotent), whose error
+        translation applies."""
+        direct = self.client.direct
+        if direct is None or not sendable(headers):
+            return None
+        async for attempt in retrying():
+            with attempt:
+                try:
+                    r = await direct.put(self.bucket_name, key, data, headers=headers, query=query)
+                except TransientError as e:
+                    raise TransientError(f"{what}: {e}") from e
+        etag = r.headers.get("etag")
+        return _etag(etag) if r.status == 200 and etag else None
 
     async def start_multipart(
         self,
@@ -902,8 +933,14 @@ class S3Upload:
         """Upload one part; sending a number again replaces that part."""
         if not 1 <= part_number <= 10_000:
             raise InvalidRequest(f"part number {part_number} outside 1..10000")
+        what = f"{self._what} part {part_number}"
+        query = (("partNumber", str(part_number)), ("uploadId", self.upload_id))
+        etag = await self._store._put_direct(what, self.key, data, {}, query)
+        if etag is not None:
+            self._parts[part_number] = etag
+            return
         r = await self._store.client.call(
-            f"{self._what} part {part_number}",
+            what,
             "upload_part",
             Bucket=self._store.bucket_name,
             Key=self.key,
