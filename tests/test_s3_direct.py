@@ -578,3 +578,17 @@ async def test_store_direct_errors_translate(store_ctx: StoreContext) -> None:
         await bad.close()
     with pytest.raises(ResourceNotFound):
         await store.head("k")
+
+
+@pytest.mark.parametrize("store_kind", ["s3"])
+async def test_store_empty_key_is_refused_before_any_request(store: BlobStore) -> None:
+    """``/bucket/`` names the bucket: a direct GET of it would list the bucket and a PUT
+    create it.  An empty key goes to botocore, which refuses it."""
+    assert isinstance(store, S3Store) and store.client.direct is not None
+    with pytest.raises(InvalidRequest):
+        await store.put("", b"x")
+    with pytest.raises(InvalidRequest):
+        await store.read_range("", 0, 10)
+    assert store.client.direct.requests == 0
+    with pytest.raises(ValueError, match="needs a key"):
+        await store.client.direct.get(store.bucket_name, "", 0, 10, None)

@@ -671,7 +671,7 @@ class S3Store:
             return b""
         what = self._what("read", key)
         getter = self.client.direct
-        if getter is not None:
+        if getter is not None and key:  # botocore refuses an empty key
             async for attempt in retrying():
                 with attempt:
                     fast = await getter.get(self.bucket_name, key, offset, length, etag)
@@ -772,8 +772,8 @@ class S3Store:
         the request through botocore (PUT and UploadPart are idempotent), whose error
         translation applies."""
         direct = self.client.direct
-        if direct is None or not sendable(headers):
-            return None
+        if direct is None or not key or not sendable(headers):
+            return None  # botocore refuses an empty key
         async for attempt in retrying():
             with attempt:
                 try:

@@ -346,6 +346,9 @@ class S3Direct:
         body: bytes,
         payload_hash: str,
     ) -> Response:
+        if not key:
+            # ``/bucket/`` is the bucket: GET would list it, PUT would create it.
+            raise ValueError("an object request needs a key")
         target = f"{self._base}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
         if query:
             # Encoded as SigV4 wants it: the signer takes the query from the URL as it is.
