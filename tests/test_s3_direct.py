@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -42,10 +43,13 @@ async def _creds() -> ReadOnlyCredentials:
 
 
 @asynccontextmanager
-async def scripted(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
+async def scripted(
+    handler: Handler, *, receive_buffer: int | None = None
+) -> AsyncIterator[tuple[str, list[int]]]:
     """A loopback HTTP server calling ``handler(request_head, reader, writer)`` per request
     (the handler reads the body, if it wants it); yields its URL and a list that counts
-    connections."""
+    connections.  ``receive_buffer`` fixes its sockets' kernel receive buffer (else Linux
+    grows it up to tens of MiB, out of the client's sight)."""
     connections: list[int] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -61,7 +65,11 @@ async def scripted(handler: Handler) -> AsyncIterator[tuple[str, list[int]]]:
         finally:
             writer.close()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    listener = socket.socket()
+    if receive_buffer is not None:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    listener.bind(("127.0.0.1", 0))
+    server = await asyncio.start_server(serve, sock=listener)
     port = server.sockets[0].getsockname()[1]
     try:
         yield f"http://127.0.0.1:{port}", connections
@@ -342,8 +350,10 @@ async def test_put_without_reply_times_out() -> None:
 
 
 async def test_put_to_a_slow_reader_is_no_timeout() -> None:
-    """Sending counts as activity: a body that takes several read timeouts to go out at a
-    steady pace succeeds (the server takes 16 MiB at about 6 MiB/s; the timeout is 1 s)."""
+    """Sending counts as activity, the tail left in the kernel's send buffer included: a
+    body that takes several read timeouts to go out at a steady pace succeeds (the server
+    takes 16 MiB at about 6 MiB/s; the timeout is 0.4 s, less than the 4 MiB send buffer
+    takes to drain)."""
 
     async def slow_reader(
         head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -356,8 +366,8 @@ async def test_put_to_a_slow_reader_is_no_timeout() -> None:
         writer.write(etag_reply(bytes(body)))
 
     data = os.urandom(16 * 1024 * 1024)
-    async with scripted(slow_reader) as (url, _):
-        d = direct(url, read_timeout=1.0)
+    async with scripted(slow_reader, receive_buffer=64 * 1024) as (url, _):
+        d = direct(url, read_timeout=0.4)
         response = await d.put("b", "k", data)
         d.close()
     assert response.headers["etag"] == f'"{hashlib.md5(data).hexdigest()}"'
