@@ -50,11 +50,12 @@ MAX_PENDING_DISK_WRITES = 32
 
 
 class RangeReader(Protocol):
-    """What the cache needs from the store (satisfied by :class:`blobfs.bridge.TrioStore`)."""
+    """What the cache needs from the store (satisfied by :class:`blobfs.bridge.TrioStore`):
+    ranged reads as views of the buffers the store received them into (no copy)."""
 
-    async def read_range(
+    async def read_view(
         self, key: str, offset: int, length: int, *, etag: str | None = None
-    ) -> bytes: ...
+    ) -> memoryview: ...
 
 
 @dataclass(eq=False)
@@ -189,12 +190,12 @@ class BlockCache:
             fetches.append(fetch)
         self._nursery.start_soon(self._background_run, key, etag, size, list(run), fetches)
 
-    async def read_direct(self, key: str, etag: str, offset: int, length: int) -> bytes:
+    async def read_direct(self, key: str, etag: str, offset: int, length: int) -> Block:
         """An uncached ranged read of exactly what a random reader asked for."""
         self.stats.direct_reads += 1
         async with self._limiter:
             with from_storage(missing=Stale):
-                return await self.store.read_range(key, offset, length, etag=etag)
+                return await self.store.read_view(key, offset, length, etag=etag)
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -239,7 +240,7 @@ class BlockCache:
         length = sum(self.block_length(size, i) for i in stretch)
         async with self._limiter:
             with from_storage(missing=Stale):
-                data = await self.store.read_range(key, offset, length, etag=etag)
+                data = await self.store.read_view(key, offset, length, etag=etag)
         self.stats.fetches += 1
         self.stats.fetched_bytes += len(data)
         if len(data) != length:
@@ -247,9 +248,8 @@ class BlockCache:
         # Blocks are views into the one body: no copy.  A cached view keeps the whole body
         # alive, but the blocks of one GET sit next to each other in the LRU and leave it
         # together, so the budget holds to within one fetch_size.
-        view = memoryview(data)
         for n, index in enumerate(stretch):
-            block = view[n * bs : n * bs + self.block_length(size, index)]
+            block = data[n * bs : n * bs + self.block_length(size, index)]
             self._resolve((key, etag, index), pending.pop(index), block)
             self._to_disk(key, etag, index, block)
 
@@ -290,14 +290,12 @@ class BlockCache:
         key, etag, index = bid
         expected = self.block_length(size, index)
         if self._disk is not None:
-            data = await self._disk.get(key, etag, index, expected)
-            if data is not None:
-                return data
+            cached = await self._disk.get(key, etag, index, expected)
+            if cached is not None:
+                return cached
         async with self._limiter:
             with from_storage(missing=Stale):
-                data = await self.store.read_range(
-                    key, index * self.block_size, expected, etag=etag
-                )
+                data = await self.store.read_view(key, index * self.block_size, expected, etag=etag)
         self.stats.fetches += 1
         self.stats.fetched_bytes += len(data)
         if len(data) != expected:

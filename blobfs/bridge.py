@@ -209,6 +209,11 @@ class TrioStore:
     ) -> bytes:
         return await self._aio.run(self.store.read_range, key, offset, length, etag=etag)
 
+    async def read_view(
+        self, key: str, offset: int, length: int, *, etag: str | None = None
+    ) -> memoryview:
+        return await self._aio.run(self.store.read_view, key, offset, length, etag=etag)
+
     async def read_all(self, key: str, *, etag: str | None = None) -> bytes:
         return await self._aio.run(_read_all, self.store, key, etag)
 

@@ -102,7 +102,7 @@ async def timed(fn: Callable[[], Awaitable[Any]]) -> tuple[float, float]:
     return time.perf_counter() - start, time.process_time() - cpu
 
 
-async def discard(offset: int, data: bytes) -> None:
+async def discard(offset: int, data: memoryview) -> None:
     pass
 
 

@@ -164,7 +164,7 @@ async def download_ranges(
     *,
     size: int,
     etag: str,
-    write: Callable[[int, bytes], Awaitable[None]],
+    write: Callable[[int, memoryview], Awaitable[None]],
     part_size: int = DEFAULT_PART_SIZE,
     concurrency: int = DEFAULT_CONCURRENCY,
     start: int = 0,
@@ -184,7 +184,7 @@ async def download_ranges(
 
     async def fetch(offset: int, length: int) -> None:
         try:
-            data = await store.read_range(key, offset, length, etag=etag)
+            data = await store.read_view(key, offset, length, etag=etag)
             if len(data) != length:
                 raise InvalidRequest(
                     f"{key!r} ended at {offset + len(data)}, before the expected size {size}"

@@ -1,6 +1,6 @@
 """The block cache, the disk cache and read-ahead, against a counting fake store.
 
-No asyncio here: the cache only needs ``read_range`` (and the core, for the read-ahead
+No asyncio here: the cache only needs ``read_view`` (and the core, for the read-ahead
 tests, ``head`` and listings), which the fake provides natively on trio.
 """
 
@@ -53,6 +53,11 @@ class CountingStore:
         if etag is not None and etag != self.etags[key]:
             raise PreconditionFailed(key)
         return self.objects[key][offset : offset + length]
+
+    async def read_view(
+        self, key: str, offset: int, length: int, *, etag: str | None = None
+    ) -> memoryview:
+        return memoryview(await self.read_range(key, offset, length, etag=etag))
 
     async def head(self, key: str) -> ObjectInfo:
         if key not in self.objects:
@@ -128,7 +133,7 @@ async def test_concurrent_readers_of_a_block_share_one_get() -> None:
     async with trio.open_nursery() as nursery:
         cache = BlockCache(store, nursery, block_size=BLOCK, memory=8 * BLOCK)
         cache.prefetch("k", "v1-k", 2 * BLOCK, 1)
-        results: list[bytes] = []
+        results: list[bytes | memoryview] = []
 
         async def reader() -> None:
             results.append(await cache.get("k", "v1-k", 2 * BLOCK, 1))

@@ -586,7 +586,7 @@ async def download(store: BlobStore, key: str, **kwargs: Any) -> bytes:
     info = await store.head(key)
     buf = bytearray(info.size)
 
-    async def write(offset: int, data: bytes) -> None:
+    async def write(offset: int, data: memoryview) -> None:
         buf[offset : offset + len(data)] = data
 
     await download_ranges(store, key, size=info.size, etag=info.etag, write=write, **kwargs)
@@ -652,10 +652,10 @@ async def test_upload_and_download_over_100_mib(store: BlobStore) -> None:
     info = await store.head("huge")
     assert info.size == total
     got = hashlib.sha256()
-    pending: dict[int, bytes] = {}
+    pending: dict[int, memoryview] = {}
     next_offset = 0
 
-    async def write(offset: int, data: bytes) -> None:
+    async def write(offset: int, data: memoryview) -> None:
         nonlocal next_offset
         pending[offset] = data
         while next_offset in pending:  # hash in order while ranges arrive out of order
@@ -704,7 +704,7 @@ async def test_download_ranges_detects_replaced_object(store: BlobStore) -> None
     info = await store.head("changing")
     await store.put("changing", os.urandom(100_000))
 
-    async def write(offset: int, data: bytes) -> None:
+    async def write(offset: int, data: memoryview) -> None:
         pass
 
     with pytest.raises(PreconditionFailed):

@@ -384,7 +384,7 @@ class ReadCounter:
         self.streams.append((key, offset))
         return self._store.read(key, offset, length, **kw)
 
-    async def read_range(self, key: str, offset: int, length: int, **kw: Any) -> bytes:
+    async def read_view(self, key: str, offset: int, length: int, **kw: Any) -> memoryview:
         self.ranges.append((offset, length))
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
@@ -392,7 +392,7 @@ class ReadCounter:
             # Let every range already started begin before this one ends, whatever the
             # store: overlap is then visible without depending on timing.
             await asyncio.sleep(0)
-            return await self._store.read_range(key, offset, length, **kw)
+            return await self._store.read_view(key, offset, length, **kw)
         finally:
             self.in_flight -= 1
 

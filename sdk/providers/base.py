@@ -164,6 +164,15 @@ class BlobStore(Protocol):
         """Read up to ``length`` bytes at ``offset`` into memory (short only at the end)."""
         ...
 
+    async def read_view(
+        self, key: str, offset: int, length: int, *, etag: str | None = None
+    ) -> memoryview:
+        """What :meth:`read_range` reads, as a read-only view of the buffer the store
+        received it into.  A store that receives a body into a buffer of its own (S3's
+        direct path) hands that buffer out without copying it into ``bytes``: about 0.3 s
+        of CPU per GiB.  For callers that pass the bytes on (caches, file writes)."""
+        ...
+
     def list(
         self, prefix: str = "", *, delimiter: str | None = None
     ) -> AsyncIterator[ObjectInfo | PrefixInfo]:

@@ -451,6 +451,12 @@ class MemoryStore:
         bucket = await self._enter("read_range", key)
         return self._get(bucket, key, etag).data[offset : offset + length]
 
+    async def read_view(
+        self, key: str, offset: int, length: int, *, etag: str | None = None
+    ) -> memoryview:
+        """:meth:`read_range` as a view (the slice is a copy already)."""
+        return memoryview(await self.read_range(key, offset, length, etag=etag))
+
     async def list(
         self, prefix: str = "", *, delimiter: str | None = None
     ) -> AsyncIterator[ObjectInfo | PrefixInfo]:

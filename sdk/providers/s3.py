@@ -664,6 +664,19 @@ class S3Store:
         self, key: str, offset: int, length: int, *, etag: str | None = None
     ) -> bytes:
         """Up to ``length`` bytes at ``offset``, read in one request (retried whole)."""
+        data = await self._read_range(key, offset, length, etag)
+        return data if isinstance(data, bytes) else bytes(data)
+
+    async def read_view(
+        self, key: str, offset: int, length: int, *, etag: str | None = None
+    ) -> memoryview:
+        """:meth:`read_range` without the copy of a directly received body into ``bytes``."""
+        data = await self._read_range(key, offset, length, etag)
+        return data if isinstance(data, memoryview) else memoryview(data)
+
+    async def _read_range(
+        self, key: str, offset: int, length: int, etag: str | None
+    ) -> bytes | memoryview:
         if offset < 0 or length < 0:
             raise InvalidRequest(f"invalid range offset={offset} length={length}")
         if length == 0:

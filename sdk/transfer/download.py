@@ -148,12 +148,12 @@ class _InOrder:
     bounds memory) until everything before it is written.
     """
 
-    def __init__(self, write: Callable[[int, bytes], Awaitable[None]], start: int) -> None:
+    def __init__(self, write: Callable[[int, memoryview], Awaitable[None]], start: int) -> None:
         self._write = write
         self._next = start
         self._turn = asyncio.Condition()
 
-    async def __call__(self, offset: int, data: bytes) -> None:
+    async def __call__(self, offset: int, data: memoryview) -> None:
         async with self._turn:
             await self._turn.wait_for(lambda: self._next == offset)
         await self._write(offset, data)
@@ -182,7 +182,7 @@ async def get_file(
         progress.start(StorageProgressStart(src, dst, size))
         done = plan.offset
 
-        async def write(offset: int, data: bytes) -> None:
+        async def write(offset: int, data: memoryview) -> None:
             nonlocal done
             await in_thread(pwrite_all, fd, data, offset)
             done += len(data)

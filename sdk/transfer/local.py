@@ -39,7 +39,7 @@ async def in_thread(fn: Callable[..., T], *args: object) -> T:
         raise
 
 
-def pwrite_all(fd: int, data: bytes, offset: int) -> None:
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
     """Write all of ``data`` at ``offset`` (blocking)."""
     view = memoryview(data)
     while view:

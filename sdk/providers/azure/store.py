@@ -174,6 +174,12 @@ class AzureStore:
             return b""
         return (await self._fetch(key, offset, length, etag)).data
 
+    async def read_view(
+        self, key: str, offset: int, length: int, *, etag: str | None = None
+    ) -> memoryview:
+        """:meth:`read_range` as a view (the Azure client hands out ``bytes`` already)."""
+        return memoryview(await self.read_range(key, offset, length, etag=etag))
+
     # -- listing --------------------------------------------------------------------------------
 
     def list(
