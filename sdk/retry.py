@@ -8,7 +8,9 @@ tried again.  Nothing here matches error message text.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -34,15 +36,36 @@ ATTEMPTS = 8
 MAX_SECONDS = 60.0
 
 
-def retrying() -> AsyncRetrying:
+#: Seconds between attempts: random, below 0.1 s after the first, doubling, at most 5 s.
+FIRST_WAIT = 0.1
+WAIT = wait_random_exponential(multiplier=FIRST_WAIT, max=5.0)
+
+
+def retrying(attempts: int = ATTEMPTS) -> AsyncRetrying:
     """A fresh retry controller: ``async for attempt in retrying(): with attempt: ...``."""
     return AsyncRetrying(
         retry=retry_if_exception_type(TransientError),
-        wait=wait_random_exponential(multiplier=0.1, max=5.0),
-        stop=stop_after_attempt(ATTEMPTS) | stop_after_delay(MAX_SECONDS),
+        wait=WAIT,
+        stop=stop_after_attempt(attempts) | stop_after_delay(MAX_SECONDS),
         before_sleep=before_sleep_log(log, logging.INFO),
         reraise=True,
     )
+
+
+async def retried(fn: Callable[[], Awaitable[T]]) -> T:
+    """``await fn()`` with :func:`retrying`'s policy, the first attempt made without a retry
+    controller: building one costs ~0.1 ms of CPU, which shows on the small requests of a
+    mount (a PUT per small file closed, a GET per random read)."""
+    try:
+        return await fn()
+    except TransientError as e:
+        delay = random.uniform(0, FIRST_WAIT)  # what WAIT gives after a first attempt
+        log.info("%s; trying again in %.2f s", e, delay)
+        await asyncio.sleep(delay)
+    async for attempt in retrying(ATTEMPTS - 1):
+        with attempt:
+            return await fn()
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
 def retry_transient(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:

@@ -80,7 +80,7 @@ from ..errors import (
     ResourceNotFound,
     TransientError,
 )
-from ..retry import ATTEMPTS, retrying
+from ..retry import ATTEMPTS, retried, retrying
 from . import check_expiry
 from .base import (
     CopySettings,
@@ -685,9 +685,7 @@ class S3Store:
         what = self._what("read", key)
         getter = self.client.direct
         if getter is not None and key:  # botocore refuses an empty key
-            async for attempt in retrying():
-                with attempt:
-                    fast = await getter.get(self.bucket_name, key, offset, length, etag)
+            fast = await retried(lambda: getter.get(self.bucket_name, key, offset, length, etag))
             if fast.body is not None and not _is_implicit_directory(key, _fast_head(fast)):
                 return fast.body
             # Anything but a plain body (404, 412, 416, an implicit directory ...) is
@@ -787,12 +785,14 @@ class S3Store:
         direct = self.client.direct
         if direct is None or not key or not sendable(headers):
             return None  # botocore refuses an empty key
-        async for attempt in retrying():
-            with attempt:
-                try:
-                    r = await direct.put(self.bucket_name, key, data, headers=headers, query=query)
-                except TransientError as e:
-                    raise TransientError(f"{what}: {e}") from e
+
+        async def put() -> Response:
+            try:
+                return await direct.put(self.bucket_name, key, data, headers=headers, query=query)
+            except TransientError as e:
+                raise TransientError(f"{what}: {e}") from e
+
+        r = await retried(put)
         etag = r.headers.get("etag")
         return _etag(etag) if r.status == 200 and etag else None
 

@@ -26,7 +26,8 @@ path-style addressing only (S3-compatible stores; AWS keeps the botocore path):
   not sit whole in the transport's buffer.  Sending counts as activity for the inactivity
   timeout, the kernel's send buffer draining after the last write included (Linux).
 
-Requests are signed with botocore's own SigV4 signer and the session's (renewing)
+Requests are signed with SigV4 (:mod:`sdk.providers.sigv4`, which signs what botocore's
+signer signs, from plain strings and with a cached key) and the session's (renewing)
 credentials.  The payload is signed as botocore signs it in this project's configuration
 (``request_checksum_calculation="when_required"``, so no checksum header): its SHA-256, over
 http *and* https (botocore sends ``UNSIGNED-PAYLOAD`` over https only beside a checksum
@@ -54,11 +55,11 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import quote, urlsplit
 
-from botocore.auth import EMPTY_SHA256_HASH, S3SigV4Auth
-from botocore.awsrequest import AWSRequest
+from botocore.auth import EMPTY_SHA256_HASH
 from botocore.credentials import ReadOnlyCredentials
 
 from ..errors import TransientError
+from .sigv4 import SigV4Signer
 
 #: Largest response head accepted (status line and headers).
 MAX_HEAD = 64 * 1024
@@ -103,18 +104,6 @@ class Response:
     status: int
     headers: dict[str, str]
     body: memoryview | None
-
-
-class _Signer(S3SigV4Auth):  # type: ignore[misc]  # botocore is untyped
-    """botocore's S3 SigV4 signer with the payload hash given rather than computed: the
-    body is hashed beforehand (in a thread when large) and never attached to the request."""
-
-    def __init__(self, credentials: ReadOnlyCredentials, region: str, payload_hash: str):
-        super().__init__(credentials, "s3", region)
-        self._payload_hash = payload_hash
-
-    def payload(self, request: AWSRequest) -> str:
-        return self._payload_hash
 
 
 class _Connection(asyncio.BufferedProtocol):
@@ -326,7 +315,7 @@ class S3Direct:
         # What SigV4 signs as the host: the port only when it is not the scheme's default.
         self._host = self._hostname if self._port == default_port else parts.netloc
         self._base = parts.path.rstrip("/")
-        self._region = region
+        self._signer = SigV4Signer(region)
         self._credentials = credentials
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -386,18 +375,26 @@ class S3Direct:
         if not key:
             # ``/bucket/`` is the bucket: GET would list it, PUT would create it.
             raise ValueError("an object request needs a key")
-        target = f"{self._base}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
-        if query:
-            # Encoded as SigV4 wants it: the signer takes the query from the URL as it is.
-            target += "?" + "&".join(
-                f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query)
-            )
-        request = AWSRequest(
-            method=method, url=f"{self._scheme}://{self._host}{target}", headers=headers
+        path = f"{self._base}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+        # Encoded and sorted as SigV4's canonical query wants it, and sent as signed.
+        encoded = "&".join(
+            f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query)
         )
-        _Signer(await self._credentials(), self._region, payload_hash).add_auth(request)
+        target = f"{path}?{encoded}" if encoded else path
+        credentials = await self._credentials()
+        signed = self._signer.sign(
+            method=method,
+            host=self._host,
+            path=path,
+            query=encoded,
+            headers=headers,
+            payload_hash=payload_hash,
+            access_key=credentials.access_key,
+            secret_key=credentials.secret_key,
+            token=credentials.token,
+        )
         lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host}"]
-        lines += [f"{name}: {value}" for name, value in request.headers.items()]
+        lines += [f"{name}: {value}" for name, value in signed.items()]
         if method == "PUT":
             lines.append(f"Content-Length: {len(body)}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
