@@ -456,12 +456,15 @@ class Staged:
         else:  # a file of its own: per-file limits only, no streaming
             self.wb = WriteBack(directory, None, WriteBudget(MAX_IN_FLIGHT * PART_SIZE))
         path = self.wb.directory
-        path.mkdir(parents=True, exist_ok=True)
         name = uuid.uuid4().hex
         self.path = path / f"{name}.data"
         self.key_path = path / f"{name}.key"
         self.key = key
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileNotFoundError:  # the first file, or the cache was cleaned meanwhile
+            path.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
         # Held while this daemon lives: crash recovery of another mount of the same source
         # skips locked files (the kernel drops the lock when the process dies).
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
