@@ -3,7 +3,9 @@
 
 Measures, for each of the three mounts of the same bucket:
 
-* ``seq``     -- ``dd`` of a 1 GiB object, cold: page cache dropped, fresh mount;
+* ``seq``     -- ``dd`` of a 1 GiB object, cold: page cache dropped, fresh mount; with the
+  CPU seconds per GiB it cost the server, the mount's daemon and the whole machine (both
+  cores), which show how close the run came to what the machine can do at all;
 * ``rand4k``  -- fio random 4 KiB reads of that object (4 jobs, psync, ``--runtime``);
 * ``rand128k``-- the same with 128 KiB reads;
 * ``ls cold`` -- ``ls -l`` of a directory of 10,000 objects on a fresh mount;
@@ -56,6 +58,8 @@ class Figures:
     ls_cold_s: float = 0.0
     ls_warm_s: float = 0.0
     rss_mib: float = 0.0
+    #: CPU seconds per GiB of the sequential read: server, mount daemon, whole machine.
+    seq_cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
     notes: list[str] = field(default_factory=list)
 
 
@@ -103,6 +107,23 @@ def peak_rss_mib(pid: int | None) -> float:
     except OSError:
         pass
     return 0.0
+
+
+def process_cpu(pid: int | None) -> float:
+    """User + system CPU seconds ``pid`` (all its threads) has used so far."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu() -> float:
+    """CPU seconds all cores together have spent busy (not idle or waiting) since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
 
 
 def unmount(where: Path) -> None:
@@ -298,9 +319,20 @@ def measure(tool: str, s: Setup, size_mib: int, runtime: int) -> Figures:
 
     big = where / "seq" / f"{size_mib}m.bin"
     fresh()
+    daemon = daemon_pid(where)
+    before = (process_cpu(s.server.pid), process_cpu(daemon), machine_cpu())
     seconds = timed(["dd", f"if={big}", "of=/dev/null", "bs=1M"])
+    after = (process_cpu(s.server.pid), process_cpu(daemon), machine_cpu())
+    gib = size_mib / 1024
+    server_cpu, daemon_cpu, all_cpu = ((b - a) / gib for a, b in zip(before, after, strict=True))
     fig.seq_mib_s = size_mib / seconds
-    print(f"  {tool}: sequential {fig.seq_mib_s:.0f} MiB/s", flush=True)
+    fig.seq_cpu = (server_cpu, daemon_cpu, all_cpu)
+    print(
+        f"  {tool}: sequential {fig.seq_mib_s:.0f} MiB/s; CPU s/GiB: server {server_cpu:.2f}, "
+        f"{tool} {daemon_cpu:.2f}, machine {all_cpu:.2f} "
+        f"({all_cpu * gib / seconds:.2f} cores busy on average)",
+        flush=True,
+    )
 
     fresh()
     fig.rand4k_iops = fio(big, "4k", runtime)["iops"]
@@ -450,6 +482,14 @@ def report(results: list[Figures], args: argparse.Namespace) -> None:
     )
     print(f"  ls -l cold   {best_cold.ls_cold_s / ours.ls_cold_s:5.2f}x  ({best_cold.tool})")
     print(f"  ls -l warm   {best_warm.ls_warm_s / ours.ls_warm_s:5.2f}x  ({best_warm.tool})")
+    cores = os.cpu_count() or 1
+    print(f"\nsequential read, CPU seconds per GiB ({cores} cores):")
+    print(f"{'':8} {'server':>8} {'daemon':>8} {'machine':>8} {'ceiling MiB/s':>14}")
+    for f in results:
+        server, daemon, machine = f.seq_cpu
+        # What the machine could deliver if every core were busy at this cost per GiB.
+        ceiling = cores * 1024 / machine if machine else 0.0
+        print(f"{f.tool:8} {server:8.2f} {daemon:8.2f} {machine:8.2f} {ceiling:14.0f}")
 
 
 if __name__ == "__main__":
