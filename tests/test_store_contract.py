@@ -169,6 +169,20 @@ async def test_read_ranges(store: BlobStore) -> None:
         await store.read_range("r", -1, 10)
 
 
+async def test_read_view_reads_what_read_range_reads(store: BlobStore) -> None:
+    data = os.urandom(300_000)
+    etag = await store.put("rv", data)
+    for offset, length in [(0, len(data)), (1000, 24), (299_990, 100), (len(data), 10), (5, 0)]:
+        view = await store.read_view("rv", offset, length, etag=etag)
+        assert isinstance(view, memoryview) and view.readonly
+        assert bytes(view) == await store.read_range("rv", offset, length) == data[offset:][:length]
+    with pytest.raises(ResourceNotFound):
+        await store.read_view("missing", 0, 10)
+    await store.put("rv", b"replaced")
+    with pytest.raises(PreconditionFailed):
+        await store.read_view("rv", 0, 4, etag=etag)
+
+
 async def test_read_large_object_streams_in_chunks(store: BlobStore) -> None:
     data = os.urandom(3 * MiB + 17)
     await store.put("big", data)
