@@ -107,10 +107,10 @@ def test_same_signature_as_botocore(
     assert ours.get("X-Amz-Security-Token") == request.headers.get("X-Amz-Security-Token")
 
 
-def test_signing_key_follows_the_day_and_the_secret() -> None:
-    signer = SigV4Signer("us-east-1")
+def test_cached_signing_key_follows_the_day_and_the_secret() -> None:
+    cached = SigV4Signer("us-east-1")
 
-    def auth(secret: str, day: int) -> str:
+    def auth(signer: SigV4Signer, secret: str, day: int) -> str:
         return signer.sign(
             method="GET",
             host="h",
@@ -123,19 +123,10 @@ def test_signing_key_follows_the_day_and_the_secret() -> None:
             now=dt.datetime(2026, 1, day, 12, tzinfo=dt.UTC),
         )["Authorization"]
 
-    first = auth(SECRET, 1)
-    assert auth(SECRET, 1) == first  # cached key, same result
-    assert auth(SECRET, 2) != first.replace("20260101", "20260102")
-    assert auth("another-secret", 1) != first
-    fresh = SigV4Signer("us-east-1")
-    assert fresh.sign(
-        method="GET",
-        host="h",
-        path="/b/k",
-        query="",
-        headers={},
-        payload_hash=EMPTY,
-        access_key=ACCESS,
-        secret_key=SECRET,
-        now=dt.datetime(2026, 1, 2, 12, tzinfo=dt.UTC),
-    )["Authorization"] == auth(SECRET, 2)
+    # A renewed secret or a new day must never sign with a key cached for another.
+    seen = set()
+    for secret, day in [(SECRET, 1), (SECRET, 1), (SECRET, 2), ("renewed", 2), (SECRET, 1)]:
+        signature = auth(cached, secret, day)
+        assert signature == auth(SigV4Signer("us-east-1"), secret, day)
+        seen.add(signature)
+    assert len(seen) == 3
