@@ -19,7 +19,8 @@ cache drop), fuse3, s3fs, rclone and fio (all from Debian)::
     sudo .venv/bin/python scripts/bench_mount.py --size-mib 256 --entries 2000 --runtime 5
 
 The peers run with their defaults plus what they need to reach the server; blobfs with its
-defaults.  Everything runs on this machine, so the server competes with the mounts for CPU.
+defaults.  Everything runs on this machine, so the server competes with the mounts for CPU;
+every timed phase starts once the server has settled (:func:`settle`).
 """
 
 from __future__ import annotations
@@ -124,6 +125,22 @@ def machine_cpu() -> float:
     """CPU seconds all cores together have spent busy (not idle or waiting) since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int | None, quiet: float = 0.02, window: float = 0.5, limit: float = 30) -> float:
+    """Wait until process ``pid`` (the server) has used less than ``quiet`` CPU seconds over
+    ``window`` seconds, at most ``limit`` seconds; return how long it took.  SeaweedFS keeps
+    working for a few seconds after a large upload (merging a multipart object's chunk
+    lists, say): without this, that work lands on whichever phase comes next."""
+    started = time.monotonic()
+    before = process_cpu(pid)
+    while time.monotonic() - started < limit:
+        time.sleep(window)
+        now = process_cpu(pid)
+        if now - before < quiet:
+            break
+        before = now
+    return time.monotonic() - started
 
 
 def unmount(where: Path) -> None:
@@ -316,6 +333,7 @@ def measure(tool: str, s: Setup, size_mib: int, runtime: int) -> Figures:
             unmount(where)
         drop_caches()
         MOUNTS[tool](s, where, True)
+        settle(s.server.pid)
 
     big = where / "seq" / f"{size_mib}m.bin"
     fresh()
@@ -424,6 +442,7 @@ def main() -> int:
         )
         print(f"  filled in {time.perf_counter() - started:.0f} s", flush=True)
         drop_caches()
+        settle(server.pid)
         raw = asyncio.run(
             raw_parallel_get(config, work / "data" / "registry.sqlite3", args.size_mib)
         )

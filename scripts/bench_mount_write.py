@@ -24,7 +24,9 @@ the raw PUT and to each peer.  Needs root, fuse3, s3fs and rclone (all from Debi
 The peers run with their defaults (s3fs uploads at flush/close; rclone's default
 ``--vfs-cache-mode off`` streams the upload and finishes it at close) plus what they need
 to reach the server; blobfs with its defaults.  Everything runs on this machine, so the
-server competes with the mounts for CPU.
+server competes with the mounts for CPU; every timed phase starts once the server has
+settled (:func:`bench_mount.settle`), so the background work a large upload leaves it with
+is not charged to the next phase, whichever tool that is.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from bench_mount import (  # noqa: E402  (one harness: the read benchmark's moun
     peak_rss_mib,
     run,
     s3_config,
+    settle,
     unmount,
     unmount_all,
 )
@@ -205,6 +208,7 @@ def measure(tool: str, s: Setup, bucket: Bucket, args: argparse.Namespace) -> Fi
         with open(source, "rb") as f:  # the source from the page cache for every tool
             while f.read(16 * MiB):
                 pass
+        settle(s.server.pid)
         started = time.perf_counter()
         proc = run(["dd", f"if={source}", f"of={base}/big.bin", "bs=1M", "conv=fsync"])
         dd_s = time.perf_counter() - started
@@ -227,6 +231,7 @@ def measure(tool: str, s: Setup, bucket: Bucket, args: argparse.Namespace) -> Fi
         small.mkdir()
         data = os.urandom(FILE_SIZE)
         present = sampled = 0
+        settle(s.server.pid)
         started = time.perf_counter()
         for i in range(args.files):
             with open(small / f"f{i:05d}", "wb") as f:
@@ -241,6 +246,7 @@ def measure(tool: str, s: Setup, bucket: Bucket, args: argparse.Namespace) -> Fi
         listed = bucket.count(f"{tool}/small/", FILE_SIZE)
         fig.files_complete = f"{present}/{sampled} HEAD, {listed}/{args.files} listed"
         drop_caches()
+        settle(s.server.pid)
         started = time.perf_counter()
         for i in range(args.files):
             if (small / f"f{i:05d}").read_bytes() != data:
@@ -254,6 +260,7 @@ def measure(tool: str, s: Setup, bucket: Bucket, args: argparse.Namespace) -> Fi
         )
 
         # cp -r of a tree
+        settle(s.server.pid)
         started = time.perf_counter()
         proc = run(["cp", "-r", str(tree), str(base / "tree")])
         fig.cp_s = time.perf_counter() - started
@@ -307,6 +314,7 @@ def main() -> int:
             f"{args.tree_files} files ({tree_bytes / MiB:.1f} MiB)",
             flush=True,
         )
+        settle(server.pid)
         raws.append(
             asyncio.run(
                 raw_put(server, provider_bucket, "raw/1", work / "source.bin", args.size_bytes)
@@ -327,6 +335,7 @@ def main() -> int:
             except Exception as e:
                 print(f"  {tool} failed: {e}", flush=True)
                 unmount(work / f"mnt-{tool}")
+        settle(server.pid)
         raws.append(
             asyncio.run(
                 raw_put(server, provider_bucket, "raw/2", work / "source.bin", args.size_bytes)
