@@ -469,7 +469,12 @@ class Staged:
         # skips locked files (the kernel drops the lock when the process dies).
         fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         # The sidecar stays open and is rewritten in place (see _save_sidecar).
-        self._side_fd = os.open(self.key_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            self._side_fd = os.open(self.key_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError:
+            os.close(self._fd)
+            self.path.unlink(missing_ok=True)
+            raise
         self._side_len = 0
         self.source_size = source_size if fetch is not None else 0
         self._fetch = fetch

@@ -38,14 +38,14 @@ MAX_SECONDS = 60.0
 
 #: Seconds between attempts: random, below 0.1 s after the first, doubling, at most 5 s.
 FIRST_WAIT = 0.1
-WAIT = wait_random_exponential(multiplier=FIRST_WAIT, max=5.0)
+MAX_WAIT = 5.0
 
 
-def retrying(attempts: int = ATTEMPTS) -> AsyncRetrying:
+def retrying(attempts: int = ATTEMPTS, first_wait: float = FIRST_WAIT) -> AsyncRetrying:
     """A fresh retry controller: ``async for attempt in retrying(): with attempt: ...``."""
     return AsyncRetrying(
         retry=retry_if_exception_type(TransientError),
-        wait=WAIT,
+        wait=wait_random_exponential(multiplier=first_wait, max=MAX_WAIT),
         stop=stop_after_attempt(attempts) | stop_after_delay(MAX_SECONDS),
         before_sleep=before_sleep_log(log, logging.INFO),
         reraise=True,
@@ -59,10 +59,11 @@ async def retried(fn: Callable[[], Awaitable[T]]) -> T:
     try:
         return await fn()
     except TransientError as e:
-        delay = random.uniform(0, FIRST_WAIT)  # what WAIT gives after a first attempt
+        delay = random.uniform(0, FIRST_WAIT)  # what retrying() waits after a first attempt
         log.info("%s; trying again in %.2f s", e, delay)
         await asyncio.sleep(delay)
-    async for attempt in retrying(ATTEMPTS - 1):
+    # The rest as retrying() would go on: one attempt fewer, waits from the second on.
+    async for attempt in retrying(ATTEMPTS - 1, first_wait=2 * FIRST_WAIT):
         with attempt:
             return await fn()
     raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
