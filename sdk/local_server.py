@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import hmac
 import http.client
 import json
 import os
@@ -52,6 +51,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from .process import ProcessExited, ServerProcess
+from .providers.sigv4 import SigV4Signer
 
 __all__ = [
     "ADMIN_ACTIONS",
@@ -214,45 +214,6 @@ def _write_private(path: Path, text: str) -> None:
         raise
 
 
-def _sigv4_headers(
-    method: str, path: str, host: str, access_key_id: str, secret_access_key: str
-) -> dict[str, str]:
-    """Signature V4 headers for a body-less request: enough for the readiness probe, and
-    keeps botocore (slow to import) off the path of every CLI command."""
-    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    day = amz_date[:8]
-    signed_headers = "host;x-amz-content-sha256;x-amz-date"
-    canonical = "\n".join(
-        [
-            method,
-            path,
-            "",
-            f"host:{host}",
-            f"x-amz-content-sha256:{_EMPTY_SHA256}",
-            f"x-amz-date:{amz_date}",
-            "",
-            signed_headers,
-            _EMPTY_SHA256,
-        ]
-    )
-    scope = f"{day}/{REGION}/s3/aws4_request"
-    to_sign = "\n".join(
-        ["AWS4-HMAC-SHA256", amz_date, scope, hashlib.sha256(canonical.encode()).hexdigest()]
-    )
-    key = ("AWS4" + secret_access_key).encode()
-    for part in (day, REGION, "s3", "aws4_request"):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
-    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-    return {
-        "x-amz-date": amz_date,
-        "x-amz-content-sha256": _EMPTY_SHA256,
-        "Authorization": (
-            f"AWS4-HMAC-SHA256 Credential={access_key_id}/{scope}, "
-            f"SignedHeaders={signed_headers}, Signature={signature}"
-        ),
-    }
-
-
 def _http(
     port: int,
     method: str,
@@ -276,7 +237,16 @@ def _s3_answers(port: int, access_key_id: str | None, secret_access_key: str | N
     """Whether the S3 gateway on ``port`` accepts a (signed, when keyed) ListBuckets."""
     headers: dict[str, str] = {}
     if access_key_id and secret_access_key:
-        headers = _sigv4_headers("GET", "/", f"127.0.0.1:{port}", access_key_id, secret_access_key)
+        headers = SigV4Signer(REGION).sign(
+            method="GET",
+            host=f"127.0.0.1:{port}",
+            path="/",
+            query="",
+            headers={},
+            payload_hash=_EMPTY_SHA256,
+            access_key=access_key_id,
+            secret_key=secret_access_key,
+        )
     try:
         status, body = _http(port, "GET", "/", headers=headers)
     except OSError:

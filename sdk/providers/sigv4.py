@@ -1,4 +1,6 @@
-"""AWS Signature Version 4 for the direct S3 client's requests, with the signing key cached.
+"""AWS Signature Version 4 for requests made without botocore, with the signing key cached:
+the direct S3 client's, and the embedded server's readiness probe (:mod:`sdk.local_server`,
+which keeps botocore, slow to import, off the path of every CLI command).
 
 Why not botocore's ``S3SigV4Auth``: it rebuilds every request through ``email.message``
 headers and an ``AWSRequest``, and derives the signing key (four HMACs) each time -- about
