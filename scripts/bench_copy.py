@@ -91,10 +91,7 @@ async def main(args: argparse.Namespace) -> None:
         admin = S3Admin(
             endpoint_url=server.endpoint_url,
             region="us-east-1",
-            credentials={
-                "access_key_id": server.access_key_id,
-                "secret_access_key": server.secret_access_key,
-            },
+            credentials=server.credentials,
         )
         await bench("S3 (SeaweedFS)", admin, args)
     if args.azure:

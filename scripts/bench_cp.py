@@ -37,11 +37,13 @@ from typing import Any
 import aioboto3
 from yarl import URL
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_mount import s3_config  # the benchmarks' one cluster configuration
+
 from sdk.client import Client
-from sdk.config import ClusterConfig, Config
 from sdk.local_server import SeaweedServer
 from sdk.transfer import PART_CONCURRENCY, PART_SIZE
-from sdk.types import Provider
 
 MiB = 1024 * 1024
 BLOBFS = str(Path(sys.executable).with_name("blobfs"))
@@ -139,19 +141,7 @@ async def main() -> None:
     server.start()
     try:
         assert server.access_key_id and server.secret_access_key
-        cluster = ClusterConfig(
-            name="bench",
-            provider=Provider.S3,
-            endpoint_url=server.endpoint_url,
-            region="us-east-1",
-            credentials={
-                "access_key_id": server.access_key_id,
-                "secret_access_key": server.secret_access_key,
-            },
-        )
-        Config({"bench": cluster}, current_cluster="bench", owner="bench").save(
-            work / "config.toml"
-        )
+        config = s3_config(server, work)  # saved as work/config.toml
         env = dict(os.environ, BLOBFS_CONFIG=str(work / "config.toml"))
         env["BLOBFS_DATA_DIR"] = str(work / "data")
         await blobfs(env, "mkbucket", "bench")
@@ -165,7 +155,6 @@ async def main() -> None:
             k: []
             for k in ("base up", "blobfs up", "sdk up", "base down", "blobfs down", "sdk down")
         }
-        config = Config({"bench": cluster}, current_cluster="bench", owner="bench")
         client = Client(config, registry_path=work / "data" / "registry.sqlite3")
         session = aioboto3.Session()
         async with session.client(

@@ -214,10 +214,7 @@ def s3_config(server: SeaweedServer, work: Path) -> Config:
         provider=Provider.S3,
         endpoint_url=server.endpoint_url,
         region="us-east-1",
-        credentials={
-            "access_key_id": server.access_key_id or "",
-            "secret_access_key": server.secret_access_key or "",
-        },
+        credentials=server.credentials,
     )
     config = Config(
         clusters={"bench": cluster},

@@ -73,14 +73,7 @@ async def bench(store: S3Store, args: argparse.Namespace) -> None:
 
 
 async def main(server: SeaweedServer, args: argparse.Namespace) -> None:
-    admin = S3Admin(
-        server.endpoint_url,
-        "us-east-1",
-        {
-            "access_key_id": server.access_key_id or "",
-            "secret_access_key": server.secret_access_key or "",
-        },
-    )
+    admin = S3Admin(server.endpoint_url, "us-east-1", server.credentials)
     await admin.create_bucket("bench-direct")
     store = await admin.open_bucket("bench-direct")
     try:

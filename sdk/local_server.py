@@ -421,6 +421,14 @@ class SeaweedServer(ServerProcess):
     def region(self) -> str:
         return REGION
 
+    @property
+    def credentials(self) -> dict[str, str]:
+        """The admin key pair as :class:`~sdk.providers.s3.S3Admin` and cluster
+        configurations take it; empty when the server runs without authentication."""
+        if self.access_key_id is None or self.secret_access_key is None:
+            return {}
+        return {"access_key_id": self.access_key_id, "secret_access_key": self.secret_access_key}
+
     def boto3_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for ``boto3.client("s3", ...)`` / aioboto3 clients."""
         return {

@@ -25,10 +25,7 @@ def cluster_for(kind: str, server: Any) -> ClusterConfig:
             provider=Provider.S3,
             endpoint_url=server.endpoint_url,
             region="us-east-1",
-            credentials={
-                "access_key_id": server.access_key_id,
-                "secret_access_key": server.secret_access_key,
-            },
+            credentials=server.credentials,
         )
     return ClusterConfig(
         name="aztest",

@@ -57,10 +57,7 @@ def _admin(kind: str, request: pytest.FixtureRequest) -> tuple[ProviderAdmin, di
         admin = S3Admin(
             endpoint_url=server.endpoint_url,
             region="us-east-1",
-            credentials={
-                "access_key_id": server.access_key_id,
-                "secret_access_key": server.secret_access_key,
-            },
+            credentials=server.credentials,
         )
         wrong = {
             "access_key_id": server.access_key_id,

@@ -364,10 +364,7 @@ def open_test_admin(kind: str, server: Any) -> ProviderAdmin:
         return S3Admin(
             endpoint_url=server.endpoint_url,
             region="us-east-1",
-            credentials={
-                "access_key_id": server.access_key_id,
-                "secret_access_key": server.secret_access_key,
-            },
+            credentials=server.credentials,
         )
     from sdk.providers.azure import AzureAdmin
 
