@@ -523,11 +523,7 @@ class Staged:
             self._abandon_stream("unlinked")
             # Nothing to recover after a crash: the open descriptor keeps the data for the
             # handles still open.
-            for path in (self.path, self.key_path):
-                try:
-                    path.unlink()
-                except FileNotFoundError:
-                    pass
+            self._delete_files()
 
     def _save_sidecar(self) -> None:
         if self._unlinked:
@@ -778,6 +774,10 @@ class Staged:
 
     # -- lifetime --------------------------------------------------------------------------------
 
+    def _delete_files(self) -> None:
+        for path in (self.path, self.key_path):
+            path.unlink(missing_ok=True)
+
     def _close_fds(self) -> None:
         for fd in (self._fd, self._side_fd):
             try:
@@ -790,11 +790,7 @@ class Staged:
         if self._stream is not None:
             self._abandon_stream("discarded")
         self._close_fds()
-        for path in (self.path, self.key_path):
-            try:
-                path.unlink()
-            except FileNotFoundError:
-                pass
+        self._delete_files()
 
     def keep(self) -> None:
         """Close the staging file but leave it on disk (an upload failed at release)."""
