@@ -700,9 +700,9 @@ class Filesystem:
         ``dirty`` when it must be stored even if never written."""
         source_key, source_etag = node.key, node.etag
 
-        async def fetch(offset: int, length: int) -> bytes:
+        async def fetch(offset: int, length: int) -> memoryview:
             with from_storage(missing=Stale):
-                return await self.store.read_range(source_key, offset, length, etag=source_etag)
+                return await self.store.read_view(source_key, offset, length, etag=source_etag)
 
         def metadata() -> dict[str, str]:
             return self._metadata(node)

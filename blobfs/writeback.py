@@ -87,7 +87,7 @@ PARTS_PER_SIZE = 2000
 #: Out-of-order extents tracked ahead of the write frontier before streaming gives up.
 MAX_AHEAD = 32
 
-Fetch = Callable[[int, int], Awaitable[bytes]]
+Fetch = Callable[[int, int], Awaitable[bytes | memoryview]]
 
 
 class TrioUpload(Protocol):
