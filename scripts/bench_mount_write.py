@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The write path of blobfs, s3fs-fuse and rclone mount, on one local SeaweedFS, in one run.
 
-For each of the three mounts of the same bucket (each writes under its own prefix):
+The three mounts of the same bucket are up at once (each writes under its own prefix):
 
 * ``dd``      -- ``dd bs=1M conv=fsync`` of a local file of ``--size`` (1 GiB) into the
   mount: MiB/s over dd's whole run, and the seconds from dd's start until the object is
@@ -9,7 +9,8 @@ For each of the three mounts of the same bucket (each writes under its own prefi
 * ``files``   -- creating ``--files`` (1,000) files of 4 KiB one after the other (open,
   write, close), then reading them back after dropping the page cache.  After every 100th
   ``close()`` the object is HEADed at once, and after the last the prefix is listed: what
-  the mount guarantees at ``close()`` ("complete" column);
+  the mount guarantees at ``close()`` ("complete" column).  Both run in ten batches per
+  tool, the tools taking turns, so that a drift of the machine or the server is shared;
 * ``cp -r``   -- ``cp -r`` of a local tree of ``--tree-files`` (100) files (1 KiB to 1 MiB,
   in ten directories).
 
@@ -24,9 +25,10 @@ the raw PUT and to each peer.  Needs root, fuse3, s3fs and rclone (all from Debi
 The peers run with their defaults (s3fs uploads at flush/close; rclone's default
 ``--vfs-cache-mode off`` streams the upload and finishes it at close) plus what they need
 to reach the server; blobfs with its defaults.  Everything runs on this machine, so the
-server competes with the mounts for CPU; every timed phase starts once the server has
-settled (:func:`bench_mount.settle`), so the background work a large upload leaves it with
-is not charged to the next phase, whichever tool that is.
+server competes with the mounts for CPU.  Every timed step starts once the page cache is
+flushed and the server has settled (:func:`bench_mount.settle`), so neither the disk
+writes nor the server's background work that a large upload leaves behind is charged to
+the next step, whichever tool that is.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +87,7 @@ class Figures:
     read_s: float = 0.0
     cp_s: float = 0.0
     rss_mib: float = 0.0
+    failed: bool = False
     notes: list[str] = field(default_factory=list)
 
 
@@ -189,91 +193,157 @@ async def raw_put(server: SeaweedServer, bucket: str, key: str, source: Path, si
             os.close(fd)
 
 
-# -- one mount --------------------------------------------------------------------------------
+# -- the phases -------------------------------------------------------------------------------
+#
+# All mounts are up at once.  The dd and cp -r phases run one tool after the other; the
+# small-file phases, which take a few ms per file and so feel every drift of this shared
+# machine (the same tool's rate moved between 3.6 and 8 ms per file from one minute to the
+# next here), run in ROUNDS alternating batches, so every tool sees the same conditions.
+
+#: Batches of the small-file phases per tool; the order of the tools rotates every round.
+ROUNDS = 10
 
 
-def measure(tool: str, s: Setup, bucket: Bucket, args: argparse.Namespace) -> Figures:
-    fig = Figures(tool)
-    where = s.work / f"mnt-{tool}"
-    where.mkdir(exist_ok=True)
-    size = args.size_bytes
-    source, tree = s.work / "source.bin", s.work / "tree"
+@dataclass
+class Mount:
+    fig: Figures
+    where: Path
 
-    drop_caches()
-    MOUNTS[tool](s, where, False)
+    @property
+    def failed(self) -> bool:
+        return self.fig.failed
+
+    @property
+    def base(self) -> Path:
+        return self.where / self.fig.tool
+
+
+def attempt(m: Mount, what: str, step: Callable[..., object], *args: Any) -> None:
+    """``step(*args)``: one phase of one mount; a failure is noted and the mount skips the
+    later phases."""
+    if m.failed:
+        return
     try:
-        base = where / tool
-        base.mkdir()
-        # dd, and the time until the bucket has the whole object
-        with open(source, "rb") as f:  # the source from the page cache for every tool
-            while f.read(16 * MiB):
-                pass
-        settle(s.server.pid)
-        started = time.perf_counter()
-        proc = run(["dd", f"if={source}", f"of={base}/big.bin", "bs=1M", "conv=fsync"])
-        dd_s = time.perf_counter() - started
-        if proc.returncode != 0:
-            raise RuntimeError(f"dd failed: {proc.stderr[-300:]}")
-        fig.dd_mib_s = size / MiB / dd_s
-        deadline = time.monotonic() + 600
-        while bucket.size(f"{tool}/big.bin") != size and time.monotonic() < deadline:
-            time.sleep(0.05)
-        fig.dd_complete_s = time.perf_counter() - started
-        if bucket.size(f"{tool}/big.bin") != size:
-            fig.notes.append("dd object never complete!")
-        print(
-            f"  {tool}: dd {fig.dd_mib_s:.0f} MiB/s, complete after {fig.dd_complete_s:.1f} s",
-            flush=True,
-        )
+        step(*args)
+    except Exception as e:
+        m.fig.failed = True
+        m.fig.notes.append(f"{what} failed: {e}")
+        print(f"  {m.fig.tool}: {what} failed: {e}", flush=True)
 
-        # many small files, each closed before the next
-        small = base / "small"
-        small.mkdir()
-        data = os.urandom(FILE_SIZE)
-        present = sampled = 0
-        settle(s.server.pid)
+
+def dd_phase(m: Mount, s: Setup, bucket: Bucket, args: argparse.Namespace) -> None:
+    """``dd`` of the source, and the time until the bucket has the whole object."""
+    size, tool, fig = args.size_bytes, m.fig.tool, m.fig
+    with open(s.work / "source.bin", "rb") as f:  # from the page cache for every tool
+        while f.read(16 * MiB):
+            pass
+    settle(s.server.pid)
+    started = time.perf_counter()
+    proc = run(["dd", f"if={s.work / 'source.bin'}", f"of={m.base}/big.bin", "bs=1M", "conv=fsync"])
+    dd_s = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"dd: {proc.stderr[-300:]}")
+    fig.dd_mib_s = size / MiB / dd_s
+    deadline = time.monotonic() + 600
+    while bucket.size(f"{tool}/big.bin") != size and time.monotonic() < deadline:
+        time.sleep(0.05)
+    fig.dd_complete_s = time.perf_counter() - started
+    if bucket.size(f"{tool}/big.bin") != size:
+        fig.notes.append("dd object never complete!")
+    print(f"  {tool}: dd {fig.dd_mib_s:.0f} MiB/s, complete after {fig.dd_complete_s:.1f} s")
+
+
+def interleaved(
+    mounts: list[Mount], s: Setup, files: int, batch: Callable[[Mount, range], None]
+) -> None:
+    """Run ``batch(mount, indices)`` over ``range(files)`` in :data:`ROUNDS` slices per
+    mount, rotating the order of the mounts every round."""
+    bounds = [files * r // ROUNDS for r in range(ROUNDS + 1)]
+    for r in range(ROUNDS):
+        order = mounts[r % len(mounts) :] + mounts[: r % len(mounts)]
+        for m in order:
+            settle(s.server.pid)
+            attempt(m, "small files", batch, m, range(bounds[r], bounds[r + 1]))
+
+
+def files_phase(mounts: list[Mount], s: Setup, bucket: Bucket, args: argparse.Namespace) -> None:
+    """Create ``args.files`` files of 4 KiB on every mount, each closed before the next;
+    after every 100th ``close()`` (outside the timing) HEAD the object, and at the end list
+    the prefix: what each mount guarantees at ``close()``.  Then read them back."""
+    data = os.urandom(FILE_SIZE)
+    sampled = {m.fig.tool: [0, 0] for m in mounts}
+    for m in mounts:
+        attempt(m, "mkdir", (m.base / "small").mkdir)
+
+    def create(m: Mount, indices: range) -> None:
+        tool, small, spent = m.fig.tool, m.base / "small", 0.0
         started = time.perf_counter()
-        for i in range(args.files):
+        for i in indices:
             with open(small / f"f{i:05d}", "wb") as f:
                 f.write(data)
             if i % 100 == 99:
-                # Outside the timing: is the object complete right after close()?
-                paused = time.perf_counter()
-                sampled += 1
-                present += bucket.size(f"{tool}/small/f{i:05d}") == FILE_SIZE
-                started += time.perf_counter() - paused
-        fig.files_s = time.perf_counter() - started
-        listed = bucket.count(f"{tool}/small/", FILE_SIZE)
-        fig.files_complete = f"{present}/{sampled} HEAD, {listed}/{args.files} listed"
-        drop_caches()
-        settle(s.server.pid)
-        started = time.perf_counter()
-        for i in range(args.files):
-            if (small / f"f{i:05d}").read_bytes() != data:
-                fig.notes.append(f"f{i:05d} read back wrong!")
-                break
-        fig.read_s = time.perf_counter() - started
-        print(
-            f"  {tool}: {args.files} x 4 KiB created in {fig.files_s:.1f} s "
-            f"(at close: {fig.files_complete}), read back in {fig.read_s:.1f} s",
-            flush=True,
-        )
+                spent += time.perf_counter() - started
+                sampled[tool][0] += bucket.size(f"{tool}/small/f{i:05d}") == FILE_SIZE
+                sampled[tool][1] += 1
+                started = time.perf_counter()
+        m.fig.files_s += spent + time.perf_counter() - started
 
-        # cp -r of a tree
-        settle(s.server.pid)
+    def read(m: Mount, indices: range) -> None:
         started = time.perf_counter()
-        proc = run(["cp", "-r", str(tree), str(base / "tree")])
-        fig.cp_s = time.perf_counter() - started
-        if proc.returncode != 0:
-            raise RuntimeError(f"cp -r failed: {proc.stderr[-300:]}")
-        copied = bucket.count(f"{tool}/tree/")
-        if copied != args.tree_files:
-            fig.notes.append(f"cp -r: {copied} of {args.tree_files} objects in the bucket!")
-        print(f"  {tool}: cp -r of {args.tree_files} files {fig.cp_s:.1f} s", flush=True)
+        for i in indices:
+            if (m.base / "small" / f"f{i:05d}").read_bytes() != data:
+                raise RuntimeError(f"f{i:05d} read back wrong!")
+        m.fig.read_s += time.perf_counter() - started
+
+    interleaved(mounts, s, args.files, create)
+    for m in mounts:
+        present, total = sampled[m.fig.tool]
+        listed = bucket.count(f"{m.fig.tool}/small/", FILE_SIZE)
+        m.fig.files_complete = f"{present}/{total} HEAD, {listed}/{args.files} listed"
+    drop_caches()
+    interleaved(mounts, s, args.files, read)
+    for m in mounts:
+        if not m.failed:
+            print(
+                f"  {m.fig.tool}: {args.files} x 4 KiB created in {m.fig.files_s:.1f} s "
+                f"(at close: {m.fig.files_complete}), read back in {m.fig.read_s:.1f} s",
+                flush=True,
+            )
+
+
+def cp_phase(m: Mount, s: Setup, bucket: Bucket, args: argparse.Namespace) -> None:
+    settle(s.server.pid)
+    started = time.perf_counter()
+    proc = run(["cp", "-r", str(s.work / "tree"), str(m.base / "tree")])
+    m.fig.cp_s = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"cp -r: {proc.stderr[-300:]}")
+    copied = bucket.count(f"{m.fig.tool}/tree/")
+    if copied != args.tree_files:
+        m.fig.notes.append(f"cp -r: {copied} of {args.tree_files} objects in the bucket!")
+    print(f"  {m.fig.tool}: cp -r of {args.tree_files} files {m.fig.cp_s:.1f} s", flush=True)
+
+
+def measure(tools: list[str], s: Setup, bucket: Bucket, args: argparse.Namespace) -> list[Figures]:
+    mounts = []
+    drop_caches()
+    for tool in tools:
+        m = Mount(Figures(tool), s.work / f"mnt-{tool}")
+        m.where.mkdir(exist_ok=True)
+        attempt(m, "mount", MOUNTS[tool], s, m.where, False)
+        attempt(m, "mkdir", m.base.mkdir)
+        mounts.append(m)
+    try:
+        for m in mounts:
+            attempt(m, "dd", dd_phase, m, s, bucket, args)
+        files_phase([m for m in mounts if not m.failed], s, bucket, args)
+        for m in mounts:
+            attempt(m, "cp -r", cp_phase, m, s, bucket, args)
     finally:
-        fig.rss_mib = peak_rss_mib(daemon_pid(where))
-        unmount(where)
-    return fig
+        for m in mounts:
+            m.fig.rss_mib = peak_rss_mib(daemon_pid(m.where))
+            unmount(m.where)
+    return [m.fig for m in mounts]
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -294,13 +364,15 @@ def main() -> int:
     parser.add_argument("--tools", default="blobfs,s3fs,rclone")
     args = parser.parse_args()
     args.size_bytes = parse_size(args.size)
+    unknown = set(args.tools.split(",")) - set(MOUNTS)
+    if unknown:
+        parser.error(f"unknown tools {sorted(unknown)}; choose from {', '.join(MOUNTS)}")
     if not can_run("bench_mount_write", ("s3fs", "rclone", "fusermount3")):
         return 2
 
     work = Path(tempfile.mkdtemp(prefix="bench-mount-write-"))
     server = SeaweedServer(work / "seaweedfs", volume_size_limit_mb=1024)
     server.start()
-    results: list[Figures] = []
     raws: list[float] = []
     try:
         config = s3_config(server, work)
@@ -328,13 +400,7 @@ def main() -> int:
             XDG_CACHE_HOME=str(work / "cache"),
         )
         setup = Setup(server, work, "blob:benchw", provider_bucket, env)
-        for tool in args.tools.split(","):
-            print(f"{tool}:", flush=True)
-            try:
-                results.append(measure(tool, setup, bucket, args))
-            except Exception as e:
-                print(f"  {tool} failed: {e}", flush=True)
-                unmount(work / f"mnt-{tool}")
+        results = measure(args.tools.split(","), setup, bucket, args)
         settle(server.pid)
         raws.append(
             asyncio.run(
@@ -363,18 +429,21 @@ def report(results: list[Figures], raws: list[float], args: Any) -> None:
         f"{'cp -r s':>8} {'RSS MiB':>8}  complete at close()"
     )
     for f in results:
+        if f.failed:
+            print(f"{f.tool:8} " + " ".join(f.notes))
+            continue
         print(
             f"{f.tool:8} {f.dd_mib_s:9.0f} {f.dd_complete_s:11.1f} {f.files_s:8.1f} "
             f"{f.read_s:7.1f} {f.cp_s:8.1f} {f.rss_mib:8.0f}  {f.files_complete}  "
             + " ".join(f.notes)
         )
-    ours = next((f for f in results if f.tool == "blobfs"), None)
+    ours = next((f for f in results if f.tool == "blobfs" and not f.failed), None)
     if ours is None:
         return
     print("\nblobfs ratios (above 1 is better for blobfs; times as peer / blobfs):")
     print(f"  dd vs raw multipart PUT  {ours.dd_mib_s / raw:5.2f}  (goal >= 0.85)")
     for peer in results:
-        if peer is ours:
+        if peer is ours or peer.failed:
             continue
         print(
             f"  vs {peer.tool:7} dd {ours.dd_mib_s / peer.dd_mib_s:5.2f}, "
