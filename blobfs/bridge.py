@@ -17,6 +17,14 @@ crossing per :data:`LIST_PAGE` entries), never one entry at a time.
 Cancellation crosses too: a cancelled trio caller cancels its asyncio task and waits until
 that task has really finished, so nothing it started outlives the caller unseen.
 
+One exception to "every call crosses": a small PUT (closing a small file) is made on the trio
+thread when the store offers it (:class:`~sdk.providers.base.OffersTrioPut`: S3 on an
+S3-compatible endpoint).  The crossing costs about 0.45 ms, measured from the daemon's own
+timers, of the 6-7 ms a 4 KiB file's create-write-close takes; the trio-side PUT saved 10-15 %
+per file in interleaved A/B runs.  Anything that PUT does not plainly succeed at (errors,
+broken connections, timeouts) is repeated through the loop, where the store retries and
+translates errors as for every other call.
+
 Nothing else in blobfs may call the sdk's coroutines directly.
 """
 
@@ -32,7 +40,15 @@ import outcome
 import trio
 from yarl import URL
 
-from sdk.providers.base import BlobStore, CopySettings, MultipartUpload, ObjectInfo, PrefixInfo
+from sdk.providers.base import (
+    BlobStore,
+    CopySettings,
+    MultipartUpload,
+    ObjectInfo,
+    OffersTrioPut,
+    PrefixInfo,
+    TrioPut,
+)
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -200,6 +216,11 @@ class TrioStore:
         self.store = store
         self.bucket_name = store.bucket_name
         self._aio = aio
+        #: Small PUTs made on this (trio) thread, where the store offers them; the
+        #: connections it keeps are closed by :meth:`close_trio_side`.
+        self.trio_put: TrioPut | None = (
+            store.trio_put(aio.run) if isinstance(store, OffersTrioPut) else None
+        )
 
     async def head(self, key: str) -> ObjectInfo:
         return await self._aio.run(self.store.head, key)
@@ -250,6 +271,12 @@ class TrioStore:
     # -- the write path --------------------------------------------------------------------------
 
     async def put(self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None) -> str:
+        if self.trio_put is not None:
+            etag = await self.trio_put.put(key, data, metadata=metadata)
+            if etag is not None:
+                return etag
+            # Not handled there (a large body, a refusal, a broken connection ...): the
+            # store's own PUT retries, and raises the sdk error a refusal means.
         return await self._aio.run(self.store.put, key, data, metadata=metadata)
 
     async def start_multipart(
@@ -276,7 +303,14 @@ class TrioStore:
     async def delete(self, key: str, *, missing_ok: bool = False) -> None:
         await self._aio.run(self.store.delete, key, missing_ok=missing_ok)
 
+    async def close_trio_side(self) -> None:
+        """Close what the store keeps on the trio side (the small PUTs' connections)."""
+        if self.trio_put is not None:
+            with trio.CancelScope(shield=True):
+                await self.trio_put.aclose()
+
     async def close(self) -> None:
+        await self.close_trio_side()
         await self._aio.run(self.store.close)
 
 
@@ -311,7 +345,11 @@ async def open_source(
 
     client, store, key = await aio.run(_open)
     try:
-        yield TrioStore(store, aio), key
+        tstore = TrioStore(store, aio)
+        try:
+            yield tstore, key
+        finally:
+            await tstore.close_trio_side()
     finally:
         with trio.CancelScope(shield=True):
             await aio.run(client.close)

@@ -87,14 +87,17 @@ from .base import (
     CredentialTimes,
     IssuedCredentials,
     ObjectInfo,
+    OnLoop,
     PersistentGrant,
     PrefixInfo,
+    TrioPut,
 )
 from .part_copy import copy_in_parts
-from .s3_direct import Response, S3Direct, sendable
+from .s3_direct import HASH_IN_THREAD, Response, S3Direct, sendable
 
 if TYPE_CHECKING:
     from .s3_access import S3Access
+    from .s3_direct_trio import S3DirectTrio
 
 log = logging.getLogger(__name__)
 
@@ -753,8 +756,7 @@ class S3Store:
         content_type: str | None = None,
     ) -> str:
         """Create or replace ``key`` in one PUT."""
-        headers = {f"x-amz-meta-{k}": v for k, v in _metadata(metadata).items()}
-        headers["Content-Type"] = content_type or DEFAULT_CONTENT_TYPE
+        headers = _put_headers(metadata, content_type)
         etag = await self._put_direct(self._what("put", key), key, data, headers)
         if etag is not None:
             return etag
@@ -783,8 +785,8 @@ class S3Store:
         the request through botocore (PUT and UploadPart are idempotent), whose error
         translation applies."""
         direct = self.client.direct
-        if direct is None or not key or not sendable(headers):
-            return None  # botocore refuses an empty key
+        if direct is None or not _goes_direct(key, headers):
+            return None
 
         async def put() -> Response:
             try:
@@ -792,9 +794,33 @@ class S3Store:
             except TransientError as e:
                 raise TransientError(f"{what}: {e}") from e
 
-        r = await retried(put)
-        etag = r.headers.get("etag")
-        return _etag(etag) if r.status == 200 and etag else None
+        return _direct_etag(await retried(put))
+
+    def trio_put(self, on_loop: OnLoop) -> TrioPut | None:
+        """PUTs of small bodies from a trio task, without crossing to this store's loop
+        (:mod:`sdk.providers.s3_direct_trio`; the :class:`~sdk.providers.base.OffersTrioPut`
+        capability), or ``None`` where the direct client does not serve the endpoint (AWS).
+        ``on_loop`` reaches this store's loop: the credentials are fetched there, so
+        renewing ones keep renewing in one place."""
+        direct = self.client.direct
+        if direct is None:
+            return None
+        # Imported here: trio is for trio programs; asyncio users of the sdk never load it.
+        from .s3_direct_trio import S3DirectTrio
+
+        source = direct.credentials
+
+        async def credentials() -> ReadOnlyCredentials:
+            return await on_loop(source)
+
+        client = S3DirectTrio(
+            direct.endpoint.url,
+            direct.region,
+            credentials,
+            connect_timeout=direct.connect_timeout,
+            read_timeout=direct.read_timeout,
+        )
+        return _TrioPut(self, client)
 
     async def start_multipart(
         self,
@@ -930,6 +956,34 @@ class S3Store:
     async def close(self) -> None:
         """Close the connection pool."""
         await self.client.close()
+
+
+class _TrioPut:
+    """:meth:`S3Store.trio_put`'s :class:`~sdk.providers.base.TrioPut`: the store's PUT
+    (same headers, same rules for taking the direct path) for bodies small enough to hash on
+    the caller's thread, over :class:`~sdk.providers.s3_direct_trio.S3DirectTrio`."""
+
+    def __init__(self, store: S3Store, client: S3DirectTrio) -> None:
+        self._store = store
+        #: The trio client (its counters are for tests and logs).
+        self.client = client
+
+    async def put(
+        self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None
+    ) -> str | None:
+        headers = _put_headers(metadata, None)
+        if len(data) >= HASH_IN_THREAD or not _goes_direct(key, headers):
+            return None
+        try:
+            response = await self.client.put(self._store.bucket_name, key, data, headers=headers)
+        except TransientError as e:
+            # The caller repeats it on the store's loop, which retries with backoff.
+            log.debug("%s from trio: %s", self._store._what("put", key), e)
+            return None
+        return _direct_etag(response)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
 
 
 class S3Upload:
@@ -1127,6 +1181,29 @@ def _status(exc: BaseException) -> int:
 
 def _metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     return {k.lower(): v for k, v in (metadata or {}).items()}
+
+
+def _put_headers(metadata: Mapping[str, str] | None, content_type: str | None) -> dict[str, str]:
+    """The headers of a PutObject on a direct client: the user metadata as
+    ``x-amz-meta-*`` (names lower-case, as botocore's ``Metadata``) and an explicit content
+    type (SeaweedFS would sniff one: see the module docstring)."""
+    headers = {f"x-amz-meta-{k}": v for k, v in _metadata(metadata).items()}
+    headers["Content-Type"] = content_type or DEFAULT_CONTENT_TYPE
+    return headers
+
+
+def _goes_direct(key: str, headers: Mapping[str, str]) -> bool:
+    """Whether a PUT of ``key`` with ``headers`` may take a direct client: it needs a key
+    (``/bucket/`` is the bucket; botocore refuses an empty key) and headers that go on the
+    wire as they are (botocore encodes or refuses the others)."""
+    return bool(key) and sendable(headers)
+
+
+def _direct_etag(response: Response) -> str | None:
+    """The ETag of a direct PUT that plainly succeeded (200 with an ETag), else ``None``:
+    the caller repeats the request through botocore, whose translation gives the error."""
+    etag = response.headers.get("etag")
+    return _etag(etag) if response.status == 200 and etag else None
 
 
 def _multipart_etag(part_etags: list[str]) -> str:

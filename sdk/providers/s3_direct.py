@@ -38,6 +38,10 @@ it does not interpret: it returns the status and the caller repeats the request 
 botocore (GET, PUT and UploadPart are idempotent), whose error translation then applies.
 Broken connections and timeouts raise :class:`~sdk.errors.TransientError` (the caller
 retries); a connection is reused only after a complete response to a completely sent request.
+
+Building a signed request head (:class:`Endpoint`, :func:`signed_head`) and parsing a
+response head (:func:`parse_head`) are plain functions, shared with the trio client that
+makes small PUTs without crossing to this loop (:mod:`sdk.providers.s3_direct_trio`).
 """
 
 from __future__ import annotations
@@ -93,6 +97,106 @@ def sendable(headers: Mapping[str, str]) -> bool:
     return all(
         _TOKEN.fullmatch(name) and _PLAIN_VALUE.fullmatch(value) for name, value in headers.items()
     )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A path-style S3 endpoint: where to connect and how requests name it."""
+
+    #: The URL it was parsed from.
+    url: str
+    scheme: str
+    hostname: str
+    port: int
+    #: What the ``Host`` header carries and SigV4 signs: the port only when it is not the
+    #: scheme's default.
+    host: str
+    #: The URL's path, under which ``/bucket/key`` goes (no trailing slash).
+    base: str
+
+    @classmethod
+    def parse(cls, endpoint_url: str) -> Endpoint:
+        parts = urlsplit(endpoint_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) endpoint: {endpoint_url}")
+        default_port = 443 if parts.scheme == "https" else 80
+        port = parts.port or default_port
+        return cls(
+            url=endpoint_url,
+            scheme=parts.scheme,
+            hostname=parts.hostname,
+            port=port,
+            host=parts.hostname if port == default_port else parts.netloc,
+            base=parts.path.rstrip("/"),
+        )
+
+
+def request_head(
+    method: str,
+    host: str,
+    path: str,
+    query: str,
+    headers: Mapping[str, str],
+    content_length: int | None,
+) -> bytes:
+    """An HTTP/1.1 request head: ``method`` on ``path`` (with the already encoded
+    ``query``), ``Host`` first, then ``headers`` as given (signed ones) and, for a request
+    with a body, its ``Content-Length``."""
+    target = f"{path}?{query}" if query else path
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    if content_length is not None:
+        lines.append(f"Content-Length: {content_length}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def signed_head(
+    endpoint: Endpoint,
+    signer: SigV4Signer,
+    credentials: ReadOnlyCredentials,
+    method: str,
+    bucket: str,
+    key: str,
+    query: Sequence[tuple[str, str]],
+    headers: Mapping[str, str],
+    payload_hash: str,
+    content_length: int | None,
+) -> bytes:
+    """The head of a SigV4-signed request on ``bucket/key`` (path-style), ``query`` encoded
+    and sorted as SigV4's canonical query wants it and sent as signed."""
+    if not key:
+        # ``/bucket/`` is the bucket: GET would list it, PUT would create it.
+        raise ValueError("an object request needs a key")
+    path = f"{endpoint.base}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
+    encoded = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query))
+    signed = signer.sign(
+        method=method,
+        host=endpoint.host,
+        path=path,
+        query=encoded,
+        headers=headers,
+        payload_hash=payload_hash,
+        access_key=credentials.access_key,
+        secret_key=credentials.secret_key,
+        token=credentials.token,
+    )
+    return request_head(method, endpoint.host, path, encoded, signed, content_length)
+
+
+def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
+    """The status and headers (names lower-case) of a response head without its final blank
+    line; :class:`ValueError` if it is not an HTTP/1.x response head."""
+    lines = head.decode("latin-1").split("\r\n")
+    version, status, *_ = lines[0].split(" ", 2)
+    if not version.startswith("HTTP/1.") or not status.isdigit():
+        raise ValueError(f"status line {lines[0]!r}")
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if not sep:
+            raise ValueError(f"header line {line!r}")
+        headers[name.strip().lower()] = value.strip()
+    return int(status), headers
 
 
 @dataclass(frozen=True)
@@ -154,7 +258,7 @@ class _Connection(asyncio.BufferedProtocol):
                 self._fail(TransientError("response head too large"))
             return
         try:
-            self._parse_head(bytes(self._head[:end]))
+            self._status, self._headers = parse_head(bytes(self._head[:end]))
         except ValueError as e:
             self._fail(TransientError(f"malformed response: {e}"))
             return
@@ -193,18 +297,6 @@ class _Connection(asyncio.BufferedProtocol):
         self._wake()
 
     # -- internals -------------------------------------------------------------------------------
-
-    def _parse_head(self, head: bytes) -> None:
-        lines = head.decode("latin-1").split("\r\n")
-        version, status, *_ = lines[0].split(" ", 2)
-        if not version.startswith("HTTP/1."):
-            raise ValueError(f"status line {lines[0]!r}")
-        self._status = int(status)
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if not sep:
-                raise ValueError(f"header line {line!r}")
-            self._headers[name.strip().lower()] = value.strip()
 
     def _maybe_done(self) -> None:
         assert self._body is not None
@@ -305,21 +397,15 @@ class S3Direct:
         connect_timeout: float,
         read_timeout: float,
     ) -> None:
-        parts = urlsplit(endpoint_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) endpoint: {endpoint_url}")
-        self._scheme = parts.scheme
-        self._hostname = parts.hostname
-        default_port = 443 if parts.scheme == "https" else 80
-        self._port = parts.port or default_port
-        # What SigV4 signs as the host: the port only when it is not the scheme's default.
-        self._host = self._hostname if self._port == default_port else parts.netloc
-        self._base = parts.path.rstrip("/")
+        self.endpoint = Endpoint.parse(endpoint_url)
+        self._host = self.endpoint.host
+        self.region = region
         self._signer = SigV4Signer(region)
-        self._credentials = credentials
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-        self._ssl = ssl.create_default_context() if parts.scheme == "https" else None
+        #: Where each request's credentials come from (a coroutine function on this loop).
+        self.credentials = credentials
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self._ssl = ssl.create_default_context() if self.endpoint.scheme == "https" else None
         self._idle: list[_Connection] = []
         #: Requests served (for tests and logs).
         self.requests = 0
@@ -372,32 +458,19 @@ class S3Direct:
         body: bytes,
         payload_hash: str,
     ) -> Response:
-        if not key:
-            # ``/bucket/`` is the bucket: GET would list it, PUT would create it.
-            raise ValueError("an object request needs a key")
-        path = f"{self._base}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
-        # Encoded and sorted as SigV4's canonical query wants it, and sent as signed.
-        encoded = "&".join(
-            f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query)
+        credentials = await self.credentials()
+        head = signed_head(
+            self.endpoint,
+            self._signer,
+            credentials,
+            method,
+            bucket,
+            key,
+            query,
+            headers,
+            payload_hash,
+            len(body) if method == "PUT" else None,
         )
-        target = f"{path}?{encoded}" if encoded else path
-        credentials = await self._credentials()
-        signed = self._signer.sign(
-            method=method,
-            host=self._host,
-            path=path,
-            query=encoded,
-            headers=headers,
-            payload_hash=payload_hash,
-            access_key=credentials.access_key,
-            secret_key=credentials.secret_key,
-            token=credentials.token,
-        )
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {self._host}"]
-        lines += [f"{name}: {value}" for name, value in signed.items()]
-        if method == "PUT":
-            lines.append(f"Content-Length: {len(body)}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
         conn = await self._acquire()
         try:
@@ -438,14 +511,14 @@ class S3Direct:
         while True:
             idle_for = time.monotonic() - conn.last_activity
             try:
-                async with asyncio.timeout(max(0.0, self._read_timeout - idle_for)):
+                async with asyncio.timeout(max(0.0, self.read_timeout - idle_for)):
                     return await asyncio.shield(future)
             except TimeoutError:
                 if conn.kernel_progress():
                     conn.last_activity = time.monotonic()
-                if time.monotonic() - conn.last_activity >= self._read_timeout:
+                if time.monotonic() - conn.last_activity >= self.read_timeout:
                     raise TransientError(
-                        f"no data to or from {self._host} for {self._read_timeout:g} s"
+                        f"no data to or from {self._host} for {self.read_timeout:g} s"
                     ) from None
 
     async def _acquire(self) -> _Connection:
@@ -455,13 +528,13 @@ class S3Direct:
                 return conn
         loop = asyncio.get_running_loop()
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout(self.connect_timeout):
                 _, conn = await loop.create_connection(
                     _Connection,
-                    self._hostname,
-                    self._port,
+                    self.endpoint.hostname,
+                    self.endpoint.port,
                     ssl=self._ssl,
-                    server_hostname=self._hostname if self._ssl else None,
+                    server_hostname=self.endpoint.hostname if self._ssl else None,
                 )
         except (OSError, TimeoutError) as e:
             raise TransientError(f"cannot connect to {self._host}: {e}") from e
@@ -474,4 +547,16 @@ class S3Direct:
         self._idle.clear()
 
 
-__all__ = ["Response", "S3Direct", "sendable"]
+__all__ = [
+    "HASH_IN_THREAD",
+    "MAX_HEAD",
+    "MAX_IDLE",
+    "CredentialSource",
+    "Endpoint",
+    "Response",
+    "S3Direct",
+    "parse_head",
+    "request_head",
+    "sendable",
+    "signed_head",
+]

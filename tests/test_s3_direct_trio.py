@@ -1,0 +1,560 @@
+"""Small PUTs from trio (sdk/providers/s3_direct_trio.py) and their use by the bridge.
+
+On the real SeaweedFS: bytes, metadata and content type land exactly; refusals (a deleted
+bucket, a wrong secret) are not handled on trio and :class:`~blobfs.bridge.TrioStore`'s
+fallback raises the sdk's error; the credentials snapshot is kept, renewed after its time and
+dropped after a refusal.  A trio proxy in front of SeaweedFS closes idle connections as a
+server may, and terminates TLS: the test fixture's SeaweedFS speaks plain http only, so https
+is checked through that proxy (a self-signed certificate for 127.0.0.1), still ending on the
+real server.  Stalls and replies no server makes on demand come from small scripted servers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+import ssl
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from botocore.credentials import ReadOnlyCredentials
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from blobfs.bridge import AsyncioThread, TrioStore, asyncio_loop
+from sdk.errors import InvalidRequest, PermissionDenied, ResourceNotFound, TransientError
+from sdk.providers.base import BlobStore, ObjectInfo, OffersTrioPut
+from sdk.providers.memory import MemoryAdmin, MemoryStore
+from sdk.providers.s3 import S3Admin, S3Store
+from sdk.providers.s3_direct import HASH_IN_THREAD
+from sdk.providers.s3_direct_trio import S3DirectTrio
+from tests.servers import SeaweedServer
+
+pytestmark = pytest.mark.trio
+
+METADATA = {"Mode": "33188", "mtime": "1700000000.5"}
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+@dataclass
+class Bucket:
+    """A fresh bucket on SeaweedFS, its store on an asyncio thread and the trio view of it."""
+
+    aio: AsyncioThread
+    admin: S3Admin
+    name: str
+    store: S3Store
+    tstore: TrioStore
+
+    async def head(self, key: str) -> ObjectInfo:
+        return await self.aio.run(self.store.head, key)
+
+    async def read(self, key: str) -> bytes:
+        return await self.tstore.read_all(key)
+
+
+async def _empty(store: BlobStore) -> None:
+    await store.delete_many([e.key async for e in store.list() if isinstance(e, ObjectInfo)])
+
+
+@asynccontextmanager
+async def s3_bucket(server: SeaweedServer) -> AsyncIterator[Bucket]:
+    async with asyncio_loop() as aio:
+        admin = S3Admin(
+            endpoint_url=server.endpoint_url, region="us-east-1", credentials=server.credentials
+        )
+        name = f"blobfs-test-{uuid.uuid4().hex[:16]}"
+        await aio.run(admin.create_bucket, name)
+        store = await aio.run(admin.open_bucket, name)
+        assert isinstance(store, S3Store)
+        tstore = TrioStore(store, aio)
+        try:
+            yield Bucket(aio, admin, name, store, tstore)
+        finally:
+            with trio.CancelScope(shield=True):
+                await tstore.close_trio_side()
+                await aio.run(_empty, store)
+                await aio.run(admin.delete_bucket, name)
+                await aio.run(store.close)
+                await aio.run(admin.close)
+
+
+def trio_client(tstore: TrioStore) -> S3DirectTrio:
+    """The trio client behind a TrioStore's small PUTs."""
+    assert tstore.trio_put is not None
+    client = getattr(tstore.trio_put, "client", None)
+    assert isinstance(client, S3DirectTrio)
+    return client
+
+
+class Counting:
+    """A credentials source that counts its calls; ``secret`` may be changed."""
+
+    def __init__(self, server: SeaweedServer) -> None:
+        self.access_key = server.credentials["access_key_id"]
+        self.secret = server.credentials["secret_access_key"]
+        self.calls = 0
+
+    async def __call__(self) -> ReadOnlyCredentials:
+        self.calls += 1
+        return ReadOnlyCredentials(self.access_key, self.secret, None)
+
+
+# -- through TrioStore on the real SeaweedFS ------------------------------------------------------
+
+
+async def test_small_puts_land_exactly_without_crossing(s3_server: SeaweedServer) -> None:
+    async with s3_bucket(s3_server) as b:
+        client = trio_client(b.tstore)
+        loop_side = b.store.client.direct
+        assert loop_side is not None
+        data = os.urandom(4096)
+        names = ["plain", "dir/with space+plus%percent", "unicodé/ключ", "a//double", "empty"]
+        for name in names:
+            body = b"" if name == "empty" else data
+            before = client.requests
+            etag = await b.tstore.put(name, body, metadata=METADATA)
+            assert client.requests == before + 1, f"{name!r} did not take the trio path"
+            assert etag == md5(body)
+            info = await b.head(name)
+            assert (info.size, info.etag) == (len(body), etag)
+            assert info.content_type == "application/octet-stream"
+            assert info.metadata == {"mode": "33188", "mtime": "1700000000.5"}
+            assert await b.read(name) == body
+        largest = os.urandom(HASH_IN_THREAD - 1)
+        assert await b.tstore.put("largest", largest) == md5(largest)
+        assert await b.read("largest") == largest
+        assert client.requests == len(names) + 1
+        assert loop_side.requests == 0, "no PUT was repeated on the loop"
+        assert client.connects == 1, "one keep-alive connection served every PUT"
+        await b.tstore.put("plain", b"replaced")
+        info = await b.head("plain")
+        assert (info.size, info.metadata) == (8, {})
+
+
+async def test_what_the_trio_path_leaves_to_the_loop(s3_server: SeaweedServer) -> None:
+    """Bodies too large to hash on the trio thread, and metadata that needs encoding, take
+    the store's own PUT, with its outcome (stored, or refused before anything is)."""
+    async with s3_bucket(s3_server) as b:
+        client = trio_client(b.tstore)
+        assert b.tstore.trio_put is not None
+        large = os.urandom(HASH_IN_THREAD)
+        assert await b.tstore.trio_put.put("large", large) is None
+        assert await b.tstore.put("large", large) == md5(large)
+        assert await b.read("large") == large
+        await b.tstore.put("tab", b"x", metadata={"note": "a\tb"})
+        assert (await b.head("tab")).metadata == {"note": "a\tb"}
+        with pytest.raises(InvalidRequest, match="ASCII"):
+            await b.tstore.put("accent", b"x", metadata={"name": "café"})
+        with pytest.raises(InvalidRequest):
+            await b.tstore.put("", b"x")
+        assert client.requests == 0
+
+
+async def test_deleted_bucket_falls_back_to_not_found(s3_server: SeaweedServer) -> None:
+    async with s3_bucket(s3_server) as b:
+        other = f"blobfs-test-{uuid.uuid4().hex[:16]}"
+        await b.aio.run(b.admin.create_bucket, other)
+        store = await b.aio.run(b.admin.open_bucket, other)
+        tstore = TrioStore(store, b.aio)
+        try:
+            assert await tstore.put("k", b"before") == md5(b"before")
+            await b.aio.run(store.delete, "k")
+            await b.aio.run(b.admin.delete_bucket, other)
+            assert tstore.trio_put is not None
+            assert await tstore.trio_put.put("k", b"after") is None
+            with pytest.raises(ResourceNotFound):
+                await tstore.put("k", b"after")
+        finally:
+            await tstore.close()
+
+
+async def test_wrong_secret_falls_back_to_permission_denied(s3_server: SeaweedServer) -> None:
+    async with s3_bucket(s3_server) as b:
+        wrong = dict(
+            s3_server.credentials,
+            secret_access_key=s3_server.credentials["secret_access_key"] + "-wrong",
+        )
+        store = await b.aio.run(b.admin.open_bucket, b.name, wrong)
+        tstore = TrioStore(store, b.aio)
+        try:
+            assert tstore.trio_put is not None
+            assert await tstore.trio_put.put("k", b"x") is None
+            with pytest.raises(PermissionDenied):
+                await tstore.put("k", b"x")
+            assert trio_client(tstore).requests == 2
+        finally:
+            await tstore.close()
+        with pytest.raises(ResourceNotFound):
+            await b.head("k")
+
+
+async def test_credentials_snapshot_is_kept_renewed_and_dropped(
+    s3_server: SeaweedServer, mock_clock: trio.testing.MockClock
+) -> None:
+    """The snapshot serves PUTs for a minute (trio's clock here is a fake one the test
+    moves), is asked for again after it, and after a refusal at once."""
+    source = Counting(s3_server)
+    async with s3_bucket(s3_server) as b:
+        client = S3DirectTrio(
+            s3_server.endpoint_url, "us-east-1", source, connect_timeout=5, read_timeout=30
+        )
+        try:
+            for i in range(3):
+                assert (await client.put(b.name, f"k{i}", b"x")).status == 200
+            assert source.calls == 1
+            mock_clock.jump(59)
+            assert (await client.put(b.name, "k", b"x")).status == 200
+            assert source.calls == 1
+            mock_clock.jump(2)
+            assert (await client.put(b.name, "k", b"x")).status == 200
+            assert source.calls == 2
+            # Renewed (or revoked) credentials: the server refuses the cached ones.
+            good, source.secret = source.secret, "outdated"
+            mock_clock.jump(61)
+            assert (await client.put(b.name, "k", b"x")).status == 403
+            source.secret = good
+            assert (await client.put(b.name, "k", b"y")).status == 200
+            assert source.calls == 4, "a refusal drops the snapshot"
+        finally:
+            await client.aclose()
+        assert await b.read("k") == b"y"
+
+
+async def test_bridge_fetches_credentials_on_the_loop(s3_server: SeaweedServer) -> None:
+    """The store's renewing credentials are asked for through the bridge, once per
+    snapshot, not once per PUT."""
+    async with s3_bucket(s3_server) as b:
+        crossings: list[object] = []
+        real = b.aio.run
+
+        async def counting(fn: Callable[[], Awaitable[Any]]) -> Any:
+            crossings.append(fn)
+            return await real(fn)
+
+        trio_put = b.store.trio_put(counting)
+        assert trio_put is not None
+        try:
+            for i in range(5):
+                assert await trio_put.put(f"k{i}", b"abc") == md5(b"abc")
+        finally:
+            await trio_put.aclose()
+        assert len(crossings) == 1
+
+
+async def test_only_s3_offers_the_trio_path() -> None:
+    assert issubclass(S3Store, OffersTrioPut)
+    assert not issubclass(MemoryStore, OffersTrioPut)
+    from sdk.providers.azure import AzureStore
+
+    assert not issubclass(AzureStore, OffersTrioPut)
+    async with asyncio_loop() as aio:
+        admin = MemoryAdmin()
+        await aio.run(admin.create_bucket, "bucket")
+        tstore = TrioStore(await aio.run(admin.open_bucket, "bucket"), aio)
+        assert tstore.trio_put is None
+        await tstore.put("k", b"v")
+        assert await tstore.read_all("k") == b"v"
+
+
+# -- through a proxy in front of SeaweedFS ---------------------------------------------------------
+
+
+@dataclass
+class Proxy:
+    """Forwards connections to an upstream server; optionally terminates TLS."""
+
+    upstream: tuple[str, int]
+    tls: ssl.SSLContext | None = None
+    port: int = 0
+    accepted: int = 0
+    open: set[trio.abc.Stream] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        tcp = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = tcp[0].socket.getsockname()[1]
+        listeners: list[trio.abc.Listener[trio.abc.Stream]] = list(tcp)
+        if self.tls is not None:
+            listeners = [trio.SSLListener(t, self.tls, https_compatible=True) for t in tcp]
+        task_status.started()
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, down: trio.abc.Stream) -> None:
+        self.accepted += 1
+        self.open.add(down)
+        try:
+            async with down, await trio.open_tcp_stream(*self.upstream) as up:
+                async with trio.open_nursery() as nursery:
+
+                    async def pump(src: trio.abc.Stream, dst: trio.abc.Stream) -> None:
+                        try:
+                            async for chunk in src:
+                                await dst.send_all(chunk)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            pass
+                        finally:
+                            nursery.cancel_scope.cancel()  # one side ended: end both
+
+                    nursery.start_soon(pump, down, up)
+                    nursery.start_soon(pump, up, down)
+        finally:
+            self.open.discard(down)
+
+    async def drop_all(self) -> None:
+        """Close every client connection, as a server closes idle keep-alive ones."""
+        for stream in list(self.open):
+            await trio.aclose_forcefully(stream)
+        await trio.testing.wait_all_tasks_blocked()
+
+
+@asynccontextmanager
+async def proxy(server: SeaweedServer, tls: ssl.SSLContext | None = None) -> AsyncIterator[Proxy]:
+    host, _, port = server.endpoint_url.removeprefix("http://").partition(":")
+    p = Proxy((host, int(port)), tls)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(p.serve)
+        yield p
+        nursery.cancel_scope.cancel()
+
+
+def tls_contexts(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a self-signed certificate for 127.0.0.1 and a client context
+    that trusts it (and nothing else)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "blobfs test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cafile=str(cert_path))
+    return server, client
+
+
+async def test_idle_connection_closed_by_the_server_is_retried(s3_server: SeaweedServer) -> None:
+    async with s3_bucket(s3_server) as b, proxy(s3_server) as p:
+        client = S3DirectTrio(
+            p.url, "us-east-1", Counting(s3_server), connect_timeout=5, read_timeout=30
+        )
+        try:
+            assert (await client.put(b.name, "k", b"first")).status == 200
+            await p.drop_all()
+            response = await client.put(b.name, "k", b"second")
+            assert (response.status, response.headers["etag"]) == (200, f'"{md5(b"second")}"')
+            assert (client.connects, p.accepted) == (2, 2)
+        finally:
+            await client.aclose()
+        assert await b.read("k") == b"second"
+
+
+async def test_https_puts_keep_alive(s3_server: SeaweedServer, tmp_path: Path) -> None:
+    server_tls, client_tls = tls_contexts(tmp_path)
+    async with s3_bucket(s3_server) as b, proxy(s3_server, server_tls) as p:
+        client = S3DirectTrio(
+            p.url,
+            "us-east-1",
+            Counting(s3_server),
+            connect_timeout=5,
+            read_timeout=30,
+            ssl_context=client_tls,
+        )
+        data = os.urandom(100_000)
+        try:
+            for name in ("a", "dir/b c"):
+                response = await client.put(b.name, name, data, headers={"x-amz-meta-mode": "420"})
+                assert (response.status, response.headers["etag"]) == (200, f'"{md5(data)}"')
+            assert (client.connects, p.accepted) == (1, 1)
+            await p.drop_all()
+            assert (await client.put(b.name, "a", b"again")).status == 200
+            assert client.connects == 2
+        finally:
+            await client.aclose()
+        await trio.testing.wait_all_tasks_blocked()
+        assert not p.open, "aclose closed the idle connection"
+        assert await b.read("dir/b c") == data
+        assert (await b.head("dir/b c")).metadata == {"mode": "420"}
+        assert await b.read("a") == b"again"
+
+
+async def test_close_trio_side_closes_the_connections(s3_server: SeaweedServer) -> None:
+    async with s3_bucket(s3_server) as b, proxy(s3_server) as p:
+        store = await b.aio.run(S3Store.open, b.name, s3_server.credentials, endpoint_url=p.url)
+        tstore = TrioStore(store, b.aio)
+        try:
+            assert await tstore.put("k", b"v") == md5(b"v")
+            assert store.client.direct is not None
+            assert (trio_client(tstore).requests, store.client.direct.requests) == (1, 0)
+            assert len(p.open) == 1
+            await tstore.close_trio_side()
+            await trio.testing.wait_all_tasks_blocked()
+            assert not p.open
+        finally:
+            await tstore.close()
+
+
+# -- scripted servers: failures no real server produces on demand ---------------------------------
+
+Handler = Callable[[trio.SocketStream], Awaitable[None]]
+
+
+@asynccontextmanager
+async def scripted(handler: Handler) -> AsyncIterator[str]:
+    """A loopback server calling ``handler`` per connection; yields its URL."""
+
+    async def guarded(stream: trio.SocketStream) -> None:
+        try:
+            await handler(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, guarded, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        yield f"http://127.0.0.1:{port}"
+        nursery.cancel_scope.cancel()
+
+
+async def read_request(stream: trio.SocketStream) -> bytes | None:
+    """Read one request (head and body) and return it; ``None`` when the client closed the
+    connection instead."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = await stream.receive_some(65536)
+        if not chunk:
+            return None
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.lower().split(b"\r\n")
+    length = next(int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length"))
+    while len(body) < length:
+        body += await stream.receive_some(65536)
+    return head + b"\r\n\r\n" + body
+
+
+def quick(url: str, **kwargs: Any) -> S3DirectTrio:
+    async def creds() -> ReadOnlyCredentials:
+        return ReadOnlyCredentials("AKID", "secret", None)
+
+    kwargs = {"connect_timeout": 2.0, "read_timeout": 2.0, **kwargs}
+    return S3DirectTrio(url, "us-east-1", creds, **kwargs)
+
+
+async def test_fresh_connection_closed_before_a_reply_is_transient() -> None:
+    async def hang_up(stream: trio.SocketStream) -> None:
+        await read_request(stream)
+        await stream.aclose()
+
+    async with scripted(hang_up) as url:
+        client = quick(url)
+        with pytest.raises(TransientError, match="closed the connection"):
+            await client.put("b", "k", b"data")
+        assert client.connects == 1, "a fresh connection is not tried twice"
+
+
+async def test_silent_server_times_out_and_its_connection_is_dropped() -> None:
+    seen = 0
+
+    async def silent_once(stream: trio.SocketStream) -> None:
+        nonlocal seen
+        seen += 1
+        request = await read_request(stream)
+        if seen == 1:
+            await trio.sleep_forever()
+        assert request is not None
+        body = request.partition(b"\r\n\r\n")[2]
+        await stream.send_all(
+            b'HTTP/1.1 200 OK\r\nETag: "%s"\r\nContent-Length: 0\r\n\r\n' % md5(body).encode()
+        )
+        await read_request(stream)  # until the client closes the connection
+
+    async with scripted(silent_once) as url:
+        client = quick(url, read_timeout=0.3)
+        with pytest.raises(TransientError, match="no reply"):
+            await client.put("b", "k", b"data")
+        response = await client.put("b", "k", b"data")
+        await client.aclose()
+    assert response.status == 200
+    assert client.connects == 2, "a connection that timed out is never reused"
+
+
+async def test_tls_handshake_that_never_comes_times_out() -> None:
+    async def mute(stream: trio.SocketStream) -> None:
+        await trio.sleep_forever()
+
+    async with scripted(mute) as url:
+        client = quick(url.replace("http:", "https:"), connect_timeout=0.3)
+        with pytest.raises(TransientError, match="cannot connect"):
+            await client.put("b", "k", b"data")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nerror",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        b'HTTP/1.1 200 OK\r\nETag: "x"\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+        b'HTTP/1.1 200 OK\r\nETag: "x"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n',
+    ],
+    ids=["500", "no-etag", "chunked", "connection-close"],
+)
+async def test_replies_that_leave_the_connection_unusable(reply: bytes) -> None:
+    async def answer(stream: trio.SocketStream) -> None:
+        while await read_request(stream) is not None:
+            await stream.send_all(reply)
+
+    async with scripted(answer) as url:
+        client = quick(url)
+        first = await client.put("b", "k", b"data")
+        await client.put("b", "k", b"data")
+        await client.aclose()
+    assert first.status == int(reply.split()[1])
+    expected = 1 if reply.startswith(b"HTTP/1.1 200 OK\r\nContent-Length: 0") else 2
+    assert client.connects == expected, "only a complete 200 leaves the connection reusable"
+
+
+async def test_large_bodies_are_refused() -> None:
+    client = quick("http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="not small"):
+        await client.put("b", "k", bytes(HASH_IN_THREAD))
+    assert client.connects == 0
