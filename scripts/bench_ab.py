@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Two versions of blobfs on one local SeaweedFS, small files interleaved: is B faster than A?
+
+Closing a 4 KiB file on the mount takes a few ms, and on this project's shared 2-core
+machine the same code's rate drifted between 3.6 and 8 ms per file from one minute to the
+next: one run of A and one of B compare the minutes, not the code.  This mounts the same
+bucket twice at once, once with each code tree (its path first on ``PYTHONPATH``; the
+``blobfs`` command of this environment honours it), and creates ``--files`` files of 4 KiB
+on each, closed one after the other, in ``--rounds`` batches that take turns (A B, B A,
+...); then reads them back the same way after dropping the page cache.  It prints ms per
+file for each and B/A.  A against itself gave 0.998.  Needs root and fuse3::
+
+    sudo .venv/bin/python scripts/bench_ab.py /path/to/tree-a /path/to/tree-b
+    git worktree add /tmp/base main && sudo .venv/bin/python scripts/bench_ab.py /tmp/base .
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from bench_mount import (  # noqa: E402  (one harness: the read benchmark's mount helpers)
+    BIN,
+    can_run,
+    drop_caches,
+    fill,
+    run,
+    s3_config,
+    settle,
+    unmount,
+)
+
+from sdk.local_server import SeaweedServer  # noqa: E402
+
+FILE_SIZE = 4096
+
+
+def mount(tree: Path, uri: str, where: Path, work: Path, tag: str) -> None:
+    env = dict(
+        os.environ,
+        BLOBFS_CONFIG=str(work / "config.toml"),
+        BLOBFS_DATA_DIR=str(work / "data"),
+        PYTHONPATH=str(tree),
+        XDG_CACHE_HOME=str(work / f"cache-{tag}"),
+    )
+    where.mkdir()
+    opts = f"log_file={work}/blobfs-{tag}.log"
+    proc = run([str(BIN / "blobfs"), "mount", uri, str(where), "-o", opts], env=env)
+    if proc.returncode != 0:
+        raise RuntimeError(f"mount of {tree} failed: {proc.stderr}")
+
+
+def interleaved(
+    dirs: dict[str, Path],
+    files: int,
+    rounds: int,
+    server_pid: int | None,
+    batch: Callable[[Path, range], None],
+) -> dict[str, float]:
+    """``batch(dir, indices)`` over ``range(files)`` in ``rounds`` slices per side, the
+    sides taking turns; the seconds each side spent."""
+    spent = dict.fromkeys(dirs, 0.0)
+    bounds = [files * r // rounds for r in range(rounds + 1)]
+    for r in range(rounds):
+        for tag in ("A", "B") if r % 2 == 0 else ("B", "A"):
+            settle(server_pid)
+            started = time.perf_counter()
+            batch(dirs[tag], range(bounds[r], bounds[r + 1]))
+            spent[tag] += time.perf_counter() - started
+    return spent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("a", type=Path, help="code tree A (a checkout of blobfs)")
+    parser.add_argument("b", type=Path, help="code tree B")
+    parser.add_argument("--files", type=int, default=1600, help="4 KiB files per side")
+    parser.add_argument("--rounds", type=int, default=16, help="batches per side")
+    args = parser.parse_args()
+    for tree in (args.a, args.b):
+        if not (tree / "blobfs" / "daemon.py").is_file():
+            parser.error(f"{tree} is not a blobfs checkout")
+    if not can_run("bench_ab", ("fusermount3",)):
+        return 2
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ab-"))
+    server = SeaweedServer(work / "seaweedfs", volume_size_limit_mb=1024)
+    server.start()
+    mounted: list[Path] = []
+    try:
+        config = s3_config(server, work)
+        (work / "data").mkdir()
+        uri, _ = asyncio.run(fill(config, work / "data" / "registry.sqlite3", 8, 1))
+        dirs = {}
+        for tag, tree in (("A", args.a), ("B", args.b)):
+            where = work / f"mnt-{tag}"
+            mount(tree.resolve(), uri, where, work, tag)
+            mounted.append(where)
+            dirs[tag] = where / f"small-{tag}"
+            dirs[tag].mkdir()
+        data = os.urandom(FILE_SIZE)
+
+        def create(d: Path, indices: range) -> None:
+            for i in indices:
+                with open(d / f"f{i:05d}", "wb") as f:
+                    f.write(data)
+
+        def read(d: Path, indices: range) -> None:
+            for i in indices:
+                if (d / f"f{i:05d}").read_bytes() != data:
+                    raise RuntimeError(f"{d}/f{i:05d} read back wrong")
+
+        created = interleaved(dirs, args.files, args.rounds, server.pid, create)
+        drop_caches()
+        read_back = interleaved(dirs, args.files, args.rounds, server.pid, read)
+        print(f"{args.files} x 4 KiB per side, {args.rounds} rounds, load {os.getloadavg()[0]:.1f}")
+        for what, spent in (("create-write-close", created), ("read back", read_back)):
+            per = {tag: s / args.files * 1000 for tag, s in spent.items()}
+            print(
+                f"  {what:19} A {per['A']:.2f} ms, B {per['B']:.2f} ms per file; "
+                f"B/A {spent['B'] / spent['A']:.3f}"
+            )
+    finally:
+        for where in mounted:
+            unmount(where)
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
