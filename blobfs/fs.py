@@ -632,7 +632,11 @@ class Filesystem:
                 blocks.append(cached)
         else:
             ahead = plan.prefetch[-1] if plan.prefetch else last
-            self.cache.prefetch_range(key, etag, handle.size, first, max(last, ahead))
+            if first != last or ahead > last:
+                # Several blocks: claimed together so they come in one GET, in a task.  A
+                # single block with nothing to read ahead (a small file, a file's last
+                # block) is fetched below in this task: no task to start and wake up.
+                self.cache.prefetch_range(key, etag, handle.size, first, max(last, ahead))
             for i in range(first, last + 1):
                 blocks.append(await self.cache.get(key, etag, handle.size, i))
         start = offset - first * bs
