@@ -17,13 +17,14 @@ crossing per :data:`LIST_PAGE` entries), never one entry at a time.
 Cancellation crosses too: a cancelled trio caller cancels its asyncio task and waits until
 that task has really finished, so nothing it started outlives the caller unseen.
 
-One exception to "every call crosses": a small PUT (closing a small file) is made on the trio
-thread when the store offers it (:class:`~sdk.providers.base.OffersTrioPut`: S3 on an
-S3-compatible endpoint).  The crossing costs about 0.45 ms, measured from the daemon's own
-timers, of the 6-7 ms a 4 KiB file's create-write-close takes; the trio-side PUT saved 10-15 %
-per file in interleaved A/B runs.  Anything that PUT does not plainly succeed at (errors,
-broken connections, timeouts) is repeated through the loop, where the store retries and
-translates errors as for every other call.
+Two exceptions to "every call crosses": a small PUT (closing a small file) and a small
+ranged read (reading one back) are made on the trio thread when the store offers them
+(:class:`~sdk.providers.base.OffersTrioDirect`: S3 on an S3-compatible endpoint).  The
+crossing costs about 0.45 ms, measured from the daemon's own timers, of the 6-7 ms a 4 KiB
+file's create-write-close takes; the trio-side PUT saved 10-15 % per file in interleaved A/B
+runs.  Anything those requests do not plainly succeed at (errors, a changed
+object, a missing key, broken connections, timeouts) is repeated through the loop, where the
+store retries and translates errors as for every other call.
 
 Nothing else in blobfs may call the sdk's coroutines directly.
 """
@@ -45,9 +46,9 @@ from sdk.providers.base import (
     CopySettings,
     MultipartUpload,
     ObjectInfo,
-    OffersTrioPut,
+    OffersTrioDirect,
     PrefixInfo,
-    TrioPut,
+    TrioDirect,
 )
 
 T = TypeVar("T")
@@ -216,10 +217,10 @@ class TrioStore:
         self.store = store
         self.bucket_name = store.bucket_name
         self._aio = aio
-        #: Small PUTs made on this (trio) thread, where the store offers them; the
-        #: connections it keeps are closed by :meth:`close_trio_side`.
-        self.trio_put: TrioPut | None = (
-            store.trio_put(aio.run) if isinstance(store, OffersTrioPut) else None
+        #: Small PUTs and reads made on this (trio) thread, where the store offers them;
+        #: the connections it keeps are closed by :meth:`close_trio_side`.
+        self.trio_direct: TrioDirect | None = (
+            store.trio_direct(aio.run) if isinstance(store, OffersTrioDirect) else None
         )
 
     async def head(self, key: str) -> ObjectInfo:
@@ -228,11 +229,22 @@ class TrioStore:
     async def read_range(
         self, key: str, offset: int, length: int, *, etag: str | None = None
     ) -> bytes:
+        if self.trio_direct is not None:
+            view = await self.trio_direct.read_view(key, offset, length, etag=etag)
+            if view is not None:
+                return bytes(view)
         return await self._aio.run(self.store.read_range, key, offset, length, etag=etag)
 
     async def read_view(
         self, key: str, offset: int, length: int, *, etag: str | None = None
     ) -> memoryview:
+        if self.trio_direct is not None:
+            view = await self.trio_direct.read_view(key, offset, length, etag=etag)
+            if view is not None:
+                return view
+            # Not handled there (a large range, 404, 412, 416, an implicit directory, a
+            # broken connection ...): the store's own read retries, and returns or raises
+            # what that answer means.
         return await self._aio.run(self.store.read_view, key, offset, length, etag=etag)
 
     async def read_all(self, key: str, *, etag: str | None = None) -> bytes:
@@ -271,8 +283,8 @@ class TrioStore:
     # -- the write path --------------------------------------------------------------------------
 
     async def put(self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None) -> str:
-        if self.trio_put is not None:
-            etag = await self.trio_put.put(key, data, metadata=metadata)
+        if self.trio_direct is not None:
+            etag = await self.trio_direct.put(key, data, metadata=metadata)
             if etag is not None:
                 return etag
             # Not handled there (a large body, a refusal, a broken connection ...): the
@@ -304,10 +316,10 @@ class TrioStore:
         await self._aio.run(self.store.delete, key, missing_ok=missing_ok)
 
     async def close_trio_side(self) -> None:
-        """Close what the store keeps on the trio side (the small PUTs' connections)."""
-        if self.trio_put is not None:
+        """Close what the store keeps on the trio side (the direct client's connections)."""
+        if self.trio_direct is not None:
             with trio.CancelScope(shield=True):
-                await self.trio_put.aclose()
+                await self.trio_direct.aclose()
 
     async def close(self) -> None:
         await self.close_trio_side()

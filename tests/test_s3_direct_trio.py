@@ -1,12 +1,16 @@
-"""Small PUTs from trio (sdk/providers/s3_direct_trio.py) and their use by the bridge.
+"""Small PUTs and small ranged GETs from trio (sdk/providers/s3_direct_trio.py) and their use
+by the bridge.
 
-On the real SeaweedFS: bytes, metadata and content type land exactly; refusals (a deleted
-bucket, a wrong secret) are not handled on trio and :class:`~blobfs.bridge.TrioStore`'s
-fallback raises the sdk's error; the credentials snapshot is kept, renewed after its time and
-dropped after a refusal.  A trio proxy in front of SeaweedFS closes idle connections as a
-server may, and terminates TLS: the test fixture's SeaweedFS speaks plain http only, so https
-is checked through that proxy (a self-signed certificate for 127.0.0.1), still ending on the
-real server.  Stalls and replies no server makes on demand come from small scripted servers.
+On the real SeaweedFS: bytes, metadata and content type land exactly; ranges read back
+exactly (start, middle, end, clamped at the end); refusals (a deleted bucket, a wrong
+secret), and reads that are not a plain body (a changed object, a missing key, a range past
+the end, an implicit directory) are not handled on trio and :class:`~blobfs.bridge.TrioStore`'s
+fallback gives the store's own result or error; GETs and PUTs share connections; the
+credentials snapshot is kept, renewed after its time and dropped after a refusal.  A trio
+proxy in front of SeaweedFS closes idle connections as a server may, and terminates TLS: the
+test fixture's SeaweedFS speaks plain http only, so https is checked through that proxy (a
+self-signed certificate for 127.0.0.1), still ending on the real server.  Stalls and replies
+no server makes on demand come from small scripted servers.
 """
 
 from __future__ import annotations
@@ -35,11 +39,11 @@ from cryptography.x509.oid import NameOID
 
 from blobfs.bridge import AsyncioThread, TrioStore, asyncio_loop
 from sdk.errors import InvalidRequest, PermissionDenied, ResourceNotFound, TransientError
-from sdk.providers.base import BlobStore, ObjectInfo, OffersTrioPut
+from sdk.providers.base import BlobStore, ObjectInfo, OffersTrioDirect
 from sdk.providers.memory import MemoryAdmin, MemoryStore
 from sdk.providers.s3 import S3Admin, S3Store
 from sdk.providers.s3_direct import HASH_IN_THREAD
-from sdk.providers.s3_direct_trio import S3DirectTrio
+from sdk.providers.s3_direct_trio import SMALL_GET, S3DirectTrio
 from tests.servers import SeaweedServer
 
 pytestmark = pytest.mark.trio
@@ -96,8 +100,8 @@ async def s3_bucket(server: SeaweedServer) -> AsyncIterator[Bucket]:
 
 def trio_client(tstore: TrioStore) -> S3DirectTrio:
     """The trio client behind a TrioStore's small PUTs."""
-    assert tstore.trio_put is not None
-    client = getattr(tstore.trio_put, "client", None)
+    assert tstore.trio_direct is not None
+    client = getattr(tstore.trio_direct, "client", None)
     assert isinstance(client, S3DirectTrio)
     return client
 
@@ -152,9 +156,9 @@ async def test_what_the_trio_path_leaves_to_the_loop(s3_server: SeaweedServer) -
     the store's own PUT, with its outcome (stored, or refused before anything is)."""
     async with s3_bucket(s3_server) as b:
         client = trio_client(b.tstore)
-        assert b.tstore.trio_put is not None
+        assert b.tstore.trio_direct is not None
         large = os.urandom(HASH_IN_THREAD)
-        assert await b.tstore.trio_put.put("large", large) is None
+        assert await b.tstore.trio_direct.put("large", large) is None
         assert await b.tstore.put("large", large) == md5(large)
         assert await b.read("large") == large
         await b.tstore.put("tab", b"x", metadata={"note": "a\tb"})
@@ -176,8 +180,8 @@ async def test_deleted_bucket_falls_back_to_not_found(s3_server: SeaweedServer) 
             assert await tstore.put("k", b"before") == md5(b"before")
             await b.aio.run(store.delete, "k")
             await b.aio.run(b.admin.delete_bucket, other)
-            assert tstore.trio_put is not None
-            assert await tstore.trio_put.put("k", b"after") is None
+            assert tstore.trio_direct is not None
+            assert await tstore.trio_direct.put("k", b"after") is None
             with pytest.raises(ResourceNotFound):
                 await tstore.put("k", b"after")
         finally:
@@ -193,8 +197,8 @@ async def test_wrong_secret_falls_back_to_permission_denied(s3_server: SeaweedSe
         store = await b.aio.run(b.admin.open_bucket, b.name, wrong)
         tstore = TrioStore(store, b.aio)
         try:
-            assert tstore.trio_put is not None
-            assert await tstore.trio_put.put("k", b"x") is None
+            assert tstore.trio_direct is not None
+            assert await tstore.trio_direct.put("k", b"x") is None
             with pytest.raises(PermissionDenied):
                 await tstore.put("k", b"x")
             assert trio_client(tstore).requests == 2
@@ -247,29 +251,176 @@ async def test_bridge_fetches_credentials_on_the_loop(s3_server: SeaweedServer) 
             crossings.append(fn)
             return await real(fn)
 
-        trio_put = b.store.trio_put(counting)
-        assert trio_put is not None
+        direct = b.store.trio_direct(counting)
+        assert direct is not None
         try:
             for i in range(5):
-                assert await trio_put.put(f"k{i}", b"abc") == md5(b"abc")
+                assert await direct.put(f"k{i}", b"abc") == md5(b"abc")
         finally:
-            await trio_put.aclose()
+            await direct.aclose()
+        assert len(crossings) == 1
+
+
+async def test_bridge_fetches_credentials_on_the_loop_for_gets_too(
+    s3_server: SeaweedServer,
+) -> None:
+    """GETs and PUTs share the credentials snapshot: one crossing for both."""
+    async with s3_bucket(s3_server) as b:
+        crossings: list[object] = []
+        real = b.aio.run
+
+        async def counting(fn: Callable[[], Awaitable[Any]]) -> Any:
+            crossings.append(fn)
+            return await real(fn)
+
+        direct = b.store.trio_direct(counting)
+        assert direct is not None
+        try:
+            assert await direct.put("k", b"abcdef") == md5(b"abcdef")
+            for i in range(5):
+                view = await direct.read_view("k", i, 2, etag=md5(b"abcdef"))
+                assert view is not None and bytes(view) == b"abcdef"[i : i + 2]
+        finally:
+            await direct.aclose()
         assert len(crossings) == 1
 
 
 async def test_only_s3_offers_the_trio_path() -> None:
-    assert issubclass(S3Store, OffersTrioPut)
-    assert not issubclass(MemoryStore, OffersTrioPut)
+    assert issubclass(S3Store, OffersTrioDirect)
+    assert not issubclass(MemoryStore, OffersTrioDirect)
     from sdk.providers.azure import AzureStore
 
-    assert not issubclass(AzureStore, OffersTrioPut)
+    assert not issubclass(AzureStore, OffersTrioDirect)
     async with asyncio_loop() as aio:
         admin = MemoryAdmin()
         await aio.run(admin.create_bucket, "bucket")
         tstore = TrioStore(await aio.run(admin.open_bucket, "bucket"), aio)
-        assert tstore.trio_put is None
+        assert tstore.trio_direct is None
         await tstore.put("k", b"v")
         assert await tstore.read_all("k") == b"v"
+
+
+# -- small ranged reads through TrioStore on the real SeaweedFS ------------------------------------
+
+
+async def outcome(read: Awaitable[bytes | memoryview]) -> tuple[str, object]:
+    """What a read gives: its bytes, or its error's type and message."""
+    try:
+        return "bytes", bytes(await read)
+    except Exception as e:
+        return type(e).__name__, str(e)
+
+
+async def test_small_reads_land_exactly_without_crossing(s3_server: SeaweedServer) -> None:
+    """Ranges at the start, middle and end of an object, and one clamped at the end, are
+    read on the trio thread with the bytes (and the clamping) the store's own read gives."""
+    async with s3_bucket(s3_server) as b:
+        client = trio_client(b.tstore)
+        loop_side = b.store.client.direct
+        assert loop_side is not None
+        data = os.urandom(10_000)
+        names = ["plain", "dir/with space+plus%percent", "unicodé/ключ"]
+        for name in names:
+            await b.aio.run(b.store.put, name, data)
+        etag = md5(data)
+        ranges = [(0, 100), (0, 10_000), (5000, 1234), (9000, 1000), (9999, 1), (9500, 1000)]
+        for name in names:
+            for offset, length in ranges:
+                expected = data[offset : offset + length]
+                for pin in (None, etag):
+                    before = client.requests
+                    view = await b.tstore.read_view(name, offset, length, etag=pin)
+                    assert isinstance(view, memoryview) and view.readonly
+                    assert bytes(view) == expected, (name, offset, length, pin)
+                    got = await b.tstore.read_range(name, offset, length, etag=pin)
+                    assert isinstance(got, bytes) and got == expected
+                    assert client.requests == before + 2, f"{name!r} did not take the trio path"
+        before = loop_side.requests
+        bridged = await b.aio.run(b.store.read_view, "plain", 9500, 1000, etag=etag)
+        assert bytes(bridged) == data[9500:] and loop_side.requests == before + 1
+        assert client.connects == 1, "one keep-alive connection served every GET"
+
+
+async def test_what_the_trio_reads_leave_to_the_loop(s3_server: SeaweedServer) -> None:
+    """Everything but a plain body -- ranges at or past the end (416), empty, negative or
+    large ranges, a changed object (412), a missing key (404), an implicit directory -- is
+    answered by the store's own read, with the same bytes or the same error as a read that
+    never tried the trio path."""
+    async with s3_bucket(s3_server) as b:
+        assert b.tstore.trio_direct is not None
+        client = trio_client(b.tstore)
+        old = os.urandom(5000)
+        old_etag = await b.tstore.put("k", old)
+        new = os.urandom(SMALL_GET + 10)
+        new_etag = await b.tstore.put("k", new)
+        await b.tstore.put("implicit/x", b"1")
+        await b.tstore.put("explicit/", b"")
+        cases: list[tuple[str, int, int, str | None]] = [
+            ("k", len(new), 10, None),  # at the end: 416, read as empty
+            ("k", len(new) + 100, 10, new_etag),  # past the end
+            ("k", 10, 0, new_etag),  # empty: a HEAD checks the version
+            ("k", 10, 0, old_etag),
+            ("k", -1, 10, None),
+            ("k", 0, SMALL_GET + 1, new_etag),  # large: the loop's own direct client
+            ("k", 100, 1000, old_etag),  # changed since: 412
+            ("k", len(new) + 100, 10, old_etag),
+            ("missing", 0, 100, None),  # 404
+            ("missing", 0, 100, "0" * 32),
+            ("implicit/", 0, 10, None),  # SeaweedFS answers for the directory
+            ("", 0, 10, None),
+        ]
+        for key, offset, length, pin in cases:
+            before = client.requests
+            handled = await b.tstore.trio_direct.read_view(key, offset, length, etag=pin)
+            assert handled is None, (key, offset, length, pin)
+            tried = client.requests - before
+            trio_side = await outcome(b.tstore.read_view(key, offset, length, etag=pin))
+            trio_bytes = await outcome(b.tstore.read_range(key, offset, length, etag=pin))
+            loop_side = await outcome(b.aio.run(b.store.read_view, key, offset, length, etag=pin))
+            loop_bytes = await outcome(b.aio.run(b.store.read_range, key, offset, length, etag=pin))
+            assert trio_side == loop_side and trio_bytes == loop_bytes, (key, offset, length, pin)
+            small = 0 < length <= SMALL_GET and offset >= 0 and key
+            assert tried == (1 if small else 0), (key, offset, length, pin)
+        assert (await outcome(b.tstore.read_view("k", 100, 1000, etag=old_etag)))[0] == (
+            "PreconditionFailed"
+        )
+        assert (await outcome(b.tstore.read_view("missing", 0, 100)))[0] == "ResourceNotFound"
+        assert (await outcome(b.tstore.read_view("implicit/", 0, 10)))[0] == "ResourceNotFound"
+        assert await outcome(b.tstore.read_view("k", len(new), 10)) == ("bytes", b"")
+        assert await outcome(b.tstore.read_view("k", 0, SMALL_GET + 1)) == (
+            "bytes",
+            new[: SMALL_GET + 1],
+        )
+        # A range of an empty object: SeaweedFS answers 200 with no body (S3 416), plain
+        # bytes that both paths take as they come.
+        marker = await b.tstore.trio_direct.read_view("explicit/", 0, 10)
+        assert marker is not None and bytes(marker) == b""
+        assert await outcome(b.aio.run(b.store.read_view, "explicit/", 0, 10)) == ("bytes", b"")
+        largest = await b.tstore.read_view("k", 10, SMALL_GET, etag=new_etag)
+        assert bytes(largest) == new[10 : SMALL_GET + 10]
+
+
+async def test_gets_and_puts_share_one_connection(s3_server: SeaweedServer) -> None:
+    """GETs and PUTs alternate on one keep-alive connection, none of them crossing; a GET
+    after the server closed that connection is sent again on a fresh one."""
+    async with s3_bucket(s3_server) as b, proxy(s3_server) as p:
+        store = await b.aio.run(S3Store.open, b.name, s3_server.credentials, endpoint_url=p.url)
+        tstore = TrioStore(store, b.aio)
+        try:
+            client = trio_client(tstore)
+            for i in range(5):
+                data = os.urandom(4096 + i)
+                etag = await tstore.put(f"f{i}", data)
+                assert bytes(await tstore.read_view(f"f{i}", 0, 4096 + i, etag=etag)) == data
+                assert await tstore.read_range(f"f{i}", 4000, 200, etag=etag) == data[4000:]
+            assert (client.requests, client.connects, p.accepted) == (15, 1, 1)
+            await p.drop_all()
+            assert await tstore.read_range("f0", 0, 10) == (await b.read("f0"))[:10]
+            assert (client.requests, client.connects, p.accepted) == (16, 2, 2)
+            assert store.client.direct is not None
+            assert store.client.direct.requests == 0, "nothing was repeated on the loop"
+        finally:
+            await tstore.close()
 
 
 # -- through a proxy in front of SeaweedFS ---------------------------------------------------------
@@ -388,7 +539,7 @@ async def test_idle_connection_closed_by_the_server_is_retried(s3_server: Seawee
         assert await b.read("k") == b"second"
 
 
-async def test_https_puts_keep_alive(s3_server: SeaweedServer, tmp_path: Path) -> None:
+async def test_https_puts_and_gets_keep_alive(s3_server: SeaweedServer, tmp_path: Path) -> None:
     server_tls, client_tls = tls_contexts(tmp_path)
     async with s3_bucket(s3_server) as b, proxy(s3_server, server_tls) as p:
         client = S3DirectTrio(
@@ -404,6 +555,8 @@ async def test_https_puts_keep_alive(s3_server: SeaweedServer, tmp_path: Path) -
             for name in ("a", "dir/b c"):
                 response = await client.put(b.name, name, data, headers={"x-amz-meta-mode": "420"})
                 assert (response.status, response.headers["etag"]) == (200, f'"{md5(data)}"')
+            got = await client.get(b.name, "dir/b c", 1000, 50_000, md5(data))
+            assert (got.status, got.body) == (206, data[1000:51_000])
             assert (client.connects, p.accepted) == (1, 1)
             await p.drop_all()
             assert (await client.put(b.name, "a", b"again")).status == 200
@@ -466,7 +619,9 @@ async def read_request(stream: trio.SocketStream) -> bytes | None:
         data += chunk
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.lower().split(b"\r\n")
-    length = next(int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length"))
+    length = next(
+        (int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length")), 0
+    )
     while len(body) < length:
         body += await stream.receive_some(65536)
     return head + b"\r\n\r\n" + body
@@ -557,4 +712,67 @@ async def test_large_bodies_are_refused() -> None:
     client = quick("http://127.0.0.1:9")
     with pytest.raises(ValueError, match="not small"):
         await client.put("b", "k", bytes(HASH_IN_THREAD))
+    with pytest.raises(ValueError, match="not small"):
+        await client.get("b", "k", 0, SMALL_GET + 1, None)
     assert client.connects == 0
+
+
+async def test_get_body_in_pieces_is_whole_and_the_connection_reused() -> None:
+    """A body that trickles in (head alone first, then small pieces) is assembled exactly;
+    the request is the ranged, pinned GET the asyncio client sends."""
+    body = os.urandom(100_000)
+    requests: list[bytes] = []
+
+    async def trickle(stream: trio.SocketStream) -> None:
+        while (request := await read_request(stream)) is not None:
+            requests.append(request)
+            await stream.send_all(b"HTTP/1.1 206 Partial Content\r\n")
+            await stream.send_all(b"Content-Length: %d\r\n\r\n" % len(body))
+            for start in range(0, len(body), 7000):
+                await stream.send_all(body[start : start + 7000])
+                await trio.sleep(0.001)  # so the client sees them arrive apart
+
+    async with scripted(trickle) as url:
+        client = quick(url)
+        first = await client.get("b", "dir/k", 1000, len(body), "abc")
+        second = await client.get("b", "dir/k", 1000, len(body), None)
+        await client.aclose()
+    assert first.status == 206 and first.body is not None and bytes(first.body) == body
+    assert second.body is not None and bytes(second.body) == body
+    assert client.connects == 1
+    head = requests[0].lower()
+    assert head.startswith(b"get /b/dir/k http/1.1\r\n")
+    assert b"\r\nrange: bytes=1000-100999\r\n" in head
+    assert b'\r\nif-match: "abc"\r\n' in head
+    assert b"if-match" not in requests[1].lower()
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        (b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found", 404),
+        (b"HTTP/1.1 412 Precondition Failed\r\nContent-Length: 0\r\n\r\n", 412),
+        (b"HTTP/1.1 206 Partial Content\r\nContent-Length: 11\r\n\r\n0123456789a", 206),
+        (b"HTTP/1.1 206 Partial Content\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 206),
+        (b"HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\n\r\n01234", 206),
+    ],
+    ids=["404", "412", "longer-than-asked", "chunked", "cut-short"],
+)
+async def test_get_replies_without_a_plain_body(reply: bytes, status: int) -> None:
+    """Anything but a whole 200/206 body of at most the range asked comes without a body
+    (the store then asks again on its loop), and its connection is not reused."""
+
+    async def answer(stream: trio.SocketStream) -> None:
+        while await read_request(stream) is not None:
+            await stream.send_all(reply)
+            if reply.endswith(b"01234"):
+                await stream.aclose()  # the rest never comes
+                return
+
+    async with scripted(answer) as url:
+        client = quick(url)
+        first = await client.get("b", "k", 0, 10, "abc")
+        second = await client.get("b", "k", 0, 10, "abc")
+        await client.aclose()
+    assert (first.status, first.body, second.status) == (status, None, status)
+    assert client.connects == 2

@@ -259,14 +259,16 @@ class OnLoop(Protocol):
     def __call__(self, fn: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
 
 
-class TrioPut(Protocol):
-    """PUTs of small bodies callable from a trio task with no crossing to the store's loop.
+class TrioDirect(Protocol):
+    """Small PUTs and small ranged reads callable from a trio task with no crossing to the
+    store's loop: a trio-side direct client of the store.
 
     Why: a trio program (the mount daemon) reaches an asyncio store through a thread
-    hand-off that costs about 0.45 ms per call, and closing a small file is one PUT; see
-    :mod:`sdk.providers.s3_direct_trio`.  Only what the store can do cheaply on the caller's
-    thread is handled here; everything else, errors included, is left to
-    :meth:`BlobStore.put`.
+    hand-off that costs about 0.45 ms per call, and closing a small file is one PUT, reading
+    one back one ranged GET; see :mod:`sdk.providers.s3_direct_trio`.  Only what the store
+    can do cheaply on the caller's thread is handled here, and only plain successes are
+    answered: everything else, errors included, is left to the :class:`BlobStore` method,
+    which gives the same result or raises the same error as if this did not exist.
     """
 
     async def put(
@@ -279,20 +281,31 @@ class TrioPut(Protocol):
         :mod:`sdk.errors` error.  PUT is idempotent, so repeating it is safe."""
         ...
 
+    async def read_view(
+        self, key: str, offset: int, length: int, *, etag: str | None = None
+    ) -> memoryview | None:
+        """What :meth:`BlobStore.read_view` returns for these arguments when it is a plain
+        ranged read of a small length that the server answered with bytes; ``None`` for
+        everything else (a large or empty range, a missing key, a changed object (``etag``),
+        a range past the end, an implicit directory, a refusal, a broken connection, a
+        timeout ...): the caller then calls :meth:`BlobStore.read_view`, which retries and
+        returns or raises what it always does."""
+        ...
+
     async def aclose(self) -> None:
         """Close the connections it keeps (on the trio side)."""
         ...
 
 
 @runtime_checkable
-class OffersTrioPut(Protocol):
-    """A :class:`BlobStore` that can PUT small bodies from trio (S3 on S3-compatible
-    endpoints); other stores go through their loop for everything."""
+class OffersTrioDirect(Protocol):
+    """A :class:`BlobStore` with a trio-side direct client for small PUTs and reads (S3 on
+    S3-compatible endpoints); other stores go through their loop for everything."""
 
-    def trio_put(self, on_loop: OnLoop) -> TrioPut | None:
-        """A :class:`TrioPut` for this store, or ``None`` when it cannot offer one.
+    def trio_direct(self, on_loop: OnLoop) -> TrioDirect | None:
+        """A :class:`TrioDirect` for this store, or ``None`` when it cannot offer one.
         ``on_loop`` is how it reaches its own loop from trio (for credentials).  Use the
-        result from one trio run; close it with :meth:`TrioPut.aclose`."""
+        result from one trio run; close it with :meth:`TrioDirect.aclose`."""
         ...
 
 

@@ -90,7 +90,7 @@ from .base import (
     OnLoop,
     PersistentGrant,
     PrefixInfo,
-    TrioPut,
+    TrioDirect,
 )
 from .part_copy import copy_in_parts
 from .s3_direct import HASH_IN_THREAD, Response, S3Direct, sendable
@@ -796,17 +796,18 @@ class S3Store:
 
         return _direct_etag(await retried(put))
 
-    def trio_put(self, on_loop: OnLoop) -> TrioPut | None:
-        """PUTs of small bodies from a trio task, without crossing to this store's loop
-        (:mod:`sdk.providers.s3_direct_trio`; the :class:`~sdk.providers.base.OffersTrioPut`
-        capability), or ``None`` where the direct client does not serve the endpoint (AWS).
-        ``on_loop`` reaches this store's loop: the credentials are fetched there, so
-        renewing ones keep renewing in one place."""
+    def trio_direct(self, on_loop: OnLoop) -> TrioDirect | None:
+        """Small PUTs and small ranged reads from a trio task, without crossing to this
+        store's loop (:mod:`sdk.providers.s3_direct_trio`; the
+        :class:`~sdk.providers.base.OffersTrioDirect` capability), or ``None`` where the
+        direct client does not serve the endpoint (AWS).  ``on_loop`` reaches this store's
+        loop: the credentials are fetched there, so renewing ones keep renewing in one
+        place."""
         direct = self.client.direct
         if direct is None:
             return None
         # Imported here: trio is for trio programs; asyncio users of the sdk never load it.
-        from .s3_direct_trio import S3DirectTrio
+        from .s3_direct_trio import SMALL_GET, S3DirectTrio
 
         source = direct.credentials
 
@@ -820,7 +821,7 @@ class S3Store:
             connect_timeout=direct.connect_timeout,
             read_timeout=direct.read_timeout,
         )
-        return _TrioPut(self, client)
+        return _TrioDirect(self, client, SMALL_GET)
 
     async def start_multipart(
         self,
@@ -958,15 +959,18 @@ class S3Store:
         await self.client.close()
 
 
-class _TrioPut:
-    """:meth:`S3Store.trio_put`'s :class:`~sdk.providers.base.TrioPut`: the store's PUT
-    (same headers, same rules for taking the direct path) for bodies small enough to hash on
-    the caller's thread, over :class:`~sdk.providers.s3_direct_trio.S3DirectTrio`."""
+class _TrioDirect:
+    """:meth:`S3Store.trio_direct`'s :class:`~sdk.providers.base.TrioDirect`: the store's
+    PUT (same headers, same rules for taking the direct path) for bodies small enough to
+    hash on the caller's thread, and the direct path of its :meth:`~S3Store.read_view` for
+    ranges of at most ``small_get`` bytes, over
+    :class:`~sdk.providers.s3_direct_trio.S3DirectTrio`."""
 
-    def __init__(self, store: S3Store, client: S3DirectTrio) -> None:
+    def __init__(self, store: S3Store, client: S3DirectTrio, small_get: int) -> None:
         self._store = store
         #: The trio client (its counters are for tests and logs).
         self.client = client
+        self._small_get = small_get
 
     async def put(
         self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None
@@ -981,6 +985,23 @@ class _TrioPut:
             log.debug("%s from trio: %s", self._store._what("put", key), e)
             return None
         return _direct_etag(response)
+
+    async def read_view(
+        self, key: str, offset: int, length: int, *, etag: str | None = None
+    ) -> memoryview | None:
+        # What S3Store._read_range takes from its direct client, and nothing more: bad and
+        # empty ranges (an error, a HEAD), an empty key, anything but a 200/206 body, and an
+        # implicit directory's answer go to the store, which answers them as it always does.
+        if offset < 0 or length <= 0 or length > self._small_get or not key:
+            return None
+        try:
+            response = await self.client.get(self._store.bucket_name, key, offset, length, etag)
+        except TransientError as e:
+            log.debug("%s from trio: %s", self._store._what("read", key), e)
+            return None
+        if response.body is None or _is_implicit_directory(key, _fast_head(response)):
+            return None
+        return response.body
 
     async def aclose(self) -> None:
         await self.client.aclose()

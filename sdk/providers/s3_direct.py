@@ -39,9 +39,10 @@ botocore (GET, PUT and UploadPart are idempotent), whose error translation then 
 Broken connections and timeouts raise :class:`~sdk.errors.TransientError` (the caller
 retries); a connection is reused only after a complete response to a completely sent request.
 
-Building a signed request head (:class:`Endpoint`, :func:`signed_head`) and parsing a
-response head (:func:`parse_head`) are plain functions, shared with the trio client that
-makes small PUTs without crossing to this loop (:mod:`sdk.providers.s3_direct_trio`).
+Building a signed request head (:class:`Endpoint`, :func:`signed_head`,
+:func:`range_headers`) and parsing a response head (:func:`parse_head`) are plain functions,
+shared with the trio client that makes small PUTs and small ranged GETs without crossing to
+this loop (:mod:`sdk.providers.s3_direct_trio`).
 """
 
 from __future__ import annotations
@@ -197,6 +198,17 @@ def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
             raise ValueError(f"header line {line!r}")
         headers[name.strip().lower()] = value.strip()
     return int(status), headers
+
+
+def range_headers(offset: int, length: int, etag: str | None) -> dict[str, str]:
+    """The headers of a ranged GET of ``length`` (at least 1) bytes at ``offset``, pinned
+    to version ``etag`` when given (a changed object then answers 412, never other bytes)."""
+    if offset < 0 or length < 1:
+        raise ValueError(f"no HTTP range for offset={offset} length={length}")
+    headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
+    if etag is not None:
+        headers["If-Match"] = f'"{etag}"'
+    return headers
 
 
 @dataclass(frozen=True)
@@ -423,9 +435,7 @@ class S3Direct:
         self, bucket: str, key: str, offset: int, length: int, etag: str | None
     ) -> Response:
         """GET ``length`` bytes of ``bucket/key`` at ``offset`` (``If-Match: etag``)."""
-        headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
-        if etag is not None:
-            headers["If-Match"] = f'"{etag}"'
+        headers = range_headers(offset, length, etag)
         return await self._request("GET", bucket, key, (), headers, b"", EMPTY_SHA256_HASH)
 
     async def put(
@@ -556,6 +566,7 @@ __all__ = [
     "Response",
     "S3Direct",
     "parse_head",
+    "range_headers",
     "request_head",
     "sendable",
     "signed_head",

@@ -1,37 +1,42 @@
-"""Small PUTs on S3-compatible endpoints from a trio program, without crossing to asyncio.
+"""Small PUTs and small ranged GETs on S3-compatible endpoints from a trio program, without
+crossing to asyncio.
 
 Why this exists: the mount daemon runs on trio (pyfuse3) and the sdk on an asyncio loop in
 another thread (:mod:`blobfs.bridge`).  Every store call crosses between the two: two
 cross-thread wake-ups plus GIL hand-offs, 0.45 ms per call measured from the daemon's own
-timers, and closing a small file on the mount is one PUT (6-7 ms per 4 KiB file in all
-here).  Doing that PUT on the trio thread with a trio socket saved 10-15 % per file in
-interleaved A/B runs of the create-write-close of 4 KiB files: B/A 0.85 and 0.90 for a
-prototype, 0.88 and 0.86 for this module (5.65 -> 4.98 and 4.41 -> 3.80 ms per file; A/A
-gives 0.998).  Issue 6 asks for 1,000 such files in under half of s3fs's time.
+timers.  Closing a small file on the mount is one PUT (6-7 ms per 4 KiB file in all here),
+and reading a small file back is one ranged GET.  Doing that PUT on the trio thread with a
+trio socket saved 10-15 % per file in interleaved A/B runs of the create-write-close of
+4 KiB files: B/A 0.85 and 0.90 for a prototype, 0.88 and 0.86 for this module (5.65 -> 4.98
+and 4.41 -> 3.80 ms per file; A/A gives 0.998).  Issue 6 asks for 1,000 such files in under
+half of s3fs's time.
 
 :class:`S3DirectTrio` is the trio twin of :class:`~sdk.providers.s3_direct.S3Direct`, for
-one request shape only: a PUT of a *small* body (under
+two request shapes only: a PUT of a *small* body (under
 :data:`~sdk.providers.s3_direct.HASH_IN_THREAD`, so hashing it never stalls the trio
-thread).  It shares the request building, signing and response-head parsing with the
-asyncio client (:func:`~sdk.providers.s3_direct.signed_head`,
+thread), and a ranged GET of at most :data:`SMALL_GET` bytes with ``If-Match``.  It shares
+the request building, signing and response-head parsing with the asyncio client
+(:func:`~sdk.providers.s3_direct.signed_head`, :func:`~sdk.providers.s3_direct.range_headers`,
 :func:`~sdk.providers.s3_direct.parse_head`); what it adds is the trio I/O:
 
-* a small pool of keep-alive trio streams (``trio.SSLStream`` over https); a connection is
-  reused only after a complete response to a completely sent request;
+* a small pool of keep-alive trio streams (``trio.SSLStream`` over https), shared by GETs
+  and PUTs; a connection is reused only after a complete response to a completely sent
+  request;
 * a reused idle connection that fails before any byte of the response came is retried once
   on a fresh one: the server may have closed it while it sat idle, which is no failure of
-  the request (PUT is idempotent, so sending it again is safe either way);
+  the request (GET and PUT are idempotent, so sending it again is safe either way);
 * the connect timeout, and the inactivity timeout as a deadline on the whole exchange: a
-  small body fits in the socket's send buffer, so sending and waiting for the reply are one
+  small body fits in the socket's buffers, so sending and waiting for the reply are one
   wait with no progress to observe in between;
 * credentials from a caller-supplied awaitable (the renewing ones live on the asyncio side),
   kept for :data:`CREDENTIALS_TTL` seconds and dropped when the server refuses them.
 
-It does not judge replies: it returns the status and headers, and raises
-:class:`~sdk.errors.TransientError` for broken connections and timeouts.  The store
-(:meth:`sdk.providers.s3.S3Store.trio_put`) takes only a 200 with an ETag as done; for
-anything else its caller repeats the PUT on the asyncio side, which retries and translates
-errors as every other store call does.
+It does not judge replies: it returns the status, the headers and, for a 200/206 GET, the
+whole body, and raises :class:`~sdk.errors.TransientError` for broken connections and
+timeouts.  The store (:meth:`sdk.providers.s3.S3Store.trio_direct`) takes only a 200 with an
+ETag as a PUT done and a 200/206 body that is no implicit directory as a GET done; for
+anything else its caller repeats the request on the asyncio side, which retries and
+translates errors (404, 412, 416 ...) as every other store call does.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Mapping
 
 import trio
+from botocore.auth import EMPTY_SHA256_HASH
 from botocore.credentials import ReadOnlyCredentials
 
 from ..errors import TransientError
@@ -51,14 +57,25 @@ from .s3_direct import (
     Endpoint,
     Response,
     parse_head,
+    range_headers,
     signed_head,
 )
 from .sigv4 import SigV4Signer
 
 #: Idle connections kept for reuse (the mount closes files from a few tasks at once).
 MAX_IDLE = 8
-#: Bytes asked of the stream per receive: a PUT's reply head is a few hundred bytes.
+#: Bytes asked of the stream per receive of a reply head: a PUT's is a few hundred bytes,
+#: and a 4 KiB GET's body arrives with its head.
 RECEIVE = 16 * 1024
+#: Largest GET this client makes; larger ranges take the asyncio client.  Why a limit: the
+#: body is received (and copied once, from the socket's chunks into its buffer) on the trio
+#: thread, which serves every FUSE request, and the deadline covers the whole exchange, so
+#: only a body that arrives in one short burst belongs here.  And only small GETs gain: the
+#: crossing costs about 0.45 ms against a 4 KiB GET's 1-2 ms, but 1 % of a 16 MiB block
+#: fetch's 40 ms.
+SMALL_GET = 256 * 1024
+#: Largest receive of a GET body (the rest of a :data:`SMALL_GET` at most).
+MAX_RECEIVE = SMALL_GET
 #: How long a credentials snapshot is used before it is asked for again.  Asking crosses to
 #: the asyncio thread -- the very hand-off this module avoids -- so not once per PUT.
 #: Renewing credentials are renewed well before they expire: botocore's own providers 10-15
@@ -71,6 +88,10 @@ CREDENTIALS_TTL = 60.0
 #: Statuses by which servers refuse credentials: 403 (SeaweedFS, S3's AccessDenied and
 #: SignatureDoesNotMatch), 400 (S3 and MinIO answer ExpiredToken so), 401.
 _REFUSED = frozenset({400, 401, 403})
+#: The replies read to their end (the connection then stays usable): a PUT's success, and a
+#: ranged GET's body (206, or 200 from a server that sends the whole object as its range).
+_PUT_KEEP = frozenset({200})
+_GET_KEEP = frozenset({200, 206})
 
 #: A trio-side source of credentials (for the sdk's stores: a crossing to the asyncio loop
 #: where the session's renewing credentials live).
@@ -82,8 +103,9 @@ class _NoReply(TransientError):
 
 
 class S3DirectTrio:
-    """PUTs of small bodies on one path-style S3 endpoint, from trio (see the module
-    docstring).  Use it from one trio run; :meth:`aclose` closes its idle connections."""
+    """PUTs of small bodies and small ranged GETs on one path-style S3 endpoint, from trio
+    (see the module docstring).  Use it from one trio run; :meth:`aclose` closes its idle
+    connections."""
 
     def __init__(
         self,
@@ -125,33 +147,68 @@ class S3DirectTrio:
             # bodies in a worker thread.
             raise ValueError(f"a body of {len(body)} bytes is not small: use S3Direct")
         digest = hashlib.sha256(body).hexdigest()
-        credentials = await self._current_credentials()
-        head = signed_head(
-            self.endpoint,
-            self._signer,
-            credentials,
-            "PUT",
-            bucket,
-            key,
-            (),
-            headers or {},
-            digest,
-            len(body),
-        )
+        head = await self._head("PUT", bucket, key, headers or {}, digest, len(body))
         # One write: the head and a small body go out in one segment (the copy of at most
         # 256 KiB costs microseconds; two writes would cost a second send and, with
         # TCP_NODELAY, a second segment).
-        request = head + body
+        response = await self._request(head + body, keep=_PUT_KEEP, limit=MAX_HEAD)
+        return Response(response.status, response.headers, None)
+
+    async def get(
+        self, bucket: str, key: str, offset: int, length: int, etag: str | None
+    ) -> Response:
+        """GET ``length`` bytes (at most :data:`SMALL_GET`) of ``bucket/key`` at ``offset``
+        with ``If-Match: etag``, the request :meth:`S3Direct.get
+        <sdk.providers.s3_direct.S3Direct.get>` makes.  A 200 or 206 whose whole
+        ``Content-Length`` body (at most ``length`` bytes) arrived comes with that body as a
+        read-only view; any other reply with ``body=None`` (its status is the caller's to
+        interpret).  Raises :class:`~sdk.errors.TransientError` for connection failures and
+        timeouts."""
+        if length > SMALL_GET:
+            raise ValueError(f"a range of {length} bytes is not small: use S3Direct")
+        headers = range_headers(offset, length, etag)
+        head = await self._head("GET", bucket, key, headers, EMPTY_SHA256_HASH, None)
+        # A correct server sends at most the range asked for; a larger body (a server that
+        # ignored the Range) is not read here but left to the caller's fallback.
+        return await self._request(head, keep=_GET_KEEP, limit=length)
+
+    async def _head(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        headers: Mapping[str, str],
+        payload_hash: str,
+        content_length: int | None,
+    ) -> bytes:
+        credentials = await self._current_credentials()
+        return signed_head(
+            self.endpoint,
+            self._signer,
+            credentials,
+            method,
+            bucket,
+            key,
+            (),
+            headers,
+            payload_hash,
+            content_length,
+        )
+
+    async def _request(self, request: bytes, *, keep: frozenset[int], limit: int) -> Response:
+        """Send ``request`` (idempotent: GET or PUT) on a pooled connection and read its
+        reply (see :meth:`_send_and_receive` for ``keep`` and ``limit``)."""
         stream, reused = await self._acquire()
         try:
-            response = await self._exchange(stream, request)
+            response = await self._exchange(stream, request, keep, limit)
         except _NoReply:
             if not reused:
                 raise
             # Closed while idle, most likely (servers drop keep-alive connections after a
-            # while): once more on a connection of our own making.
+            # while): once more on a connection of our own making.  Both methods sent here
+            # are idempotent, so sending the request again is safe either way.
             stream, _ = await self._acquire(fresh=True)
-            response = await self._exchange(stream, request)
+            response = await self._exchange(stream, request, keep, limit)
         if response.status in _REFUSED:
             self._snapshot = None  # renewed or revoked: ask again next time
         return response
@@ -163,13 +220,15 @@ class S3DirectTrio:
             self._snapshot_at = now
         return self._snapshot
 
-    async def _exchange(self, stream: trio.abc.Stream, request: bytes) -> Response:
-        """Send ``request`` on ``stream`` and read the reply head; put the stream back in
-        the pool when the exchange left it reusable, else close it."""
+    async def _exchange(
+        self, stream: trio.abc.Stream, request: bytes, keep: frozenset[int], limit: int
+    ) -> Response:
+        """Send ``request`` on ``stream`` and read the reply; put the stream back in the
+        pool when the exchange left it reusable, else close it."""
         reusable = False
         try:
             with trio.fail_after(self.read_timeout):
-                response, reusable = await self._send_and_receive(stream, request)
+                response, reusable = await self._send_and_receive(stream, request, keep, limit)
         except trio.TooSlowError:
             raise TransientError(
                 f"no reply from {self.endpoint.host} within {self.read_timeout:g} s"
@@ -184,8 +243,12 @@ class S3DirectTrio:
         return response
 
     async def _send_and_receive(
-        self, stream: trio.abc.Stream, request: bytes
+        self, stream: trio.abc.Stream, request: bytes, keep: frozenset[int], limit: int
     ) -> tuple[Response, bool]:
+        """The reply to ``request`` and whether the connection is still in step.  A reply
+        with a status in ``keep`` and a ``Content-Length`` body of at most ``limit`` bytes
+        is read to its end and comes with that body; any other reply comes with its status
+        and headers only, and its connection is not reused (what is left of it unread)."""
         try:
             await stream.send_all(request)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
@@ -219,29 +282,32 @@ class S3DirectTrio:
         length = headers.get("content-length")
         if (
             sent_error is not None
-            or status != 200
+            or status not in keep
             or length is None
             or not length.isdigit()
+            or int(length) > limit
             or "chunked" in headers.get("transfer-encoding", "").lower()
-            or headers.get("connection", "").lower() == "close"
         ):
             # Not a plain reply to a whole request: not read to its end, never reused.
             return response, False
-        # Read the (normally empty) body, so the connection is in step for the next request.
-        missing = int(length) - (len(received) - end - 4)
-        if missing < 0 or missing > MAX_HEAD:
-            return response, False
-        while missing:
+        body = bytearray(int(length))
+        filled = len(received) - end - 4
+        if filled > len(body):
+            return response, False  # more than it announced: out of step
+        body[:filled] = received[end + 4 :]
+        while filled < len(body):
             try:
-                chunk = await stream.receive_some(min(missing, RECEIVE))
+                chunk = await stream.receive_some(min(len(body) - filled, MAX_RECEIVE))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 chunk = b""
             if not chunk:
-                # The status and headers are what a PUT's reply says; only the connection
-                # is lost.
+                # The status and headers stand (all a PUT's reply says); the body and the
+                # connection are lost.
                 return response, False
-            missing -= len(chunk)
-        return response, True
+            body[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+        reusable = headers.get("connection", "").lower() != "close"
+        return Response(status, headers, memoryview(body).toreadonly()), reusable
 
     async def _acquire(self, *, fresh: bool = False) -> tuple[trio.abc.Stream, bool]:
         """An idle connection (unless ``fresh``) or a new one; and whether it was idle."""
@@ -275,4 +341,4 @@ class S3DirectTrio:
             await trio.aclose_forcefully(stream)
 
 
-__all__ = ["CREDENTIALS_TTL", "S3DirectTrio", "TrioCredentialSource"]
+__all__ = ["CREDENTIALS_TTL", "SMALL_GET", "S3DirectTrio", "TrioCredentialSource"]
