@@ -101,7 +101,7 @@ def main() -> int:
     try:
         config = s3_config(server, work)
         (work / "data").mkdir()
-        uri, _ = asyncio.run(fill(config, work / "data" / "registry.sqlite3", 8, 1))
+        uri, _ = asyncio.run(fill(config, work / "data" / "registry.sqlite3", server, 8, 1))
         dirs = {}
         for tag, tree in (("A", args.a), ("B", args.b)):
             where = work / f"mnt-{tag}"

@@ -24,11 +24,12 @@ the raw PUT and to each peer.  Needs root, fuse3, s3fs and rclone (all from Debi
 
 The peers run with their defaults (s3fs uploads at flush/close; rclone's default
 ``--vfs-cache-mode off`` streams the upload and finishes it at close) plus what they need
-to reach the server; blobfs with its defaults.  Everything runs on this machine, so the
-server competes with the mounts for CPU.  Every timed step starts once the page cache is
-flushed and the server has settled (:func:`bench_mount.settle`), so neither the disk
-writes nor the server's background work that a large upload leaves behind is charged to
-the next step, whichever tool that is.
+to reach the server; blobfs with its defaults.  All three sign with the server's one
+static key: blobfs mounts the bucket as an imported one (:func:`bench_mount.import_bucket`
+says why).  Everything runs on this machine, so the server competes with the mounts for
+CPU.  Every timed step starts once the page cache is flushed and the server has settled
+(:func:`bench_mount.settle`), so neither the disk writes nor the server's background work
+that a large upload leaves behind is charged to the next step, whichever tool that is.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from bench_mount import (  # noqa: E402  (one harness: the read benchmark's moun
     can_run,
     daemon_pid,
     drop_caches,
+    import_bucket,
     peak_rss_mib,
     run,
     s3_config,
@@ -349,11 +351,10 @@ def measure(tools: list[str], s: Setup, bucket: Bucket, args: argparse.Namespace
 # -- the run ----------------------------------------------------------------------------------
 
 
-async def create_bucket(config: Config, registry: Path) -> str:
+async def create_bucket(config: Config, registry: Path, server: SeaweedServer) -> str:
     async with Client(config, registry_path=registry) as client:
-        bucket = await client.buckets.create("benchw")
-        store = await client.buckets.store_for(bucket)
-        return str(store.bucket_name)
+        await import_bucket(client, server, "benchw")
+        return "benchw"
 
 
 def main() -> int:
@@ -377,7 +378,9 @@ def main() -> int:
     try:
         config = s3_config(server, work)
         (work / "data").mkdir()
-        provider_bucket = asyncio.run(create_bucket(config, work / "data" / "registry.sqlite3"))
+        provider_bucket = asyncio.run(
+            create_bucket(config, work / "data" / "registry.sqlite3", server)
+        )
         bucket = Bucket(server, provider_bucket)
         make_source(work / "source.bin", args.size_bytes)
         tree_bytes = make_tree(work / "tree", args.tree_files)
