@@ -49,7 +49,7 @@ from .fuse_ops import Operations, kernel_options
 from .mountpoint import MountError
 from .namespace import root_key
 from .notify import ReadyPipe, sd_notify, wait_ready
-from .options import MountOptions, OptionError, parse_options, split_options
+from .options import MountOptions, OptionError, absolute_paths, parse_options, split_options
 
 log = logging.getLogger("blobfs.daemon")
 
@@ -301,12 +301,35 @@ def run_foreground(
     return 0
 
 
+#: Environment variables naming files or directories the daemon uses (the sdk's configuration
+#: and registry, the cache): a relative one is made absolute for the daemon, which runs in /.
+_PATH_VARIABLES = (
+    "BLOBFS_CONFIG",
+    "BLOBFS_DATA_DIR",
+    "XDG_CACHE_HOME",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+)
+
+
+def _daemon_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    for name in _PATH_VARIABLES:
+        if env.get(name):
+            env[name] = str(Path(env[name]).absolute())
+    return env
+
+
 def start_background(
     source: str, where: Path, option_items: list[str], *, cluster: str | None, log_file: Path | None
 ) -> int:
-    """Start the daemon detached and wait until it is ready; return the exit code."""
+    """Start the daemon detached and wait until it is ready; return the exit code.
+
+    ``option_items`` must name paths absolutely (:func:`~blobfs.options.absolute_paths`)."""
     read_fd, write_fd = os.pipe()
-    cmd = [sys.executable, "-m", "blobfs.daemon", source, str(where), "--foreground"]
+    # -P: ``-m`` would put the working directory first on sys.path, so a ``blobfs`` or
+    # ``sdk`` directory where the user happens to stand would be imported instead of ours.
+    cmd = [sys.executable, "-P", "-m", "blobfs.daemon", source, str(where), "--foreground"]
     cmd += ["--ready-fd", str(write_fd)]
     if option_items:
         cmd += ["-o", ",".join(option_items)]
@@ -321,6 +344,10 @@ def start_background(
             stderr=stderr,
             pass_fds=(write_fd,),
             start_new_session=True,
+            # A daemon keeps no directory busy (the user's may be on a file system that is
+            # to be unmounted).
+            cwd="/",
+            env=_daemon_environment(),
             close_fds=True,
         )
     finally:
@@ -387,7 +414,11 @@ def mount_command(
         ctx.exit(e.exit_code)
     if foreground:
         ctx.exit(run_foreground(source, where, opts, cluster=cluster, ready_fd=ready_fd))
-    ctx.exit(start_background(source, where, items, cluster=cluster, log_file=opts.log_file))
+    ctx.exit(
+        start_background(
+            source, where, absolute_paths(items), cluster=cluster, log_file=opts.log_file
+        )
+    )
 
 
 @click.command("umount")

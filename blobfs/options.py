@@ -197,6 +197,22 @@ def split_options(items: list[str] | tuple[str, ...]) -> list[str]:
     return [part.strip() for item in items for part in item.split(",") if part.strip()]
 
 
+#: Options naming a path: a relative one is taken from the directory ``blobfs mount`` runs
+#: in, and handed to the daemon (which runs in ``/``) made absolute.
+_PATHS = ("cache_dir", "log_file")
+
+
+def absolute_paths(items: list[str]) -> list[str]:
+    """``items`` (split) with the relative paths of path options made absolute."""
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if sep and value and name.strip().replace("-", "_") in _PATHS:
+            item = f"{name}={Path(value).absolute()}"
+        out.append(item)
+    return out
+
+
 def parse_options(items: list[str] | tuple[str, ...]) -> MountOptions:
     """Parse ``-o`` values (each may hold several comma-separated options)."""
     opts = MountOptions()

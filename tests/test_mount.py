@@ -92,9 +92,8 @@ class World:
     def blobfs(
         self, *args: str, check: bool = False, **kw: Any
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [BLOBFS, *args], env=self.env, capture_output=True, text=True, check=False, **kw
-        )
+        kw.setdefault("env", self.env)
+        return subprocess.run([BLOBFS, *args], capture_output=True, text=True, check=False, **kw)
 
     def mount(self, source: str, where: Path, options: str = FAST) -> Path:
         where.mkdir(parents=True, exist_ok=True)
@@ -295,6 +294,37 @@ def test_prefix_mount(world: World) -> None:
     try:
         assert sorted(os.listdir(where)) == ["inner", "y.txt"]
         assert (where / "inner" / "x.txt").read_bytes() == b"x\n"
+    finally:
+        world.umount(where)
+
+
+def test_the_daemon_runs_its_own_code_in_the_root_directory(world: World) -> None:
+    """``blobfs mount`` run where a ``blobfs`` and an ``sdk`` package lie (a checkout of
+    something else), with relative paths in its options and environment: the daemon imports
+    its own code, keeps no directory busy, and finds every path where the user meant it."""
+    here = world.tmp / "elsewhere"
+    for package in ("blobfs", "sdk"):
+        (here / package).mkdir(parents=True)
+        (here / package / "__init__.py").write_text("raise SystemExit('the wrong package')\n")
+    where = world.tmp / "from-elsewhere"
+    where.mkdir()
+    env = dict(world.env, BLOBFS_CONFIG=os.path.relpath(world.env["BLOBFS_CONFIG"], here))
+    proc = world.blobfs(
+        "mount",
+        f"blob:{world.bucket}",
+        str(where),
+        "-o",
+        f"{FAST},log_file=mount.log",
+        cwd=here,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    world.mounts.append(where)
+    try:
+        assert (where / "top.txt").read_bytes() == b"top\n"
+        pid = mountpoint.read_pid(where)
+        assert pid is not None and os.readlink(f"/proc/{pid}/cwd") == "/"
+        assert (here / "mount.log").exists()
     finally:
         world.umount(where)
 
