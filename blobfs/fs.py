@@ -1268,6 +1268,7 @@ class Filesystem:
                 )
         # Streaming uploads given up meanwhile are aborted, so they leave no parts.
         await self.writeback.settle()
+        self.writeback.close_spares()
 
     def _new_fh(self) -> int:
         fh = self._next_fh

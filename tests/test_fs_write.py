@@ -56,6 +56,17 @@ async def create_file(env: Env, name: str, data: bytes, parent: int = ROOT_INODE
     return handle.node
 
 
+def staged_data(env: Env) -> list[str]:
+    """What the staging directory holds besides the emptied spares kept for the next files
+    (an empty data file whose sidecar records nothing to upload, and that sidecar)."""
+    names = {p.name for p in env.fs.staging_dir.iterdir()}
+    for data in env.fs.staging_dir.glob("*.data"):
+        side = Sidecar.load(data.with_suffix(".key"))
+        if data.stat().st_size == 0 and side is not None and not side.dirty and not side.key:
+            names -= {data.name, data.with_suffix(".key").name}
+    return sorted(names)
+
+
 def local_write(path: Any, offset: int, data: bytes) -> None:
     with open(path, "r+b" if path.exists() else "w+b") as f:
         f.seek(offset)
@@ -92,7 +103,7 @@ async def test_create_write_close_stores_object_with_s3fs_metadata() -> None:
         assert int(info.metadata["mode"]) == stat.S_IFREG | 0o640
         assert info.metadata["uid"] == "1000" and info.metadata["gid"] == "1000"
         assert abs(int(info.metadata["mtime"]) - handle.node.mtime_ns // 10**9) <= 1
-        assert list(env.fs.staging_dir.iterdir()) == [], "staging file left behind"
+        assert staged_data(env) == [], "staging file left behind"
         # a fresh lookup (after the TTLs) reads the same attributes back
         env.clock.advance(10)
         node = await env.path("new.txt")
@@ -193,7 +204,7 @@ async def test_truncate_closed_file_shrinks_and_grows() -> None:
         await env.fs.setattr(node.ino, size=6)
         assert await body(env, "f") == b"0123\0\0"
         assert node.size == 6
-        assert list(env.fs.staging_dir.iterdir()) == []
+        assert staged_data(env) == []
 
 
 @pytest.mark.trio
@@ -269,7 +280,7 @@ async def test_sequential_write_streams_parts_before_close() -> None:
         assert int(info.metadata["mode"]) == stat.S_IFREG | 0o644
         # What the mount shows is what is stored (a streamed upload's mtime is its start).
         assert handle.node.mtime_ns // 10**9 == int(info.metadata["mtime"])
-        assert list(env.fs.staging_dir.iterdir()) == []
+        assert staged_data(env) == []
 
 
 @pytest.mark.trio
@@ -517,7 +528,7 @@ async def test_server_gone_mid_upload_fails_close_and_no_object_appears() -> Non
         env.store.go_online()
         await env.fs.release(handle.fh)  # the server is back: the last close stores it
         assert await body(env, "f") == data
-        assert list(env.fs.staging_dir.iterdir()) == []
+        assert staged_data(env) == []
         # The first upload could not be aborted while offline; it is, once the server answers.
         assert await env.store.pending_uploads() == []
 
@@ -547,6 +558,49 @@ async def test_drain_uploads_files_still_open() -> None:
         await env.fs.drain()
         assert await body(env, "f") == b"unflushed"
         await env.fs.release(handle.fh)
+
+
+@pytest.mark.trio
+async def test_staging_files_are_reused_and_deleted_when_the_mount_goes() -> None:
+    async with make_env({"old": b"original"}) as env:
+        wb = env.fs.writeback
+        await create_file(env, "a", b"first")
+        [spare] = wb.spares
+        assert staged_data(env) == [] and spare.path.stat().st_size == 0
+        # The next file is staged in the same (emptied) file: nothing of "a" shows through.
+        node = await env.path("old")
+        handle = await env.fs.open(node.ino, os.O_RDWR)
+        assert handle.staged is not None and handle.staged.path == spare.path
+        assert wb.spares == []
+        await env.fs.write(handle.fh, 8, b"+")
+        assert await env.fs.read(handle.fh, 0, 100) == b"original+"
+        await env.fs.flush(handle.fh)
+        await env.fs.release(handle.fh)
+        assert await body(env, "old") == b"original+" and await body(env, "a") == b"first"
+        # At most max_spares are kept, however many files were open at once.
+        handles = []
+        for i in range(wb.max_spares + 3):
+            h = await env.fs.create(ROOT_INODE, f"n{i}", 0o644, os.O_WRONLY | os.O_CREAT)
+            env.fs.inodes.ref(h.node)
+            await env.fs.write(h.fh, 0, b"n%d" % i)
+            handles.append(h)
+        for h in handles:
+            await env.fs.flush(h.fh)
+            await env.fs.release(h.fh)
+        assert len(wb.spares) == wb.max_spares and staged_data(env) == []
+        assert len(list(env.fs.staging_dir.iterdir())) == 2 * wb.max_spares
+        last = wb.max_spares + 2
+        assert [await body(env, f"n{i}") for i in (0, last)] == [b"n0", b"n%d" % last]
+        # A file whose name went away while open is deleted, never kept as a spare.
+        h = await env.fs.create(ROOT_INODE, "gone", 0o644, os.O_WRONLY | os.O_CREAT)
+        env.fs.inodes.ref(h.node)
+        staged = h.staged
+        assert staged is not None
+        await env.fs.unlink(ROOT_INODE, "gone")
+        await env.fs.release(h.fh)
+        assert not staged.path.exists() and all(sp.path != staged.path for sp in wb.spares)
+        await env.fs.drain()  # the daemon's last step
+        assert wb.spares == [] and list(env.fs.staging_dir.iterdir()) == []
 
 
 # -- the namespace ------------------------------------------------------------------------------
@@ -606,13 +660,13 @@ async def test_unlink_of_an_open_new_file_never_uploads_it() -> None:
         await env.fs.flush(handle.fh)
         await env.fs.release(handle.fh)
         assert env.store.keys() == []
-        assert list(env.fs.staging_dir.iterdir()) == []
+        assert staged_data(env) == []
         # the same while its parts stream: the upload is dropped, writes still work
         handle = await env.fs.create(ROOT_INODE, "big", 0o644, os.O_RDWR)
         env.fs.inodes.ref(handle.node)
         await write_all(env, handle, data_of(18 * MiB, 9))
         await env.fs.unlink(ROOT_INODE, "big")
-        assert list(env.fs.staging_dir.iterdir()) == [], "a crash would resurrect it"
+        assert staged_data(env) == [], "a crash would resurrect it"
         await write_all(env, handle, data_of(9 * MiB, 10), offset=18 * MiB)
         assert await env.fs.read(handle.fh, 18 * MiB, 4) == data_of(9 * MiB, 10)[:4]
         await env.fs.flush(handle.fh)

@@ -15,9 +15,9 @@ import trio
 from blobfs.fs import FileHandle
 from blobfs.inodes import ROOT_INODE
 from blobfs.recovery import recover
-from blobfs.writeback import WriteBack, WriteBudget
+from blobfs.writeback import WriteBack, WriteBudget, leftovers
 from tests.test_fs_core import Env, make_env
-from tests.test_fs_write import body, data_of, head, write_all
+from tests.test_fs_write import body, data_of, head, staged_data, write_all
 
 MiB = 1024 * 1024
 
@@ -42,7 +42,7 @@ async def recover_now(env: Env) -> tuple[list[str], list[str], int]:
 
 
 def staged_files(env: Env) -> list[str]:
-    return sorted(p.suffix for p in env.fs.staging_dir.iterdir())
+    return sorted(name.rsplit(".", 1)[1] for name in staged_data(env))
 
 
 @pytest.mark.trio
@@ -88,7 +88,7 @@ async def test_changed_remote_objects_are_never_overwritten() -> None:
         assert (uploaded, kept, removed) == ([], ["a", "b", "c"], 0)
         assert await body(env, "a") == b"newer a" and await body(env, "c") == b"newer c"
         assert "b" not in env.store.keys()
-        assert staged_files(env) == [".data", ".data", ".data", ".key", ".key", ".key"]
+        assert staged_files(env) == ["data", "data", "data", "key", "key", "key"]
         # the next mount reports them again (still kept), never drops them
         assert (await recover_now(env))[1] == ["a", "b", "c"]
 
@@ -124,3 +124,29 @@ async def test_failed_recovery_upload_keeps_the_data() -> None:
         env.store.clear_faults()
         assert (await recover_now(env))[0] == ["f"]
         assert await body(env, "f") == b"precious"
+
+
+@pytest.mark.trio
+async def test_spare_staging_files_are_skipped_while_live_and_deleted_after_a_crash() -> None:
+    async with make_env() as env:
+        for name in ("a", "b"):
+            h = await env.fs.create(ROOT_INODE, name, 0o644, os.O_WRONLY | os.O_CREAT)
+            env.fs.inodes.ref(h.node)
+            await env.fs.write(h.fh, 0, b"stored " + name.encode())
+            await env.fs.flush(h.fh)
+            await env.fs.release(h.fh)
+        wb = env.fs.writeback
+        [spare] = wb.spares
+        assert leftovers(env.fs.staging_dir) == []
+        assert await recover_now(env) == ([], [], 0), "a live daemon's spare was touched"
+        # Killed right after the spare's sidecar was cleared and before its data file was
+        # emptied: the old bytes are still there, and still nothing is uploaded.
+        os.pwrite(spare.fd, b"stored b, not to be stored again", 0)
+        for fd in (spare.fd, spare.side_fd):
+            os.close(fd)
+        wb.spares.clear()
+        assert leftovers(env.fs.staging_dir) == []
+        stored = {key: await body(env, key) for key in env.store.keys()}
+        assert await recover_now(env) == ([], [], 1)
+        assert list(env.fs.staging_dir.iterdir()) == []
+        assert {key: await body(env, key) for key in env.store.keys()} == stored
