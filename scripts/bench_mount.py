@@ -20,8 +20,9 @@ cache drop), fuse3, s3fs, rclone and fio (all from Debian)::
 
 The peers run with their defaults plus what they need to reach the server; blobfs with its
 defaults.  All three sign with the server's one static key: blobfs mounts the bucket as an
-imported one (:func:`import_bucket` says why).  Everything runs on this machine, so the server competes with the mounts for CPU;
-every timed phase starts once the server has settled (:func:`settle`).
+imported one (:func:`import_bucket` says why).  Everything runs on this machine, so the
+server competes with the mounts for CPU; every timed phase starts once the server has
+settled (:func:`settle`).
 """
 
 from __future__ import annotations

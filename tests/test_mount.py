@@ -187,7 +187,10 @@ def mnt(world: World) -> Iterator[Path]:
 
 
 def sh(cmd: str, **kw: Any) -> str:
-    return subprocess.run(cmd, shell=True, capture_output=True, text=True, check=True, **kw).stdout
+    out: str = subprocess.run(
+        cmd, shell=True, capture_output=True, text=True, check=True, **kw
+    ).stdout
+    return out
 
 
 # -- reading with ordinary tools ----------------------------------------------------------------
