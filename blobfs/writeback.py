@@ -13,6 +13,12 @@ that is killed leaves the bytes that were not yet uploaded on disk, with a ``.ke
 were based on (or that the file is new), how much of that version was copied in, and
 whether there are unsaved writes.  :mod:`blobfs.recovery` reads it at the next mount.
 
+Creating, locking and deleting a staging file and its sidecar for every file written is a
+good part of a small file's cost on the daemon's side, so a staging file whose data is
+stored is *emptied and kept* as a spare (:attr:`WriteBack.spares`) for the next file
+instead; its sidecar is cleared before its data, so a crash in between leaves nothing to
+upload.  :meth:`WriteBack.close_spares` deletes them when the mount goes away.
+
 The fill invariant: bytes ``[0, filled)`` of the staging file are final (original data or
 data written since); bytes at or past ``source_size`` are whatever was written.  Every
 write, read or truncate first fills the original up to the end of the range it touches, so
