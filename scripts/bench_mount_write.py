@@ -26,10 +26,11 @@ The peers run with their defaults (s3fs uploads at flush/close; rclone's default
 ``--vfs-cache-mode off`` streams the upload and finishes it at close) plus what they need
 to reach the server; blobfs with its defaults.  All three sign with the server's one
 static key: blobfs mounts the bucket as an imported one (:func:`bench_mount.import_bucket`
-says why).  Everything runs on this machine, so the server competes with the mounts for
-CPU.  Every timed step starts once the page cache is flushed and the server has settled
-(:func:`bench_mount.settle`), so neither the disk writes nor the server's background work
-that a large upload leaves behind is charged to the next step, whichever tool that is.
+says why; ``--scoped`` measures blobfs on a bucket it created instead).  Everything runs on
+this machine, so the server competes with the mounts for CPU.  Every timed step starts
+once the page cache is flushed and the server has settled (:func:`bench_mount.settle`), so
+neither the disk writes nor the server's background work that a large upload leaves
+behind is charged to the next step, whichever tool that is.
 """
 
 from __future__ import annotations
@@ -351,10 +352,18 @@ def measure(tools: list[str], s: Setup, bucket: Bucket, args: argparse.Namespace
 # -- the run ----------------------------------------------------------------------------------
 
 
-async def create_bucket(config: Config, registry: Path, server: SeaweedServer) -> str:
+async def create_bucket(
+    config: Config, registry: Path, server: SeaweedServer, *, scoped: bool
+) -> str:
+    """The bucket ``blob:benchw``, imported with the server's static key, or with
+    ``scoped`` created by blobfs (its requests then carry STS credentials scoped to it);
+    returns its name on the server."""
     async with Client(config, registry_path=registry) as client:
-        await import_bucket(client, server, "benchw")
-        return "benchw"
+        if not scoped:
+            await import_bucket(client, server, "benchw")
+            return "benchw"
+        store = await client.buckets.store_for(await client.buckets.create("benchw"))
+        return str(store.bucket_name)
 
 
 def main() -> int:
@@ -363,6 +372,12 @@ def main() -> int:
     parser.add_argument("--files", type=int, default=1000, help="4 KiB files to create")
     parser.add_argument("--tree-files", type=int, default=100, help="files in the cp -r tree")
     parser.add_argument("--tools", default="blobfs,s3fs,rclone")
+    parser.add_argument(
+        "--scoped",
+        action="store_true",
+        help="blobfs mounts a bucket it created, signing with STS credentials scoped to it "
+        "(the peers keep the server's static key)",
+    )
     args = parser.parse_args()
     args.size_bytes = parse_size(args.size)
     unknown = set(args.tools.split(",")) - set(MOUNTS)
@@ -379,7 +394,7 @@ def main() -> int:
         config = s3_config(server, work)
         (work / "data").mkdir()
         provider_bucket = asyncio.run(
-            create_bucket(config, work / "data" / "registry.sqlite3", server)
+            create_bucket(config, work / "data" / "registry.sqlite3", server, scoped=args.scoped)
         )
         bucket = Bucket(server, provider_bucket)
         make_source(work / "source.bin", args.size_bytes)
