@@ -366,13 +366,21 @@ class _Spare:
     side_len: int
 
     def delete(self) -> None:
-        for fd in (self.fd, self.side_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        for path in (self.path, self.key_path):
-            path.unlink(missing_ok=True)
+        _close_all(self.fd, self.side_fd)
+        _unlink_all(self.path, self.key_path)
+
+
+def _close_all(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _unlink_all(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 # -- one streamed upload ------------------------------------------------------------------------
@@ -833,15 +841,10 @@ class Staged:
     # -- lifetime --------------------------------------------------------------------------------
 
     def _delete_files(self) -> None:
-        for path in (self.path, self.key_path):
-            path.unlink(missing_ok=True)
+        _unlink_all(self.path, self.key_path)
 
     def _close_fds(self) -> None:
-        for fd in (self._fd, self._side_fd):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        _close_all(self._fd, self._side_fd)
 
     def discard(self) -> None:
         """Close and delete the staging file (its data is uploaded or no longer wanted), or
