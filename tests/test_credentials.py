@@ -376,7 +376,9 @@ async def test_imported_buckets_get_no_persistent_credentials(client: Client) ->
 @pytest.mark.asyncio
 async def test_signed_url_opens_its_blob_only_and_expires(client: Client) -> None:
     bucket = await make(client, "signed", ("a.txt", b"signed content"), ("b.txt", b"other"))
-    url = await client.buckets.make_signed_url(bucket.uri / "a.txt", expires_in_seconds=1)
+    # Long enough for the first GET on a loaded 2-core CI machine (1 s was not: the
+    # signature is dated to the whole second, so its life can be nearly a second shorter).
+    url = await client.buckets.make_signed_url(bucket.uri / "a.txt", expires_in_seconds=4)
     async with aiohttp.ClientSession() as http:
         async with http.get(str(url)) as r:
             assert r.status == 200 and await r.read() == b"signed content"
@@ -385,7 +387,7 @@ async def test_signed_url_opens_its_blob_only_and_expires(client: Client) -> Non
         assert other != str(url)
         async with http.get(other) as r:
             assert r.status == 403
-        await asyncio.sleep(3.0)  # expiry is whole seconds on both providers
+        await asyncio.sleep(6.0)  # expiry is whole seconds on both providers
         async with http.get(str(url)) as r:
             assert r.status == 403
     for bad in (0, 7 * 24 * 3600 + 1):
