@@ -2,7 +2,7 @@
 
 Every option, its default and its meaning is listed in ``docs/MOUNT.md``; keep both in step.
 Options that only matter to mount(8) or systemd (``_netdev``, ``nofail``, ``x-systemd.*``,
-``defaults``, ``auto``, ``user`` …) are dropped by :mod:`blobfs.mount_helper` before they
+``defaults``, ``auto``, ``user`` …) are dropped by :mod:`blobfs.mount.helper` before they
 get here, so an unknown option here is an error rather than something silently ignored.
 """
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """PUTs through the direct S3 client vs. through aiobotocore, on a SeaweedFS started here.
 
-:mod:`sdk.providers.s3_direct` exists for its per-request cost; this prints it.  One
-:class:`~sdk.providers.s3.S3Store` sends, one after the other (the latency a file's close
+:mod:`sdk.providers.s3.direct` exists for its per-request cost; this prints it.  One
+:class:`~sdk.providers.s3.store.S3Store` sends, one after the other (the latency a file's close
 waits for), ``--small`` PUTs of 4 KiB and ``--parts`` UploadParts of 8 MiB, once with its
 direct client and once with it switched off (the botocore path, as on AWS).  Rounds
 alternate the order, since a shared machine drifts; printed per round are the wall time and
@@ -26,8 +26,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sdk.local_server import SeaweedServer
-from sdk.providers.s3 import S3Admin, S3Store
-from sdk.providers.s3_direct import S3Direct
+from sdk.providers.s3.direct import S3Direct
+from sdk.providers.s3.store import S3Admin, S3Store
 
 MiB = 1024 * 1024
 

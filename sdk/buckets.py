@@ -20,22 +20,22 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from yarl import URL
 
-from . import globbing
-from .config import Config
-from .credentials import BucketAccess
-from .errors import AlreadyExists, NotEmpty, ResourceNotFound
-from .multipart import upload_stream
-from .progress import (
+from sdk import globbing
+from sdk.config import Config
+from sdk.credentials import BucketAccess
+from sdk.errors import AlreadyExists, NotEmpty, ResourceNotFound
+from sdk.multipart import upload_stream
+from sdk.progress import (
     AbstractDeleteProgress,
     AbstractFileProgress,
     AbstractRecursiveFileProgress,
     StorageProgressDelete,
 )
-from .providers.base import BlobStore, ObjectInfo, PrefixInfo
-from .registry import BucketRecord, Registry, new_bucket_id, utcnow
-from .store_pool import StorePool, external_admin
-from .transfer import Transfers
-from .types import (
+from sdk.providers.base import BlobStore, ObjectInfo, PrefixInfo
+from sdk.registry import BucketRecord, Registry, new_bucket_id, utcnow
+from sdk.store_pool import StorePool, external_admin
+from sdk.transfer import Transfers
+from sdk.types import (
     BlobCommonPrefix,
     BlobObject,
     Bucket,
@@ -45,7 +45,7 @@ from .types import (
     PersistentBucketCredentials,
     Provider,
 )
-from .uri import key_uri, parse_blob_uri, validate_bucket_name
+from sdk.uri import key_uri, parse_blob_uri, validate_bucket_name
 
 log = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from types import TracebackType
 
-from .buckets import Buckets
-from .config import Config, data_dir, load_config
-from .registry import Registry
-from .store_pool import StorePool
+from sdk.buckets import Buckets
+from sdk.config import Config, data_dir, load_config
+from sdk.registry import Registry
+from sdk.store_pool import StorePool
 
 
 class Client:

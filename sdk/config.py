@@ -43,8 +43,8 @@ from typing import Any
 import platformdirs
 import tomli_w
 
-from .errors import ConfigError
-from .types import Provider
+from sdk.errors import ConfigError
+from sdk.types import Provider
 
 LOCAL_CLUSTER = "local"
 

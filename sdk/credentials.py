@@ -3,8 +3,8 @@
 
 What is handed out is always narrower than what blobfs holds: credentials for one bucket (or
 the listed buckets), read-only when asked, issued by the provider's own mechanism so that the
-server refuses anything else (see :mod:`sdk.providers.s3_access` and
-:mod:`sdk.providers.azure_access`).  The cluster's administrative credentials never leave the
+server refuses anything else (see :mod:`sdk.providers.s3.access` and
+:mod:`sdk.providers.azure.access`).  The cluster's administrative credentials never leave the
 process; a provider that cannot scope credentials fails with
 :class:`~sdk.errors.InvalidRequest`.
 
@@ -26,14 +26,14 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, cast
 
-from . import logsafe
-from .config import Config
-from .errors import AlreadyExists, InvalidRequest, ResourceNotFound
-from .providers.base import ProviderAdmin
-from .registry import BucketRecord, CredentialsRecord, Registry, new_credentials_id, utcnow
-from .store_pool import StorePool, external_admin
-from .types import Bucket, BucketCredentials, PersistentBucketCredentials
-from .uri import BUCKET_NAME_MAX, BUCKET_NAME_MIN, BUCKET_NAME_RE
+from sdk import logsafe
+from sdk.config import Config
+from sdk.errors import AlreadyExists, InvalidRequest, ResourceNotFound
+from sdk.providers.base import ProviderAdmin
+from sdk.registry import BucketRecord, CredentialsRecord, Registry, new_credentials_id, utcnow
+from sdk.store_pool import StorePool, external_admin
+from sdk.types import Bucket, BucketCredentials, PersistentBucketCredentials
+from sdk.uri import BUCKET_NAME_MAX, BUCKET_NAME_MIN, BUCKET_NAME_RE
 
 log = logging.getLogger(__name__)
 

@@ -50,8 +50,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Self
 
-from .process import ProcessExited, ServerProcess
-from .providers.sigv4 import SigV4Signer
+from sdk.process import ProcessExited, ServerProcess
+from sdk.providers.s3.sigv4 import SigV4Signer
 
 __all__ = [
     "ADMIN_ACTIONS",
@@ -423,7 +423,7 @@ class SeaweedServer(ServerProcess):
 
     @property
     def credentials(self) -> dict[str, str]:
-        """The admin key pair as :class:`~sdk.providers.s3.S3Admin` and cluster
+        """The admin key pair as :class:`~sdk.providers.s3.store.S3Admin` and cluster
         configurations take it; empty when the server runs without authentication."""
         if self.access_key_id is None or self.secret_access_key is None:
             return {}

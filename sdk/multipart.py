@@ -20,8 +20,8 @@ from collections.abc import (
     Mapping,
 )
 
-from .errors import InvalidRequest, raise_first
-from .providers.base import MAX_PARTS, MIN_PART_SIZE, BlobStore, MultipartUpload
+from sdk.errors import InvalidRequest, raise_first
+from sdk.providers.base import MAX_PARTS, MIN_PART_SIZE, BlobStore, MultipartUpload
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import AlreadyExists, ResourceNotFound
-from .types import Bucket, Provider
+from sdk.errors import AlreadyExists, ResourceNotFound
+from sdk.types import Bucket, Provider
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS buckets (

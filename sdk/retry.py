@@ -23,7 +23,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .errors import TransientError
+from sdk.errors import TransientError
 
 log = logging.getLogger(__name__)
 

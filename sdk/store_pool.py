@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from .config import Config
-from .errors import InvalidRequest
-from .providers import open_admin
-from .providers.base import BlobStore, ProviderAdmin
-from .registry import BucketRecord
-from .types import Provider
+from sdk.config import Config
+from sdk.errors import InvalidRequest
+from sdk.providers import open_admin
+from sdk.providers.base import BlobStore, ProviderAdmin
+from sdk.registry import BucketRecord
+from sdk.types import Provider
 
 
 def external_admin(provider: Provider, credentials: Mapping[str, str]) -> ProviderAdmin:
@@ -26,7 +26,7 @@ def external_admin(provider: Provider, credentials: Mapping[str, str]) -> Provid
     ``sas_token`` or ``credential`` (the account key).
     """
     if provider.is_s3:
-        from .providers.s3 import S3Admin
+        from sdk.providers.s3.store import S3Admin
 
         return S3Admin(
             endpoint_url=credentials.get("endpoint_url"),
@@ -34,7 +34,7 @@ def external_admin(provider: Provider, credentials: Mapping[str, str]) -> Provid
             credentials=credentials,
         )
     if provider is Provider.AZURE:
-        from .providers.azure import AzureAdmin
+        from sdk.providers.azure import AzureAdmin
 
         return AzureAdmin(endpoint_url=credentials.get("storage_endpoint"), credentials=credentials)
     raise InvalidRequest(f"provider {provider.value!r} is not supported by blobfs")

@@ -15,11 +15,11 @@ import pytest
 import trio
 
 from blobfs import errors
-from blobfs.block_cache import BlockCache
-from blobfs.disk_cache import DiskCache
-from blobfs.fs import Filesystem
+from blobfs.cache.blocks import BlockCache
+from blobfs.cache.disk import DiskCache
+from blobfs.cache.readahead import INITIAL_WINDOW, ReadAhead
+from blobfs.fs.core import Filesystem
 from blobfs.options import MountOptions
-from blobfs.readahead import INITIAL_WINDOW, ReadAhead
 from sdk.errors import PreconditionFailed, ResourceNotFound
 from sdk.providers.base import ObjectInfo, PrefixInfo
 

@@ -28,7 +28,7 @@ from azure.storage.blob.aio import ContainerClient
 from botocore.exceptions import ClientError
 from click.testing import CliRunner
 
-from blobfs.cli import main as blobfs_main
+from blobfs.cli.main import main as blobfs_main
 from sdk.client import Client
 from sdk.config import Config
 from sdk.errors import AlreadyExists, InvalidRequest, ResourceNotFound

@@ -18,10 +18,10 @@ import pytest
 import trio
 
 from blobfs import errors
-from blobfs.block_cache import BlockCache
-from blobfs.bridge import AsyncioThread, TrioStore, asyncio_loop
-from blobfs.fs import Filesystem
-from blobfs.inodes import ROOT_INODE, Kind, Node
+from blobfs.bridge.store import AsyncioThread, TrioStore, asyncio_loop
+from blobfs.cache.blocks import BlockCache
+from blobfs.fs.core import Filesystem
+from blobfs.fs.inodes import ROOT_INODE, Kind, Node
 from blobfs.options import MountOptions
 from sdk.providers.memory import MemoryAdmin, MemoryStore
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from blobfs import mountpoint
+from blobfs.mount import mountpoint
 from sdk.client import Client
 from sdk.config import Config
 from tests.conftest import cluster_for

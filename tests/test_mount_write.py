@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from blobfs import mountpoint, writeback
+from blobfs.mount import mountpoint
+from blobfs.write import writeback
 from tests.test_mount import World, new_world, unmount_all
 
 pytestmark = pytest.mark.mount

@@ -1,4 +1,4 @@
-"""Crash recovery of staged writes (:mod:`blobfs.recovery`) against the in-memory store.
+"""Crash recovery of staged writes (:mod:`blobfs.write.recovery`) against the in-memory store.
 
 A "crash" here is a staging file whose handle is closed without an upload (what a killed
 daemon leaves: the data, the sidecar, no lock).  The real-mount test with ``kill -9`` is
@@ -12,10 +12,10 @@ import os
 import pytest
 import trio
 
-from blobfs.fs import FileHandle
-from blobfs.inodes import ROOT_INODE
-from blobfs.recovery import recover
-from blobfs.writeback import WriteBack, WriteBudget, leftovers
+from blobfs.fs.core import FileHandle
+from blobfs.fs.inodes import ROOT_INODE
+from blobfs.write.recovery import recover
+from blobfs.write.writeback import WriteBack, WriteBudget, leftovers
 from tests.test_fs_core import Env, make_env
 from tests.test_fs_write import body, data_of, head, staged_data, write_all
 

@@ -3,7 +3,7 @@
 Its wire handling is checked against a small scripted HTTP server on loopback (truncated
 bodies, chunked replies, error statuses, stalls, dropped connections, slow readers,
 keep-alive), which no real server can be made to produce on demand; its use by
-:class:`~sdk.providers.s3.S3Store` is checked on the real SeaweedFS (keys that need quoting,
+:class:`~sdk.providers.s3.store.S3Store` is checked on the real SeaweedFS (keys that need quoting,
 preconditions, metadata, multipart uploads, retries, botocore fallback).
 """
 
@@ -28,8 +28,8 @@ from sdk.errors import (
     TransientError,
 )
 from sdk.providers.base import BlobStore
-from sdk.providers.s3 import S3Store, S3Upload
-from sdk.providers.s3_direct import S3Direct
+from sdk.providers.s3.direct import S3Direct
+from sdk.providers.s3.store import S3Store, S3Upload
 from tests.conftest_stores import StoreContext
 
 pytestmark = pytest.mark.asyncio

@@ -4,14 +4,14 @@ by the bridge.
 On the real SeaweedFS: bytes, metadata and content type land exactly; ranges read back
 exactly (start, middle, end, clamped at the end); refusals (a deleted bucket, a wrong
 secret), and reads that are not a plain body (a changed object, a missing key, a range past
-the end, an implicit directory) are not handled on trio and :class:`~blobfs.bridge.TrioStore`'s
-fallback gives the store's own result or error; GETs and PUTs share connections; the
-credentials snapshot is kept, renewed after its time and dropped after a refusal.  A trio
-proxy in front of SeaweedFS closes idle connections as a server may, and terminates TLS: the
-test fixture's SeaweedFS speaks plain http only, so https is checked through that proxy (a
-self-signed certificate for 127.0.0.1), still ending on the real server.  Stalls and replies
-no server makes on demand come from small scripted servers.
-"""
+the end, an implicit directory) are not handled on trio and
+:class:`~blobfs.bridge.store.TrioStore`'s fallback gives the store's own result or error;
+GETs and PUTs share connections; the credentials snapshot is kept, renewed after its time
+and dropped after a refusal. A trio proxy in front of SeaweedFS closes idle connections as a
+server may, and terminates TLS: the test fixture's SeaweedFS speaks plain http only, so
+https is checked through that proxy (a self-signed certificate for 127.0.0.1), still ending
+on the real server. Stalls and replies no server makes on demand come from small scripted
+servers."""
 
 from __future__ import annotations
 
@@ -37,13 +37,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from blobfs.bridge import AsyncioThread, TrioStore, asyncio_loop
+from blobfs.bridge.store import AsyncioThread, TrioStore, asyncio_loop
 from sdk.errors import InvalidRequest, PermissionDenied, ResourceNotFound, TransientError
 from sdk.providers.base import BlobStore, ObjectInfo, OffersTrioDirect
 from sdk.providers.memory import MemoryAdmin, MemoryStore
-from sdk.providers.s3 import S3Admin, S3Store
-from sdk.providers.s3_direct import HASH_IN_THREAD
-from sdk.providers.s3_direct_trio import SMALL_GET, S3DirectTrio
+from sdk.providers.s3.direct import HASH_IN_THREAD
+from sdk.providers.s3.direct_trio import SMALL_GET, S3DirectTrio
+from sdk.providers.s3.store import S3Admin, S3Store
 from tests.servers import SeaweedServer
 
 pytestmark = pytest.mark.trio

@@ -737,7 +737,7 @@ async def test_s3_read_resumes_after_dropped_connection(
     """A stream that breaks mid-way is re-opened at the current offset, pinned to its ETag."""
     from botocore.exceptions import ResponseStreamingError
 
-    from sdk.providers import s3
+    from sdk.providers.s3 import store as s3
 
     data = os.urandom(5 * MiB)
     await store.put("long", data)
@@ -789,7 +789,7 @@ async def test_s3_read_range_retries_a_broken_body(
 ) -> None:
     from botocore.exceptions import ResponseStreamingError
 
-    from sdk.providers import s3
+    from sdk.providers.s3 import store as s3
 
     data = os.urandom(MiB)
     await store.put("r", data)
@@ -882,7 +882,7 @@ async def test_open_admin_picks_the_provider(monkeypatch: pytest.MonkeyPatch) ->
     from sdk.config import ClusterConfig
     from sdk.providers import open_admin
     from sdk.providers.azure import AzureAdmin
-    from sdk.providers.s3 import S3Admin
+    from sdk.providers.s3.store import S3Admin
     from sdk.types import Provider
 
     s3 = await open_admin(

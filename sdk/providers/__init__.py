@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidRequest
+from sdk.errors import InvalidRequest
 
 if TYPE_CHECKING:
-    from ..config import ClusterConfig
-    from .base import ProviderAdmin
+    from sdk.config import ClusterConfig
+    from sdk.providers.base import ProviderAdmin
 
 #: SigV4 presigned URLs live at most seven days; Azure SAS URLs are held to the same.
 MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
@@ -34,12 +34,12 @@ async def open_admin(cluster: ClusterConfig) -> ProviderAdmin:
     An ``embedded`` cluster first makes sure the local SeaweedFS server runs (starting it if
     needed, in a thread since that blocks for seconds) and then talks S3 to it.
     """
-    from ..types import Provider
+    from sdk.types import Provider
 
     if cluster.embedded:
-        from ..config import data_dir
-        from ..local_server import ensure_local_server
-        from .s3 import S3Admin
+        from sdk.config import data_dir
+        from sdk.local_server import ensure_local_server
+        from sdk.providers.s3.store import S3Admin
 
         server = await asyncio.to_thread(ensure_local_server, data_dir())
         return S3Admin(
@@ -51,7 +51,7 @@ async def open_admin(cluster: ClusterConfig) -> ProviderAdmin:
             },
         )
     if cluster.provider.is_s3:
-        from .s3 import S3Admin
+        from sdk.providers.s3.store import S3Admin
 
         return S3Admin(
             endpoint_url=cluster.endpoint_url,
@@ -61,7 +61,7 @@ async def open_admin(cluster: ClusterConfig) -> ProviderAdmin:
             iam_endpoint_url=cluster.iam_endpoint_url,
         )
     if cluster.provider is Provider.AZURE:
-        from .azure import AzureAdmin
+        from sdk.providers.azure import AzureAdmin
 
         return AzureAdmin(endpoint_url=cluster.endpoint_url, credentials=cluster.credentials)
     raise InvalidRequest(

@@ -11,7 +11,7 @@ Two levels:
 
 Access control (temporary and persistent credentials scoped to buckets, public access) is
 part of :class:`ProviderAdmin` too; the S3 and Azure admins delegate it to
-:mod:`sdk.providers.s3_access` and :mod:`sdk.providers.azure_access`.
+:mod:`sdk.providers.s3.access` and :mod:`sdk.providers.azure.access`.
 
 Every method raises only :mod:`sdk.errors` exceptions; the provider modules translate at this
 boundary and retry transient failures themselves (:mod:`sdk.retry`).
@@ -254,7 +254,7 @@ class BlobStore(Protocol):
 
 class OnLoop(Protocol):
     """Runs a coroutine function on the event loop a store lives on and hands its result
-    (or exception) back to the calling trio task -- ``blobfs.bridge.AsyncioThread.run``."""
+    (or exception) back to the calling trio task -- ``blobfs.bridge.store.AsyncioThread.run``."""
 
     def __call__(self, fn: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
 
@@ -265,7 +265,7 @@ class TrioDirect(Protocol):
 
     Why: a trio program (the mount daemon) reaches an asyncio store through a thread
     hand-off that costs about 0.45 ms per call, and closing a small file is one PUT, reading
-    one back one ranged GET; see :mod:`sdk.providers.s3_direct_trio`.  Only what the store
+    one back one ranged GET; see :mod:`sdk.providers.s3.direct_trio`.  Only what the store
     can do cheaply on the caller's thread is handled here, and only plain successes are
     answered: everything else, errors included, is left to the :class:`BlobStore` method,
     which gives the same result or raises the same error as if this did not exist.

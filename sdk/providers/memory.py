@@ -42,7 +42,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
-from ..errors import (
+from sdk.errors import (
     AlreadyExists,
     InvalidRequest,
     NotEmpty,
@@ -51,8 +51,8 @@ from ..errors import (
     ResourceNotFound,
     TransientError,
 )
-from . import check_expiry
-from .base import (
+from sdk.providers import check_expiry
+from sdk.providers.base import (
     MIN_PART_SIZE,
     CopySettings,
     CredentialTimes,
@@ -61,7 +61,7 @@ from .base import (
     PersistentGrant,
     PrefixInfo,
 )
-from .part_copy import copy_in_parts
+from sdk.providers.part_copy import copy_in_parts
 
 #: Names of the operations faults can be injected into.  ``read_body`` fails a read stream
 #: after it delivered its first chunk (a connection dropped mid-transfer); ``copy_part`` is

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from ..errors import raise_first
-from .base import CopySettings, ObjectInfo, PartCopyUpload
+from sdk.errors import raise_first
+from sdk.providers.base import CopySettings, ObjectInfo, PartCopyUpload
 
 log = logging.getLogger(__name__)
 

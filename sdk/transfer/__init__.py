@@ -28,7 +28,7 @@ file, and the walk of a tree, each way), :mod:`.tree` (the bounded pool and its 
 :mod:`.local` (blocking local file work), :mod:`.common` (settings, URLs, ``mtime``).
 """
 
-from .common import (
+from sdk.transfer.common import (
     LARGE_FILES_AT_ONCE,
     MAX_OPEN_FILES,
     MTIME_KEY,
@@ -39,8 +39,8 @@ from .common import (
     Resolver,
     check_continue_supported,
 )
-from .transfers import Transfers
-from .tree import IncompleteTransfer
+from sdk.transfer.transfers import Transfers
+from sdk.transfer.tree import IncompleteTransfer
 
 __all__ = [
     "LARGE_FILES_AT_ONCE",

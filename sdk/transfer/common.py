@@ -12,7 +12,7 @@ from pathlib import Path
 
 from yarl import URL
 
-from ..progress import (
+from sdk.progress import (
     AbstractRecursiveFileProgress,
     StorageProgressComplete,
     StorageProgressEnterDir,
@@ -21,8 +21,8 @@ from ..progress import (
     StorageProgressStart,
     StorageProgressStep,
 )
-from ..providers.base import BlobStore, ObjectInfo
-from ..types import Bucket
+from sdk.providers.base import BlobStore, ObjectInfo
+from sdk.types import Bucket
 
 #: Turns a blob URI into its bucket, an open store on it, and the key inside it.
 Resolver = Callable[[URL], Awaitable[tuple[Bucket, BlobStore, str]]]

@@ -20,16 +20,16 @@ from pathlib import Path
 
 from yarl import URL
 
-from ..filters import AsyncFilterFunc
-from ..multipart import download_ranges
-from ..progress import (
+from sdk.filters import AsyncFilterFunc
+from sdk.multipart import download_ranges
+from sdk.progress import (
     AbstractFileProgress,
     StorageProgressComplete,
     StorageProgressStart,
     StorageProgressStep,
 )
-from ..providers.base import BlobStore, ObjectInfo, PrefixInfo
-from .common import (
+from sdk.providers.base import BlobStore, ObjectInfo, PrefixInfo
+from sdk.transfer.common import (
     PART_CONCURRENCY,
     PART_SIZE,
     PART_SUFFIX,
@@ -41,13 +41,13 @@ from .common import (
     remote_mtime_ns,
     up_to_date,
 )
-from .local import (
+from sdk.transfer.local import (
     in_thread,
     make_local_dir,
     pwrite_all,
     sibling,
 )
-from .tree import Dir, Tree, no_slot
+from sdk.transfer.tree import Dir, Tree, no_slot
 
 
 class WriteMode(Enum):

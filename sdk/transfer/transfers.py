@@ -10,25 +10,25 @@ from collections.abc import Set as AbstractSet
 
 from yarl import URL
 
-from ..errors import ResourceNotFound
-from ..filters import AsyncFilterFunc, always, read_parent_ignore_files
-from ..progress import (
+from sdk.errors import ResourceNotFound
+from sdk.filters import AsyncFilterFunc, always, read_parent_ignore_files
+from sdk.progress import (
     AbstractFileProgress,
     AbstractRecursiveFileProgress,
 )
-from .common import (
+from sdk.transfer.common import (
     NO_PROGRESS,
     Resolver,
     dir_prefix,
     local_path,
 )
-from .download import DownloadWalk, get_file, has_keys, plan_download
-from .local import (
+from sdk.transfer.download import DownloadWalk, get_file, has_keys, plan_download
+from sdk.transfer.local import (
     make_local_dir,
     stat_source,
 )
-from .tree import Dir, Tree
-from .upload import UploadWalk, put_file, remote_up_to_date
+from sdk.transfer.tree import Dir, Tree
+from sdk.transfer.upload import UploadWalk, put_file, remote_up_to_date
 
 
 class Transfers:

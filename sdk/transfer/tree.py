@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 
 from yarl import URL
 
-from ..errors import BlobfsError, raise_first
-from ..progress import (
+from sdk.errors import BlobfsError, raise_first
+from sdk.progress import (
     AbstractRecursiveFileProgress,
     StorageProgressEnterDir,
     StorageProgressFail,
     StorageProgressLeaveDir,
 )
-from .common import (
+from sdk.transfer.common import (
     LARGE_FILES_AT_ONCE,
     MAX_OPEN_FILES,
     WALKERS,

@@ -10,17 +10,17 @@ from pathlib import Path
 
 from yarl import URL
 
-from ..errors import ResourceNotFound
-from ..filters import AsyncFilterFunc, read_ignore_files
-from ..multipart import upload_stream
-from ..progress import (
+from sdk.errors import ResourceNotFound
+from sdk.filters import AsyncFilterFunc, read_ignore_files
+from sdk.multipart import upload_stream
+from sdk.progress import (
     AbstractFileProgress,
     StorageProgressComplete,
     StorageProgressStart,
     StorageProgressStep,
 )
-from ..providers.base import BlobStore
-from .common import (
+from sdk.providers.base import BlobStore
+from sdk.transfer.common import (
     MTIME_KEY,
     PART_CONCURRENCY,
     PART_SIZE,
@@ -31,12 +31,12 @@ from .common import (
     remote_mtime_ns,
     up_to_date,
 )
-from .local import (
+from sdk.transfer.local import (
     LocalEntry,
     in_thread,
     scan_local,
 )
-from .tree import Dir, Tree, no_slot
+from sdk.transfer.tree import Dir, Tree, no_slot
 
 
 async def remote_up_to_date(store: BlobStore, key: str, mtime_ns: int, size: int) -> bool:

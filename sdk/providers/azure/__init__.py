@@ -4,7 +4,7 @@ Modules, one concern each: :mod:`.errors` (translation into :mod:`sdk.errors`),
 :mod:`.checks` (names, keys, metadata, ETags), :mod:`.auth` (accounts and clients),
 :mod:`.reading` (ranged GETs), :mod:`.listing`, :mod:`.blocks` (multipart uploads),
 :mod:`.store` (:class:`AzureStore`), :mod:`.admin` (:class:`AzureAdmin`, containers); access
-control is :mod:`sdk.providers.azure_access`.
+control is :mod:`sdk.providers.azure.access`.
 
 A provider bucket is a container.  Semantics follow the S3 provider so that the contract tests
 run unchanged on both; where Azure differs the difference is absorbed here:
@@ -35,11 +35,11 @@ retries are not multiplied by two layers.  One exception: the SDK's downloader r
 broken response body up to three times (1 s apart) on its own and that cannot be turned off.
 """
 
-from .admin import AzureAdmin
-from .blocks import PUT_BLOCK_SIZE, AzureMultipartUpload
-from .checks import validate_container_name
-from .errors import translate_error
-from .store import AzureStore
+from sdk.providers.azure.admin import AzureAdmin
+from sdk.providers.azure.blocks import PUT_BLOCK_SIZE, AzureMultipartUpload
+from sdk.providers.azure.checks import validate_container_name
+from sdk.providers.azure.errors import translate_error
+from sdk.providers.azure.store import AzureStore
 
 __all__ = [
     "PUT_BLOCK_SIZE",

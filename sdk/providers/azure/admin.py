@@ -1,7 +1,7 @@
 """The Azure :class:`~sdk.providers.base.ProviderAdmin`: containers of one storage account.
 
 Creates and deletes containers and opens stores on them; access control (SAS tokens, stored
-access policies, public access) is delegated to :mod:`sdk.providers.azure_access`.
+access policies, public access) is delegated to :mod:`sdk.providers.azure.access`.
 """
 
 from __future__ import annotations
@@ -9,16 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ...errors import NotEmpty
-from ...retry import retry_transient
-from ..base import CredentialTimes, IssuedCredentials, PersistentGrant
-from .auth import resolve_auth
-from .checks import validate_container_name
-from .errors import translated
-from .store import AzureStore
+from sdk.errors import NotEmpty
+from sdk.providers.azure.auth import resolve_auth
+from sdk.providers.azure.checks import validate_container_name
+from sdk.providers.azure.errors import translated
+from sdk.providers.azure.store import AzureStore
+from sdk.providers.base import CredentialTimes, IssuedCredentials, PersistentGrant
+from sdk.retry import retry_transient
 
 if TYPE_CHECKING:
-    from ..azure_access import AzureAccess
+    from sdk.providers.azure.access import AzureAccess
 
 
 class AzureAdmin:
@@ -41,7 +41,7 @@ class AzureAdmin:
     @property
     def _access(self) -> AzureAccess:
         # Imported here: azure_access builds on this package.
-        from ..azure_access import AzureAccess
+        from sdk.providers.azure.access import AzureAccess
 
         if self._access_control is None:
             self._access_control = AzureAccess(
@@ -53,7 +53,7 @@ class AzureAdmin:
             )
         return self._access_control
 
-    # -- access control: sdk.providers.azure_access -------------------------------------------
+    # -- access control: sdk.providers.azure.access -------------------------------------------
 
     async def open_scoped_bucket(self, bucket_name: str) -> AzureStore:
         """A store on container ``bucket_name`` with a renewing container SAS."""
@@ -62,7 +62,7 @@ class AzureAdmin:
     async def temporary_credentials(
         self, bucket_name: str, *, read_only: bool = False
     ) -> IssuedCredentials:
-        """A container SAS for ``bucket_name`` (see :mod:`sdk.providers.azure_access`)."""
+        """A container SAS for ``bucket_name`` (see :mod:`sdk.providers.azure.access`)."""
         return await self._access.temporary_credentials(bucket_name, read_only=read_only)
 
     async def create_persistent_credentials(

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from azure.storage.blob.aio import BlobServiceClient
 
-from ...errors import ConfigError
+from sdk.errors import ConfigError
 
 MiB: Final = 1024 * 1024
 

@@ -20,12 +20,12 @@ from typing import Final, Literal
 from azure.storage.blob import BlobBlock, ContentSettings
 from azure.storage.blob.aio import BlobClient
 
-from ...errors import InvalidRequest, ResourceNotFound
-from ...retry import retry_transient
-from ..base import MIN_PART_SIZE
-from .auth import REQUEST_SIZE
-from .checks import quote_etag, strip_etag
-from .errors import translated
+from sdk.errors import InvalidRequest, ResourceNotFound
+from sdk.providers.azure.auth import REQUEST_SIZE
+from sdk.providers.azure.checks import quote_etag, strip_etag
+from sdk.providers.azure.errors import translated
+from sdk.providers.base import MIN_PART_SIZE
+from sdk.retry import retry_transient
 
 #: Largest :meth:`AzureStore.put` sent as one request, and its block size above that.
 PUT_BLOCK_SIZE: Final = REQUEST_SIZE

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-from ...errors import InvalidRequest
+from sdk.errors import InvalidRequest
 
 # Container names: 3-63 characters of lower-case letters, digits and single hyphens, starting
 # and ending with a letter or digit.  Azurite does not enforce all of it, so it is checked here.

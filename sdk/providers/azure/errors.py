@@ -19,7 +19,7 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 
-from ...errors import (
+from sdk.errors import (
     AlreadyExists,
     BlobfsError,
     InvalidRequest,

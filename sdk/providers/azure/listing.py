@@ -20,11 +20,11 @@ from azure.core.rest import HttpRequest
 from azure.storage.blob import BlobProperties
 from azure.storage.blob.aio import ContainerClient
 
-from ...errors import InvalidRequest, TransientError
-from ...retry import retry_transient
-from ..base import ObjectInfo, PrefixInfo
-from .checks import strip_etag
-from .errors import translated
+from sdk.errors import InvalidRequest, TransientError
+from sdk.providers.azure.checks import strip_etag
+from sdk.providers.azure.errors import translated
+from sdk.providers.base import ObjectInfo, PrefixInfo
+from sdk.retry import retry_transient
 
 #: Azure's largest listing page.
 LIST_PAGE_SIZE: Final = 5000

@@ -20,9 +20,9 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob.aio import BlobClient, StorageStreamDownloader
 
-from .auth import REQUEST_SIZE, MiB
-from .checks import quote_etag, strip_etag
-from .errors import error_code, translated
+from sdk.providers.azure.auth import REQUEST_SIZE, MiB
+from sdk.providers.azure.checks import quote_etag, strip_etag
+from sdk.providers.azure.errors import error_code, translated
 
 #: A stream's first request: small, so the first bytes come soon.  The following requests
 #: double up to ``REQUEST_SIZE``.

@@ -21,16 +21,22 @@ from azure.core import MatchConditions
 from azure.storage.blob import BlobSasPermissions, ContentSettings, generate_blob_sas
 from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClient
 
-from ...errors import InvalidRequest, PreconditionFailed, ResourceNotFound, TransientError
-from ...retry import retry_transient
-from ..base import CopySettings, ObjectInfo, PrefixInfo
-from ..part_copy import copy_in_parts
-from .blocks import PUT_BLOCK_SIZE, AzureMultipartUpload, put_blocks
-from .checks import check_key, check_metadata, check_range, quote_etag, strip_etag
-from .errors import WIRE_ERRORS, error_code, translate_error, translated
-from .listing import LIST_PAGE_SIZE, ContainerListing
-from .reading import FIRST_READ, Fetched, fetch, no_chunks
-from .reading import chunks as read_chunks
+from sdk.errors import InvalidRequest, PreconditionFailed, ResourceNotFound, TransientError
+from sdk.providers.azure.blocks import PUT_BLOCK_SIZE, AzureMultipartUpload, put_blocks
+from sdk.providers.azure.checks import (
+    check_key,
+    check_metadata,
+    check_range,
+    quote_etag,
+    strip_etag,
+)
+from sdk.providers.azure.errors import WIRE_ERRORS, error_code, translate_error, translated
+from sdk.providers.azure.listing import LIST_PAGE_SIZE, ContainerListing
+from sdk.providers.azure.reading import FIRST_READ, Fetched, fetch, no_chunks
+from sdk.providers.azure.reading import chunks as read_chunks
+from sdk.providers.base import CopySettings, ObjectInfo, PrefixInfo
+from sdk.providers.part_copy import copy_in_parts
+from sdk.retry import retry_transient
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +155,7 @@ class AzureStore:
 
     def _copy_source_url(self, blob: BlobClient) -> str:
         """The URL Copy Blob reads the source from (a scoped store adds its current SAS:
-        :mod:`sdk.providers.azure_access`)."""
+        :mod:`sdk.providers.azure.access`)."""
         return str(blob.url)
 
     async def _check_version(self, key: str, etag: str | None) -> None:
@@ -332,7 +338,7 @@ class AzureStore:
         source authorised in the URL even within one account, so a blob SAS (read, 1 h)
         made with the account key, or the SAS a store opened with one carries in its URLs;
         ``None`` when neither exists (then copies are one Copy Blob).  A scoped store
-        appends its current container SAS instead (:mod:`sdk.providers.azure_access`)."""
+        appends its current container SAS instead (:mod:`sdk.providers.azure.access`)."""
         account = self._container.account_name
         if not self._account_key or not account:
             url = str(self._blob(key).url)

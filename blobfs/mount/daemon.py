@@ -1,0 +1,261 @@
+"""The mount daemon's lifecycle, from opening the bucket to the last upload.
+
+Started by :func:`blobfs.mount.launch.launch`; :func:`serve`:
+
+1. hosts an asyncio loop inside trio for the sdk (:mod:`blobfs.bridge.store`), opens the bucket
+   and proves the credentials work with one listing request;
+2. stores what a killed daemon left in the staging directory (:mod:`blobfs.write.recovery`),
+   builds the core (block cache, optional disk cache, write-back,
+   :class:`~blobfs.fs.core.Filesystem`) and mounts it with pyfuse3;
+3. once a ``stat`` of the mount point goes through the kernel and back, it is *ready*:
+   the kernel read-ahead is raised, systemd gets ``READY=1``, the parent gets ``OK``;
+4. runs until the file system is unmounted (``blobfs umount``, ``fusermount3 -u``) or a
+   SIGTERM/SIGINT/SIGHUP arrives, which unmounts it; then drains pending work
+   (:meth:`Filesystem.drain` uploads files still dirty) and exits.  Uploads in progress
+   when the signal arrives are shielded from the cancellation, so they finish first.
+
+Whatever happens after the mount, ``pyfuse3.close(unmount=True)`` runs on the way out, so
+a daemon that fails leaves no "Transport endpoint is not connected" behind when it can
+help it.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import click
+import pyfuse3
+import trio
+
+from blobfs.bridge import store as bridge
+from blobfs.cache.blocks import BlockCache
+from blobfs.cache.disk import DiskCache
+from blobfs.fs.core import Filesystem
+from blobfs.fs.namespace import root_key
+from blobfs.fuse.operations import Operations, kernel_options
+from blobfs.mount import memory, mountpoint
+from blobfs.mount.mountpoint import MountError
+from blobfs.mount.notify import ReadyPipe, sd_notify
+from blobfs.options import MountOptions
+from blobfs.write import recovery, writeback
+from sdk import errors as sdk_errors
+
+log = logging.getLogger("blobfs.mount.daemon")
+
+
+def setup_logging(options: MountOptions) -> None:
+    handler: logging.Handler
+    if options.log_file is not None:
+        options.log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(options.log_file)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(options.log_level)
+
+
+def _storage_reason(e: BaseException, source: str) -> str:
+    if isinstance(e, sdk_errors.PermissionDenied):
+        return f"credentials refused for {source}: {e}"
+    if isinstance(e, sdk_errors.ResourceNotFound):
+        return f"unknown bucket: {source} ({e})"
+    if isinstance(e, sdk_errors.ConfigError):
+        return f"configuration error: {e}"
+    if isinstance(e, ValueError):
+        return f"invalid source {source!r}: {e}"
+    return f"cannot reach the store for {source}: {e}"
+
+
+async def _check_access(store: bridge.TrioStore, prefix: str, source: str) -> None:
+    """One listing request: proves the bucket exists and the credentials are accepted."""
+    try:
+        await store.first_entry(root_key(prefix), delimiter="/")
+    except sdk_errors.BlobfsError as e:
+        raise MountError(_storage_reason(e, source)) from e
+
+
+async def serve(
+    source: str,
+    where: Path,
+    options: MountOptions,
+    *,
+    cluster: str | None,
+    ready: ReadyPipe,
+) -> None:
+    """Mount ``source`` on ``where`` and serve it until unmounted or signalled."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with bridge.asyncio_loop() as aio, AsyncExitStack() as stack:
+            try:
+                store, prefix = await stack.enter_async_context(
+                    bridge.open_source(aio, source, cluster=cluster)
+                )
+            except (sdk_errors.BlobfsError, ValueError) as e:
+                raise MountError(_storage_reason(e, source)) from e
+            await _check_access(store, prefix, source)
+            store.set_copy_settings(options.copy_settings())
+            await _serve_mounted(source, where, options, store, prefix, signals, ready)
+
+
+def staging_dir(options: MountOptions, source: str) -> Path:
+    """Where files being written are staged: under ``cache_dir`` if set, else under the
+    user's cache directory; one directory per source, so data a killed daemon left behind
+    is found (and reported) by the next mount of the same source."""
+    if options.cache_dir is not None:
+        base = options.cache_dir
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "blobfs"
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    return base / "staging" / digest
+
+
+async def _serve_mounted(
+    source: str,
+    where: Path,
+    options: MountOptions,
+    store: bridge.TrioStore,
+    prefix: str,
+    signals: AsyncIterator[int],
+    ready: ReadyPipe,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        disk = None
+        if options.cache_dir is not None:
+            disk = DiskCache(options.cache_dir, options.cache_size, block_size=options.block_size)
+            await disk.open()
+        cache = BlockCache(
+            store,
+            nursery,
+            block_size=options.block_size,
+            memory=memory.cache_memory(options, memory.resident_bytes()),
+            max_fetches=options.max_fetches,
+            fetch_size=options.fetch_size,
+            disk=disk,
+        )
+        wb = writeback.WriteBack(
+            staging_dir(options, source), nursery, writeback.WriteBudget(options.write_memory)
+        )
+        if not options.read_only:
+            # Before serving: what a killed daemon left is stored (or kept and logged)
+            # before anything on the mount can see or change those files.
+            await recovery.recover(wb.directory, store, wb)
+        else:
+            for path, key in writeback.leftovers(wb.directory):
+                log.warning("staged data of %r (read-only mount: not uploaded) in %s", key, path)
+        fs = Filesystem(store, cache, options, prefix=prefix, writeback=wb)
+        ops = Operations(fs)
+        try:
+            pyfuse3.init(ops, str(where), kernel_options(fs, source))
+        except RuntimeError as e:
+            raise MountError(f"FUSE mount on {where} failed: {e}") from e
+        try:
+            nursery.start_soon(_watch_signals, signals)
+            nursery.start_soon(_announce_ready, where, options, ready)
+            # What exists by now (botocore's service models above all, ~100,000 objects)
+            # lives as long as the daemon: frozen, the cyclic GC stops walking it in every
+            # full collection.  Measured over 1,000 small files created and read back: GC
+            # time 0.10 s -> 0.01 s, the longest pause (every request waits) 80-86 -> 2-3 ms.
+            gc.freeze()
+            await pyfuse3.main()
+        finally:
+            pyfuse3.close(unmount=True)
+            log.info("unmounted %s", where)
+        sd_notify("STOPPING=1")
+        log.info(
+            "requests: %d HEAD, %d LIST, %d GET (%d MiB), %d direct reads; %d names skipped",
+            fs.stats.heads,
+            fs.stats.lists,
+            cache.stats.fetches,
+            cache.stats.fetched_bytes >> 20,
+            cache.stats.direct_reads,
+            fs.stats.skipped_names,
+        )
+        await fs.drain()
+        wstats = fs.writeback.stats
+        log.info(
+            "write-back: %d PUTs, %d multipart uploads (%d streamed while writing, %d given "
+            "up for a whole-file upload), %d parts stored while writing, %d at close; peak "
+            "%d MiB of %d MiB upload memory",
+            wstats.puts,
+            wstats.multipart_uploads,
+            wstats.streams,
+            wstats.fallbacks,
+            wstats.parts_streamed,
+            wstats.parts_at_flush,
+            fs.writeback.budget.peak >> 20,
+            fs.writeback.budget.capacity >> 20,
+        )
+        nursery.cancel_scope.cancel()
+
+
+async def _watch_signals(signals: AsyncIterator[int]) -> None:
+    async for signum in signals:
+        log.info("signal %s: unmounting", signal.Signals(signum).name)
+        sd_notify("STOPPING=1")
+        pyfuse3.terminate()
+        return
+
+
+async def _announce_ready(where: Path, options: MountOptions, ready: ReadyPipe) -> None:
+    # The stat goes through the kernel to our own getattr, so it returns only once the
+    # FUSE loop serves requests: that, not the mount syscall, is "ready".
+    st = await trio.to_thread.run_sync(os.stat, where)
+    mountpoint.set_kernel_readahead(st.st_dev, options.kernel_readahead)
+    mountpoint.write_pid(where)
+    log.info("mounted on %s", where)
+    sd_notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving {where}")
+    ready.ready()
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one exception inside nested single-exception groups (trio wraps what escapes a
+    nursery), so a MountError keeps its one-line message."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def run_foreground(
+    source: str,
+    where: Path,
+    options: MountOptions,
+    *,
+    cluster: str | None,
+    ready_fd: int | None,
+) -> int:
+    """Run the daemon in this process; return the exit code."""
+    ready = ReadyPipe(ready_fd)
+    setup_logging(options)
+    memory.keep_freed_memory(options.fetch_size, options.memory)
+    try:
+        trio.run(lambda: serve(source, where, options, cluster=cluster, ready=ready))
+    except Exception as raised:
+        e = _unwrap(raised)
+        if isinstance(e, MountError):
+            log.error("%s", e)
+            ready.failed(str(e))
+            click.echo(f"blobfs mount: {e}", err=True)
+            return e.exit_code
+        log.error("daemon failed", exc_info=raised)
+        ready.failed(f"daemon failed: {e}")
+        click.echo(f"blobfs mount: daemon failed: {e}", err=True)
+        return 1
+    finally:
+        try:
+            mountpoint.pid_file(where).unlink(missing_ok=True)
+        except OSError:
+            pass
+    return 0
