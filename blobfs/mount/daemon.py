@@ -6,7 +6,7 @@ Started by :func:`blobfs.mount.launch.launch`; :func:`serve`:
    and proves the credentials work with one listing request;
 2. stores what a killed daemon left in the staging directory (:mod:`blobfs.write.recovery`),
    builds the core (block cache, optional disk cache, write-back,
-   :class:`~blobfs.fs.core.Filesystem`) and mounts it with pyfuse3;
+   :class:`~blobfs.fs.core.Filesystem`) and mounts it (:mod:`blobfs.fuse.session`);
 3. once a ``stat`` of the mount point goes through the kernel and back, it is *ready*:
    the kernel read-ahead is raised, systemd gets ``READY=1``, the parent gets ``OK``;
 4. runs until the file system is unmounted (``blobfs umount``, ``fusermount3 -u``) or a
@@ -14,7 +14,7 @@ Started by :func:`blobfs.mount.launch.launch`; :func:`serve`:
    (:meth:`Filesystem.drain` uploads files still dirty) and exits.  Uploads in progress
    when the signal arrives are shielded from the cancellation, so they finish first.
 
-Whatever happens after the mount, ``pyfuse3.close(unmount=True)`` runs on the way out, so
+Whatever happens after the mount, :func:`blobfs.fuse.session.unmount` runs on the way out, so
 a daemon that fails leaves no "Transport endpoint is not connected" behind when it can
 help it.
 """
@@ -32,7 +32,6 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import click
-import pyfuse3
 import trio
 
 from blobfs.bridge import store as bridge
@@ -40,7 +39,7 @@ from blobfs.cache.blocks import BlockCache
 from blobfs.cache.disk import DiskCache
 from blobfs.fs.core import Filesystem
 from blobfs.fs.namespace import root_key
-from blobfs.fuse.operations import Operations, kernel_options
+from blobfs.fuse import session as fuse_session
 from blobfs.mount import memory, mountpoint
 from blobfs.mount.mountpoint import MountError
 from blobfs.mount.notify import ReadyPipe, sd_notify
@@ -156,22 +155,20 @@ async def _serve_mounted(
             for path, key in writeback.leftovers(wb.directory):
                 log.warning("staged data of %r (read-only mount: not uploaded) in %s", key, path)
         fs = Filesystem(store, cache, options, prefix=prefix, writeback=wb)
-        ops = Operations(fs)
         try:
-            pyfuse3.init(ops, str(where), kernel_options(fs, source))
-        except RuntimeError as e:
+            fuse_session.mount(fs, where, source)
+        except fuse_session.MountFailed as e:
             raise MountError(f"FUSE mount on {where} failed: {e}") from e
         try:
             nursery.start_soon(_watch_signals, signals)
             nursery.start_soon(_announce_ready, where, options, ready)
             # What exists by now (botocore's service models above all, ~100,000 objects)
             # lives as long as the daemon: frozen, the cyclic GC stops walking it in every
-            # full collection.  Measured over 1,000 small files created and read back: GC
-            # time 0.10 s -> 0.01 s, the longest pause (every request waits) 80-86 -> 2-3 ms.
+            # full collection (GC pauses of 80 ms fell to 2-3 ms).
             gc.freeze()
-            await pyfuse3.main()
+            await fuse_session.serve()
         finally:
-            pyfuse3.close(unmount=True)
+            fuse_session.unmount()
             log.info("unmounted %s", where)
         sd_notify("STOPPING=1")
         log.info(
@@ -205,7 +202,7 @@ async def _watch_signals(signals: AsyncIterator[int]) -> None:
     async for signum in signals:
         log.info("signal %s: unmounting", signal.Signals(signum).name)
         sd_notify("STOPPING=1")
-        pyfuse3.terminate()
+        fuse_session.terminate()
         return
 
 

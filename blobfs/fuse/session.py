@@ -1,0 +1,49 @@
+"""The FUSE session: the kernel mount of a :class:`~blobfs.fs.core.Filesystem`, its request
+loop, and its end.
+
+pyfuse3 keeps one session per process, so these are plain functions over it.  The daemon
+calls :func:`mount`, then :func:`serve` until the file system is unmounted or
+:func:`terminate` is called, and :func:`unmount` in a ``finally`` whatever happened, so a
+daemon that fails leaves no "Transport endpoint is not connected" behind when it can help it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyfuse3
+
+from blobfs.fs.core import Filesystem
+from blobfs.fuse.operations import Operations, kernel_options
+
+
+class MountFailed(Exception):
+    """The kernel refused the mount (the reason is the message)."""
+
+
+def mount(fs: Filesystem, where: Path, source: str) -> None:
+    """Mount ``fs`` on ``where``; raises :class:`MountFailed` if the kernel refuses.  Pair
+    it with :func:`unmount` in a ``finally``."""
+    try:
+        pyfuse3.init(Operations(fs), str(where), kernel_options(fs, source))
+    except RuntimeError as e:
+        raise MountFailed(str(e)) from e
+
+
+def unmount() -> None:
+    """End the session and remove the kernel mount (after :func:`mount`, whatever
+    happened since)."""
+    pyfuse3.close(unmount=True)
+
+
+async def serve() -> None:
+    """Answer kernel requests until the file system is unmounted or :func:`terminate`."""
+    await pyfuse3.main()
+
+
+def terminate() -> None:
+    """Make :func:`serve` return (the kernel mount goes with :func:`unmount`)."""
+    pyfuse3.terminate()
+
+
+__all__ = ["MountFailed", "mount", "serve", "terminate", "unmount"]
