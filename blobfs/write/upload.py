@@ -1,9 +1,9 @@
 """The upload of a whole staged file: one PUT, or a multipart upload sized for the file.
 
 This is how a file that was not streamed while written goes up at ``flush``/``close``, and
-how crash recovery stores a leftover.  A multipart upload is completed only when every part
-is stored, and aborted on any failure: the object under the key is either the old one or
-the complete new one.
+how crash recovery stores a leftover.  Parts are read from the file only once a slot is
+free, per file (``max_in_flight``) and mount-wide (the budget), so memory stays bounded
+whatever the file's size.
 """
 
 from __future__ import annotations
