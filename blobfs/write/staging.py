@@ -7,12 +7,11 @@ reads the original object (:mod:`blobfs.write.fill`) and an
 :class:`~blobfs.write.parts.Uploader` that stores the file, either streamed while it is
 written (:mod:`blobfs.write.stream`) or whole at flush (:mod:`blobfs.write.upload`).
 
-Its sidecar is rewritten whenever what recovery needs changes (the key, the base version,
-how much of it was filled in, dirty or not): a daemon killed at any point leaves a pair
-that :mod:`blobfs.write.recovery` either uploads or keeps, never one whose writes it drops.
-An upload is completed only after every part is stored: the object under the key is
-either the old one or the complete new one, and a failed upload leaves the file staged and
-dirty.
+Its sidecar records what :mod:`blobfs.write.recovery` needs (the key, the base version,
+how much of it was filled in, whether there are unsaved writes) and is rewritten when that
+changes.  An upload is completed only after every part is stored, and aborted on failure:
+the object under the key is either the old one or the complete new one, and a file whose
+upload failed stays staged and dirty.
 """
 
 from __future__ import annotations
