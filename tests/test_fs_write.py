@@ -21,7 +21,8 @@ import trio
 from blobfs import errors
 from blobfs.fs.core import RENAME_NOREPLACE, FileHandle
 from blobfs.fs.inodes import ROOT_INODE, Node
-from blobfs.write.writeback import Sidecar, WriteBudget
+from blobfs.write.budget import WriteBudget
+from blobfs.write.sidecar import Sidecar
 from sdk.errors import TransientError
 from sdk.providers.base import MIN_PART_SIZE, CopySettings, ObjectInfo
 from tests.test_fs_core import Env, make_env

@@ -14,8 +14,9 @@ import trio
 
 from blobfs.fs.core import FileHandle
 from blobfs.fs.inodes import ROOT_INODE
+from blobfs.write.budget import WriteBudget
 from blobfs.write.recovery import recover
-from blobfs.write.writeback import WriteBack, WriteBudget, leftovers
+from blobfs.write.writeback import WriteBack, leftovers
 from tests.test_fs_core import Env, make_env
 from tests.test_fs_write import body, data_of, head, staged_data, write_all
 

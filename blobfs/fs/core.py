@@ -66,7 +66,9 @@ from blobfs.errors import (
 from blobfs.fs import namespace
 from blobfs.fs.inodes import ROOT_INODE, Entry, InodeTable, Kind, Listing, Node
 from blobfs.options import MountOptions
-from blobfs.write.writeback import Staged, WriteBack, WriteBudget
+from blobfs.write.budget import WriteBudget
+from blobfs.write.staging import Staged
+from blobfs.write.writeback import WriteBack
 from sdk.errors import ResourceNotFound
 from sdk.providers.base import ObjectInfo, PrefixInfo
 

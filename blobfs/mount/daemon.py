@@ -45,6 +45,7 @@ from blobfs.mount.mountpoint import MountError
 from blobfs.mount.notify import ReadyPipe, sd_notify
 from blobfs.options import MountOptions
 from blobfs.write import recovery, writeback
+from blobfs.write.budget import WriteBudget
 from sdk import errors as sdk_errors
 
 log = logging.getLogger("blobfs.mount.daemon")
@@ -145,7 +146,7 @@ async def _serve_mounted(
             disk=disk,
         )
         wb = writeback.WriteBack(
-            staging_dir(options, source), nursery, writeback.WriteBudget(options.write_memory)
+            staging_dir(options, source), nursery, WriteBudget(options.write_memory)
         )
         if not options.read_only:
             # Before serving: what a killed daemon left is stored (or kept and logged)

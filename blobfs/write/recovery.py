@@ -2,7 +2,7 @@
 
 A daemon that is killed (``kill -9``, OOM, power cut of the process) leaves each file it was
 writing as ``NAME.data`` plus its sidecar ``NAME.key``
-(:class:`~blobfs.write.writeback.Sidecar`) in the staging directory of its source. The next
+(:class:`~blobfs.write.sidecar.Sidecar`) in the staging directory of its source. The next
 mount of the same source runs :func:`recover` before it serves requests. For each leftover
 with unsaved writes:
 
@@ -36,7 +36,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from blobfs.write.writeback import FILL_CHUNK, Sidecar, Uploader, WriteBack, upload_fd
+from blobfs.write.fill import FILL_CHUNK
+from blobfs.write.parts import Uploader
+from blobfs.write.sidecar import Sidecar
+from blobfs.write.upload import upload_fd
+from blobfs.write.writeback import WriteBack
 from sdk.errors import BlobfsError, ResourceNotFound
 from sdk.providers.base import ObjectInfo
 
@@ -44,7 +48,7 @@ log = logging.getLogger(__name__)
 
 
 class RecoveryStore(Uploader, Protocol):
-    """An :class:`~blobfs.write.writeback.Uploader` that also tells an object's version and reads
+    """An :class:`~blobfs.write.parts.Uploader` that also tells an object's version and reads
     it (to check the base, and to fill what the staging file lacks)."""
 
     async def head(self, key: str) -> ObjectInfo: ...
