@@ -1,6 +1,6 @@
 """Errors of the file system core.
 
-The core (:mod:`blobfs.fs.core`) raises only these; :mod:`blobfs.fuse.operations` turns them
+The core (:mod:`blobfs.fs`) raises only these; :mod:`blobfs.fuse.operations` turns them
 into errno values through its single table. Each class names a POSIX condition, not a FUSE
 detail, so the core can be tested without the kernel and the errno choice lives in one
 place.

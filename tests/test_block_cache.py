@@ -18,7 +18,7 @@ from blobfs import errors
 from blobfs.cache.blocks import BlockCache
 from blobfs.cache.disk import DiskCache
 from blobfs.cache.readahead import INITIAL_WINDOW, ReadAhead
-from blobfs.fs.core import Filesystem
+from blobfs.fs.filesystem import Filesystem
 from blobfs.options import MountOptions
 from sdk.errors import PreconditionFailed, ResourceNotFound
 from sdk.providers.base import ObjectInfo, PrefixInfo

@@ -20,7 +20,7 @@ import trio
 from blobfs import errors
 from blobfs.bridge.store import AsyncioThread, TrioStore, asyncio_loop
 from blobfs.cache.blocks import BlockCache
-from blobfs.fs.core import Filesystem
+from blobfs.fs.filesystem import Filesystem
 from blobfs.fs.inodes import ROOT_INODE, Kind, Node
 from blobfs.options import MountOptions
 from sdk.providers.memory import MemoryAdmin, MemoryStore

@@ -1,6 +1,6 @@
 """The write path of the core against the in-memory store (no kernel).
 
-Drives :class:`~blobfs.fs.core.Filesystem` as the FUSE adapter would: create / open with write
+Drives :class:`~blobfs.fs.filesystem.Filesystem` as the FUSE adapter would: create / open with write
 flags, write, flush (``close()``), fsync, release, setattr, and the namespace changes.  The
 durability contract is checked with the memory store's fault injection: a failing or
 vanishing server makes ``flush`` raise, and the bucket never holds a partial object.
@@ -19,8 +19,9 @@ import pytest
 import trio
 
 from blobfs import errors
-from blobfs.fs.core import RENAME_NOREPLACE, FileHandle
+from blobfs.fs.handles import FileHandle
 from blobfs.fs.inodes import ROOT_INODE, Node
+from blobfs.fs.rename import RENAME_NOREPLACE
 from blobfs.write.budget import WriteBudget
 from blobfs.write.sidecar import Sidecar
 from sdk.errors import TransientError

@@ -12,7 +12,7 @@ import os
 import pytest
 import trio
 
-from blobfs.fs.core import FileHandle
+from blobfs.fs.handles import FileHandle
 from blobfs.fs.inodes import ROOT_INODE
 from blobfs.write.budget import WriteBudget
 from blobfs.write.recovery import recover
@@ -29,8 +29,8 @@ async def crash(env: Env, handle: FileHandle) -> None:
     staged = handle.staged
     assert staged is not None
     staged.keep()
-    del env.fs._staged[handle.node.ino]
-    del env.fs._files[handle.fh]
+    del env.fs.state.staged[handle.node.ino]
+    del env.fs.state.handles.files[handle.fh]
     env.fs.inodes.closed(handle.node)
     await env.fs.writeback.settle()
 

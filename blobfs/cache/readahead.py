@@ -11,7 +11,7 @@ and a *random* reader gets only the bytes it asked for (one exact ranged GET), s
 little out of order, so a read within a couple of request sizes of the expected offset still
 counts as sequential.
 
-This module only decides; :mod:`blobfs.fs.core` does the fetching through the block cache.
+This module only decides; :mod:`blobfs.fs.reader` does the fetching through the block cache.
 """
 
 from __future__ import annotations

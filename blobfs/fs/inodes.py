@@ -3,7 +3,7 @@
 An inode is a :class:`Node`.  Files are keyed by their object key (``a/b.txt``), directories
 by their prefix *with* the trailing slash (``a/``); the root is the mount's prefix (``""``
 for a whole bucket).  So a file ``x`` and a directory ``x/`` are different keys with
-different numbers, and the namespace rules in :mod:`blobfs.fs.core` decide which one is shown.
+different numbers, and the rules in :mod:`blobfs.fs.names` decide which one is shown.
 
 Lifetime (the FUSE contract): every successful ``lookup`` (and every entry handed out by
 ``readdirplus``) adds one to ``Node.lookups``; ``forget`` takes them away.  A node with no
@@ -13,7 +13,7 @@ such as ``find`` and ``tar`` that compare inode numbers see stable ones.  Number
 reused for another key.
 
 Time comes from an injected clock so tests can move it; everything here is synchronous and
-only touched from the trio thread, so it needs no locks (see :mod:`blobfs.fs.core`).
+only touched from the trio thread, so it needs no locks (see :mod:`blobfs.fs.state`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from cachetools import LRUCache, TTLCache
 
-from blobfs.errors import NotFound
+from blobfs.errors import NotADirectory, NotFound
 
 ROOT_INODE = 1
 
@@ -130,6 +130,17 @@ class InodeTable:
             return self._nodes[ino]
         except KeyError:
             raise NotFound(f"inode {ino} is not known") from None
+
+    def find(self, ino: int) -> Node | None:
+        """The node of ``ino``, or ``None`` if it was dropped."""
+        return self._nodes.get(ino)
+
+    def directory(self, ino: int) -> Node:
+        """The node of ``ino``, which must be a directory (else :class:`NotADirectory`)."""
+        node = self.get(ino)
+        if not node.is_dir:
+            raise NotADirectory(node.key)
+        return node
 
     def child(self, parent: int, name: str) -> Node | None:
         ino = self._children.get((parent, name))

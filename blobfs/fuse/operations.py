@@ -1,8 +1,9 @@
 """The pyfuse3 adapter: kernel requests in, core calls out, errno back.
 
 This is the only module that imports pyfuse3's request types and raises ``FUSEError``.  Each
-handler converts arguments (bytes names, flag fields), calls :class:`blobfs.fs.core.Filesystem`,
-and turns the resulting :class:`~blobfs.fs.inodes.Node` into ``EntryAttributes``.  Errors go
+handler converts arguments (bytes names, flag fields), calls
+:class:`blobfs.fs.filesystem.Filesystem`, and turns the resulting
+:class:`~blobfs.fs.inodes.Node` into ``EntryAttributes``.  Errors go
 through :data:`ERRNO`, the one table from core exceptions to errno values; anything not in
 it is a bug, logged with its traceback and reported as EIO so one bad request cannot take
 the daemon (and with it the mount) down.
@@ -21,9 +22,9 @@ import pyfuse3
 import trio
 
 from blobfs import errors
-from blobfs.fs.core import Filesystem
+from blobfs.fs.filesystem import Filesystem
 from blobfs.fs.inodes import Kind, Node
-from blobfs.fs.namespace import name_from_kernel
+from blobfs.fs.names import name_from_kernel
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The FUSE session: the kernel mount of a :class:`~blobfs.fs.core.Filesystem`, its request
+"""The FUSE session: the kernel mount of a :class:`~blobfs.fs.filesystem.Filesystem`, its request
 loop, and its end.
 
 pyfuse3 keeps one session per process, so these are plain functions over it.  The daemon
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyfuse3
 
-from blobfs.fs.core import Filesystem
+from blobfs.fs.filesystem import Filesystem
 from blobfs.fuse.operations import Operations, kernel_options
 
 

@@ -6,7 +6,7 @@ Started by :func:`blobfs.mount.launch.launch`; :func:`serve`:
    and proves the credentials work with one listing request;
 2. stores what a killed daemon left in the staging directory (:mod:`blobfs.write.recovery`),
    builds the core (block cache, optional disk cache, write-back,
-   :class:`~blobfs.fs.core.Filesystem`) and mounts it (:mod:`blobfs.fuse.session`);
+   :class:`~blobfs.fs.filesystem.Filesystem`) and mounts it (:mod:`blobfs.fuse.session`);
 3. once a ``stat`` of the mount point goes through the kernel and back, it is *ready*:
    the kernel read-ahead is raised, systemd gets ``READY=1``, the parent gets ``OK``;
 4. runs until the file system is unmounted (``blobfs umount``, ``fusermount3 -u``) or a
@@ -37,8 +37,8 @@ import trio
 from blobfs.bridge import store as bridge
 from blobfs.cache.blocks import BlockCache
 from blobfs.cache.disk import DiskCache
-from blobfs.fs.core import Filesystem
-from blobfs.fs.namespace import root_key
+from blobfs.fs.filesystem import Filesystem
+from blobfs.fs.names import root_key
 from blobfs.fuse import session as fuse_session
 from blobfs.mount import memory, mountpoint
 from blobfs.mount.mountpoint import MountError
