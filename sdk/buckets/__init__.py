@@ -2,7 +2,7 @@
 
 :mod:`.api` (the API surface), :mod:`.resolution` (names and URIs to records and stores),
 :mod:`.lifecycle` (provider bucket and record together), :mod:`.blobs` (blob operations),
-:mod:`.usage` (disk usage).
+:mod:`.usage` (disk usage), :mod:`.access` (credentials and public access).
 """
 
 from sdk.buckets.api import Buckets

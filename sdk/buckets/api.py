@@ -7,7 +7,7 @@ and hands the record or open store to the part that does the work:
 * :mod:`sdk.buckets.lifecycle` -- creating, importing and removing buckets;
 * :mod:`sdk.buckets.blobs` -- single blobs, listings, globs, removes, signed URLs;
 * :mod:`sdk.buckets.usage` -- disk usage;
-* :mod:`sdk.credentials` -- temporary and persistent credentials, public access;
+* :mod:`sdk.buckets.access` -- temporary and persistent credentials, public access;
 * :mod:`sdk.transfer` -- copies between local files and blobs.
 
 List-style methods return async context managers over async iterators, so
@@ -24,11 +24,11 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from yarl import URL
 
 import sdk.buckets.blobs as blobs
+from sdk.buckets.access import BucketAccess
 from sdk.buckets.lifecycle import BucketLifecycle
 from sdk.buckets.resolution import BucketResolver
 from sdk.buckets.usage import disk_usage
 from sdk.config import Config
-from sdk.credentials import BucketAccess
 from sdk.progress import (
     AbstractDeleteProgress,
     AbstractFileProgress,

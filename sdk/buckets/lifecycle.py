@@ -15,8 +15,8 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
+from sdk.buckets.access import BucketAccess
 from sdk.config import Config
-from sdk.credentials import BucketAccess
 from sdk.errors import AlreadyExists, NotEmpty, ResourceNotFound
 from sdk.registry import BucketRecord, Registry, new_bucket_id, utcnow
 from sdk.store_pool import StorePool, external_admin
