@@ -1,14 +1,19 @@
-"""Glob patterns over blob keys.
+"""Glob patterns over blob keys: their translation to regexes, and the walk of a store.
 
 ``*`` matches within one path component, ``?`` one character other than ``/``, ``[...]`` a
 character class, and a whole ``**`` component any number of components (including none), as
-in the reference's ``Storage.glob``.
+in the reference's ``Storage.glob``.  :func:`glob` lists only where a wildcard needs it: the
+literal components before the first wildcard become the listing prefix.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from functools import lru_cache
+
+from sdk.errors import ResourceNotFound
+from sdk.providers.base import BlobStore, ObjectInfo, PrefixInfo
 
 _MAGIC = re.compile(r"[*?\[]")
 
@@ -72,3 +77,37 @@ def _translate_part(part: str) -> str:
         else:
             res.append(re.escape(c))
     return "".join(res)
+
+
+async def glob(
+    store: BlobStore, pattern: str, base: str = ""
+) -> AsyncIterator[ObjectInfo | PrefixInfo]:
+    """The objects and prefixes of ``store`` under ``base`` whose key matches ``pattern``."""
+    # Walk literal components into the prefix; list only where a wildcard needs it.
+    parts = pattern.split("/")
+    while parts and not has_magic(parts[0]) and len(parts) > 1:
+        base += parts.pop(0) + "/"
+    if not parts:
+        return
+    part, rest = parts[0], parts[1:]
+    if not has_magic(part):  # last component, literal: the key itself
+        try:
+            yield await store.head(base + part)
+        except ResourceNotFound:
+            pass
+        return
+    if part == "**":
+        regex = translate("/".join(parts))
+        async for item in store.list(base):
+            if regex.fullmatch(item.key[len(base) :]):
+                yield item
+        return
+    regex = translate(part)
+    async for item in store.list(base + literal_prefix(part), delimiter="/"):
+        if not regex.fullmatch(item.key[len(base) :]):
+            continue
+        if not rest:
+            yield item
+        elif isinstance(item, PrefixInfo):  # middle wildcard: directories only
+            async for found in glob(store, "/".join(rest), item.key):
+                yield found

@@ -642,7 +642,7 @@ async def test_delete_many_without_batch_support(store: AzureStore) -> None:
     await store.delete_many([*keys, "never-existed"])
     assert [e async for e in store.list()] == []
     # Azurite answers blob batches with InvalidInput; the store noticed and fell back.
-    assert store._batch_supported is not None
+    assert store._deleter.batch_supported is not None
 
 
 @pytest.mark.asyncio

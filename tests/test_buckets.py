@@ -312,7 +312,7 @@ async def test_import_external(
     # with raw credentials, as a user would with a bucket made elsewhere.
     own = await make_bucket(client, "origin")
     await put(client, own, "shared.txt", body=b"shared")
-    record = client.buckets._registry.get_bucket(  # the provider-side name, for the test
+    record = client._registry.get_bucket(  # the provider-side name, for the test
         own.cluster_name, own.id, owner="alice", org=None
     )
     server = request.getfixturevalue(f"{provider_kind}_server")

@@ -1,17 +1,15 @@
 """The Azure :class:`~sdk.providers.base.BlobStore`: one container, one connection pool.
 
-Reading is in :mod:`.reading`, listing in :mod:`.listing`, block uploads in :mod:`.blocks`;
-this module ties them to one container and adds writes, copies, deletes and signed URLs.
-
-Azurite rejects blob batches (``InvalidInput``); :meth:`AzureStore.delete_many` falls back
-to concurrent single deletes the first time a batch is refused and stays on that path.
+Reading is in :mod:`.reading`, listing in :mod:`.listing`, block uploads in :mod:`.blocks`,
+deleting many keys in :mod:`.deleting`; this module ties them to one container and adds
+writes, copies, single deletes and signed URLs.  Every blob client comes from the store's one
+service client, so they all share its connection pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -30,7 +28,8 @@ from sdk.providers.azure.checks import (
     quote_etag,
     strip_etag,
 )
-from sdk.providers.azure.errors import WIRE_ERRORS, error_code, translate_error, translated
+from sdk.providers.azure.deleting import BatchDeleter
+from sdk.providers.azure.errors import error_code, translated
 from sdk.providers.azure.listing import LIST_PAGE_SIZE, ContainerListing
 from sdk.providers.azure.reading import FIRST_READ, Fetched, fetch, no_chunks
 from sdk.providers.azure.reading import chunks as read_chunks
@@ -38,14 +37,8 @@ from sdk.providers.base import CopySettings, ObjectInfo, PrefixInfo
 from sdk.providers.part_copy import copy_in_parts
 from sdk.retry import retry_transient
 
-log = logging.getLogger(__name__)
-
 #: Blob clients kept per store for reuse.
 _BLOB_CLIENTS: Final = 256
-#: Single deletes in flight when blob batches are not available.
-_DELETE_CONCURRENCY: Final = 16
-#: Most sub-requests Azure accepts in one blob batch.
-_BATCH_SIZE: Final = 256
 #: Signed URLs: the reference limits them to 1 s .. 7 days.
 _MIN_SIGN_SECONDS: Final = 1
 _MAX_SIGN_SECONDS: Final = 7 * 24 * 3600
@@ -70,10 +63,11 @@ class AzureStore:
         self._service = service
         self._container: ContainerClient = service.get_container_client(bucket_name)
         self._account_key = account_key
-        # None: not tried yet; False: the service refused a batch, use single deletes.
-        self._batch_supported: bool | None = None
         self._blobs: collections.OrderedDict[str, BlobClient] = collections.OrderedDict()
         self._listing = ContainerListing(self._container, self._what, page_size=list_page_size)
+        self._deleter = BatchDeleter(
+            self._container, self._what(), lambda key: self.delete(key, missing_ok=True)
+        )
         self.copy_settings = CopySettings()
 
     def __repr__(self) -> str:
@@ -376,62 +370,8 @@ class AzureStore:
             raise
 
     async def delete_many(self, keys: Sequence[str]) -> None:
-        """Delete keys in batches of 256; missing keys are ignored."""
-        for start in range(0, len(keys), _BATCH_SIZE):
-            batch = keys[start : start + _BATCH_SIZE]
-            left = batch
-            if self._batch_supported is not False:
-                left = await self._delete_batch(batch)
-            if left:
-                await self._delete_each(left)
-
-    @retry_transient
-    async def _delete_batch(self, keys: Sequence[str]) -> Sequence[str]:
-        """One blob batch; returns the keys still to delete one by one."""
-        try:
-            parts = [
-                part
-                async for part in await self._container.delete_blobs(
-                    *keys, delete_snapshots="include", raise_on_any_failure=False
-                )
-            ]
-        except WIRE_ERRORS as e:
-            err = translate_error(e, f"{self._what()} batch delete")
-            if isinstance(err, TransientError):
-                raise err from e
-            # Not supported here, or refused for these credentials: single deletes will
-            # either work or report the real reason per key.
-            self._refuse_batches(err)
-            return keys
-        failed = [p.status_code for p in parts if p.status_code not in (200, 202, 404)]
-        if len(parts) != len(keys) or (failed and len(failed) == len(parts)):
-            # Azurite answers every batch with one InvalidInput part per batch.
-            self._refuse_batches(failed[0] if failed else "part count mismatch")
-            return keys
-        self._batch_supported = True
-        # Keys whose sub-request failed are deleted singly: that retries transient
-        # failures and reports any other with the error table.
-        return [
-            key
-            for key, part in zip(keys, parts, strict=True)
-            if part.status_code not in (200, 202, 404)
-        ]
-
-    def _refuse_batches(self, why: object) -> None:
-        if self._batch_supported is None:
-            log.info("%s: blob batch refused (%s); deleting one by one", self._what(), why)
-        self._batch_supported = False
-
-    async def _delete_each(self, keys: Sequence[str]) -> None:
-        limit = asyncio.Semaphore(_DELETE_CONCURRENCY)
-
-        async def one(key: str) -> None:
-            async with limit:
-                await self.delete(key, missing_ok=True)
-
-        async with asyncio.TaskGroup() as tg:
-            for key in keys:
-                tg.create_task(one(key))
+        """Delete keys in batches of 256 (:mod:`.deleting`); missing keys are ignored."""
+        await self._deleter.delete_many(keys)
 
     # -- signing --------------------------------------------------------------------------------
 

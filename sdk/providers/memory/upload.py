@@ -1,0 +1,98 @@
+"""Multipart uploads of the in-memory store: invisible until completed, checked as S3 does.
+
+Every part but the last must be at least :data:`~sdk.providers.base.MIN_PART_SIZE` bytes,
+checked at completion as S3 does, and a completed object's ETag is S3's
+``md5(part md5s)-N``.  A completed or aborted upload refuses further parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from sdk.errors import InvalidRequest, ResourceNotFound
+from sdk.providers.base import MIN_PART_SIZE
+from sdk.providers.memory.bucket import MemoryBucket, MemoryObject, now
+
+if TYPE_CHECKING:
+    from sdk.providers.memory.store import MemoryStore
+
+MAX_PART_NUMBER = 10_000
+
+
+class MemoryUpload:
+    """A multipart upload of a :class:`~sdk.providers.memory.MemoryStore`."""
+
+    def __init__(
+        self,
+        store: MemoryStore,
+        key: str,
+        upload_id: str,
+        metadata: Mapping[str, str],
+        content_type: str,
+    ) -> None:
+        self.key = key
+        self.upload_id = upload_id
+        self._store = store
+        self._metadata = metadata
+        self._content_type = content_type
+        self._parts: dict[int, bytes] = {}
+
+    def _live(self, bucket: MemoryBucket) -> None:
+        if self.upload_id not in bucket.uploads:
+            raise ResourceNotFound(f"upload of {self.key!r} was completed or aborted")
+
+    async def upload_part(self, part_number: int, data: bytes) -> None:
+        """Store part ``part_number`` (1..10000); uploading a number again replaces it."""
+        if not 1 <= part_number <= MAX_PART_NUMBER:
+            raise InvalidRequest(f"part number {part_number} outside 1..{MAX_PART_NUMBER}")
+        bucket = await self._store.enter("upload_part", self.key)
+        self._live(bucket)
+        self._parts[part_number] = bytes(data)
+
+    async def copy_part(
+        self, part_number: int, src_key: str, offset: int, length: int, *, etag: str
+    ) -> None:
+        """Make part ``part_number`` the range ``offset``..``offset+length`` of version
+        ``etag`` of ``src_key``."""
+        if not 1 <= part_number <= MAX_PART_NUMBER:
+            raise InvalidRequest(f"part number {part_number} outside 1..{MAX_PART_NUMBER}")
+        bucket = await self._store.enter("copy_part", src_key)
+        self._live(bucket)
+        src = self._store.version(bucket, src_key, etag)
+        if length < 1 or offset < 0 or offset + length > len(src.data):
+            raise InvalidRequest(f"copy range {offset}+{length} outside {src_key!r}")
+        self._parts[part_number] = src.data[offset : offset + length]
+
+    async def complete(self) -> str:
+        """Assemble the parts in number order and make the object visible."""
+        bucket = await self._store.enter("complete", self.key)
+        self._live(bucket)
+        if not self._parts:
+            raise InvalidRequest(f"upload of {self.key!r} has no parts")
+        numbers = sorted(self._parts)
+        for n in numbers[:-1]:
+            if len(self._parts[n]) < MIN_PART_SIZE:
+                raise InvalidRequest(
+                    f"part {n} of {self.key!r} is {len(self._parts[n])} bytes; every part but "
+                    f"the last must be at least {MIN_PART_SIZE}"
+                )
+        parts = [self._parts[n] for n in numbers]
+        digest = hashlib.md5(
+            b"".join(hashlib.md5(p, usedforsecurity=False).digest() for p in parts),
+            usedforsecurity=False,
+        )
+        etag = f"{digest.hexdigest()}-{len(parts)}"
+        del bucket.uploads[self.upload_id]
+        bucket.store(
+            self.key, MemoryObject(b"".join(parts), etag, self._metadata, self._content_type, now())
+        )
+        self._parts.clear()
+        return etag
+
+    async def abort(self) -> None:
+        """Drop the parts; a no-op when already aborted or completed."""
+        bucket = await self._store.enter("abort", self.key)
+        bucket.uploads.pop(self.upload_id, None)
+        self._parts.clear()
