@@ -14,9 +14,7 @@ narrower ones, which the server itself enforces:
 * **Persistent credentials** are an IAM user with one access key and one inline user policy
   covering their buckets (``CreateUser``/``PutUserPolicy``/``CreateAccessKey``: the IAM API
   of AWS, and SeaweedFS's embedded IAM on its S3 port).  Revoking deletes the keys, the
-  policy and the user.  SeaweedFS's IAM accepts only some actions in user policies (not
-  ``s3:ListBucketMultipartUploads`` nor ``s3:ListMultipartUploadParts``); ``s3:List*``
-  covers those on AWS and is accepted by both.
+  policy and the user.  The policy documents are :mod:`sdk.providers.s3.policies`.
 * **Public access** is a bucket policy with two statements of ours (``Sid``
   ``blobfs-public-read`` and ``blobfs-public-list``, principal ``*``); other statements of
   the policy are kept, and the policy is deleted when ours were its only ones.
@@ -43,31 +41,27 @@ import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
-import aioboto3
 from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioRefreshableCredentials
 from botocore.exceptions import ClientError
 
 from sdk import logsafe
 from sdk.errors import BlobfsError, InvalidRequest, ResourceNotFound, TransientError
-from sdk.providers import check_expiry
-from sdk.providers.base import CredentialTimes, IssuedCredentials, PersistentGrant
-from sdk.providers.s3.store import (
-    CONNECT_TIMEOUT,
-    READ_TIMEOUT,
-    S3Store,
-    _code,
-    _is_aws,
-    _session,
-    translate,
+from sdk.providers.base import CredentialTimes, IssuedCredentials, PersistentGrant, check_expiry
+from sdk.providers.s3.client import CONNECT_TIMEOUT, READ_TIMEOUT, S3Client, is_aws, new_session
+from sdk.providers.s3.errors import error_code, translate
+from sdk.providers.s3.policies import (
+    PUBLIC_LIST_SID,
+    PUBLIC_READ_SID,
+    USER_POLICY_NAME,
+    bucket_policy,
+    iam_user_name,
+    public_statements,
 )
-from sdk.providers.s3.store import botocore_session as s3_botocore_session
+from sdk.providers.s3.store import S3Store
 from sdk.retry import retrying
-
-if TYPE_CHECKING:
-    from sdk.providers.s3.store import S3Admin
 
 log = logging.getLogger(__name__)
 # botocore's debug log would print the secrets this module handles.
@@ -76,95 +70,14 @@ logsafe.install()
 #: STS's limits on DurationSeconds (AssumeRole: 15 min .. 12 h on AWS and SeaweedFS).
 STS_MIN_SECONDS: Final = 900
 STS_MAX_SECONDS: Final = 43_200
-#: Name of the one inline user policy of a persistent-credentials IAM user.
-USER_POLICY_NAME: Final = "blobfs-buckets"
-#: Statement ids of our public-access statements in a bucket policy.
-PUBLIC_READ_SID: Final = "blobfs-public-read"
-PUBLIC_LIST_SID: Final = "blobfs-public-list"
 #: Error codes meaning "this server has no such API", as opposed to "you may not".
 _UNSUPPORTED_CODES: Final = frozenset(
     {"NotImplemented", "InvalidAction", "UnsupportedOperation", "MethodNotAllowed"}
 )
 
 
-def _new_session(
-    region: str, credentials: Mapping[str, str] | AioRefreshableCredentials
-) -> aioboto3.Session:
-    """An aioboto3 session with static ``credentials`` (a mapping as in
-    :mod:`sdk.providers.s3.store`; empty: botocore's default chain) or renewing ones, on a
-    :func:`~sdk.providers.s3.store.botocore_session`."""
-    botocore_session = s3_botocore_session()
-    if isinstance(credentials, AioRefreshableCredentials):
-        botocore_session._credentials = credentials  # the public setter makes static ones
-        return aioboto3.Session(botocore_session=botocore_session, region_name=region)
-    if not credentials.get("access_key_id"):
-        return _session(credentials, region)
-    return aioboto3.Session(
-        botocore_session=botocore_session,
-        region_name=region,
-        aws_access_key_id=credentials["access_key_id"],
-        aws_secret_access_key=credentials.get("secret_access_key", ""),
-        aws_session_token=credentials.get("session_token") or None,
-    )
-
-
 class Unsupported(InvalidRequest):
     """The server does not offer the API asked for (STS, IAM)."""
-
-
-def bucket_policy(bucket_names: Sequence[str], *, read_only: bool) -> dict[str, Any]:
-    """An IAM policy document allowing what blobfs does on ``bucket_names``: list and read,
-    and unless ``read_only`` write, delete and multipart uploads.  Nothing else (no bucket
-    policy, ACL or bucket deletion)."""
-    buckets = [f"arn:aws:s3:::{b}" for b in bucket_names]
-    keys = [f"arn:aws:s3:::{b}/*" for b in bucket_names]
-    key_actions = ["s3:GetObject"]
-    if not read_only:
-        key_actions += [
-            "s3:PutObject",  # also CreateMultipartUpload, UploadPart, CompleteMultipartUpload
-            "s3:DeleteObject",  # also DeleteObjects
-            "s3:AbortMultipartUpload",
-            "s3:List*",  # ListMultipartUploadParts
-        ]
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                # ListBucket and ListBucketMultipartUploads (a wildcard, because SeaweedFS's
-                # IAM refuses the latter by name).
-                "Action": ["s3:List*", "s3:GetBucketLocation"],
-                "Resource": buckets,
-            },
-            {"Effect": "Allow", "Action": key_actions, "Resource": keys},
-        ],
-    }
-
-
-def public_statements(bucket_name: str) -> list[dict[str, Any]]:
-    """Bucket-policy statements letting anyone read keys of ``bucket_name`` and list it."""
-    return [
-        {
-            "Sid": PUBLIC_READ_SID,
-            "Effect": "Allow",
-            "Principal": "*",
-            "Action": ["s3:GetObject"],
-            "Resource": [f"arn:aws:s3:::{bucket_name}/*"],
-        },
-        {
-            "Sid": PUBLIC_LIST_SID,
-            "Effect": "Allow",
-            "Principal": "*",
-            "Action": ["s3:ListBucket"],
-            "Resource": [f"arn:aws:s3:::{bucket_name}"],
-        },
-    ]
-
-
-def iam_user_name(credentials_id: str) -> str:
-    """The IAM user of persistent credentials ``credentials_id`` (IAM allows 64 characters
-    of ``[\\w+=,.@-]``; ids are ``bucket-credentials-<uuid>``)."""
-    return "blobfs-" + credentials_id.removeprefix("bucket-credentials-")[:56]
 
 
 def _iso(when: datetime) -> str:
@@ -173,7 +86,7 @@ def _iso(when: datetime) -> str:
 
 @contextmanager
 def _api(what: str) -> Iterator[None]:
-    """Translate botocore errors as :mod:`sdk.providers.s3.store` does, except that "no such
+    """Translate botocore errors as :mod:`sdk.providers.s3.errors` does, except that "no such
     API" answers become :class:`Unsupported` instead of (for a 501) a transient error."""
     try:
         yield
@@ -192,15 +105,39 @@ def _api(what: str) -> Iterator[None]:
         raise err from exc
 
 
+class AccessOwner(Protocol):
+    """What access control needs of the admin it serves (an
+    :class:`~sdk.providers.s3.admin.S3Admin`)."""
+
+    @property
+    def endpoint_url(self) -> str | None: ...
+
+    @property
+    def region(self) -> str | None: ...
+
+    @property
+    def credential_times(self) -> CredentialTimes:
+        """Read afresh each time: the admin's attribute may be replaced."""
+        ...
+
+    async def admin_client(self) -> S3Client:
+        """The client holding the admin's own credentials."""
+        ...
+
+    async def open_bucket(
+        self, bucket_name: str, credentials: Mapping[str, str] | None = None
+    ) -> S3Store: ...
+
+
 class S3Access:
-    """Access control for one :class:`~sdk.providers.s3.store.S3Admin` (created by it on demand).
+    """Access control for one admin (created by it on demand).
 
     Holds STS and IAM clients opened with the admin's credentials; the admin closes it.
     """
 
     def __init__(
         self,
-        admin: S3Admin,
+        admin: AccessOwner,
         credentials: Mapping[str, str],
         *,
         sts_endpoint_url: str | None = None,
@@ -211,7 +148,7 @@ class S3Access:
         endpoint = admin.endpoint_url
         # SeaweedFS and MinIO serve STS and IAM on their S3 port; AWS has its own endpoints,
         # which botocore knows.
-        default = None if _is_aws(endpoint) else endpoint
+        default = None if is_aws(endpoint) else endpoint
         self._endpoints = {
             "sts": sts_endpoint_url or default,
             "iam": iam_endpoint_url or default,
@@ -245,7 +182,7 @@ class S3Access:
         async with self._lock:
             client = self._clients.get(service)
             if client is None:
-                session = _new_session(self._region, self._credentials)
+                session = new_session(self._credentials, self._region)
                 config = AioConfig(
                     retries={"max_attempts": 1, "mode": "standard"},  # sdk.retry retries
                     connect_timeout=CONNECT_TIMEOUT,
@@ -311,18 +248,18 @@ class S3Access:
 
     async def _probe(self, bucket_name: str, creds: Mapping[str, Any]) -> None:
         """Raise unless ``creds`` can list ``bucket_name``."""
-        store = S3Store(bucket_name)
-        session = _new_session(
-            self._region,
+        client = S3Client()
+        session = new_session(
             {
                 "access_key_id": creds["AccessKeyId"],
                 "secret_access_key": creds["SecretAccessKey"],
                 "session_token": creds["SessionToken"],
             },
+            self._region,
         )
-        await store.client.open({}, self._admin.endpoint_url, self._region, session=session)
+        await client.open({}, self._admin.endpoint_url, self._region, session=session)
         try:
-            await store.client.call(
+            await client.call(
                 f"list {bucket_name} with temporary credentials",
                 "list_objects_v2",
                 Bucket=bucket_name,
@@ -331,7 +268,7 @@ class S3Access:
         except ResourceNotFound:
             pass  # authenticated and authorised; the bucket itself is missing
         finally:
-            await store.close()
+            await client.close()
 
     async def _detect(self, bucket_name: str, policy: str) -> Mapping[str, Any]:
         """Find the STS method this server honours; return credentials it issued."""
@@ -431,7 +368,7 @@ class S3Access:
             advisory_timeout=margin,
             mandatory_timeout=margin / 2,
         )
-        session = _new_session(self._region, credentials)
+        session = new_session(credentials, self._region)
         store = ScopedS3Store(bucket_name, self)
         await store.client.open({}, self._admin.endpoint_url, self._region, session=session)
         log.debug("bucket %s: scoped credentials until %s", bucket_name, renew_by)
@@ -440,7 +377,7 @@ class S3Access:
     async def sign_url(self, bucket_name: str, key: str, expires_in_seconds: int) -> str:
         """A presigned GET of ``key`` made with the admin's credentials (1 s .. 7 days)."""
         check_expiry(expires_in_seconds)
-        client = await self._admin._admin()
+        client = await self._admin.admin_client()
         if client.client is None:
             raise RuntimeError("S3 client is closed")
         with _api(f"sign {bucket_name}/{key}"):
@@ -559,13 +496,13 @@ class S3Access:
 
     async def set_public_access(self, bucket_name: str, public: bool) -> None:
         """Add or remove our statements in the bucket policy, keeping any others."""
-        client = await self._admin._admin()
+        client = await self._admin.admin_client()
         what = f"set public access of {bucket_name}"
         try:
             r = await client.call(what, "get_bucket_policy", Bucket=bucket_name)
             policy = json.loads(r.get("Policy") or "{}")
         except ResourceNotFound as e:
-            if _code(e) != "NoSuchBucketPolicy":
+            if error_code(e) != "NoSuchBucketPolicy":
                 raise
             policy = {}
         ours = {PUBLIC_READ_SID, PUBLIC_LIST_SID}
@@ -597,15 +534,10 @@ class ScopedS3Store(S3Store):
 
 
 __all__ = [
-    "PUBLIC_LIST_SID",
-    "PUBLIC_READ_SID",
     "STS_MAX_SECONDS",
     "STS_MIN_SECONDS",
-    "USER_POLICY_NAME",
+    "AccessOwner",
     "S3Access",
     "ScopedS3Store",
     "Unsupported",
-    "bucket_policy",
-    "iam_user_name",
-    "public_statements",
 ]
