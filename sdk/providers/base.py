@@ -9,6 +9,9 @@ Two levels:
   file system core all work through this protocol and nothing else, so the in-memory provider
   can stand in for the real ones in fast unit tests.
 
+A store may also offer its small PUTs and ranged GETs as signed request bytes to a caller
+that does its own I/O (:class:`OffersPreparedRequests`).
+
 Access control (temporary and persistent credentials scoped to buckets, public access) is
 part of :class:`ProviderAdmin` too; the S3 and Azure admins delegate it to
 :mod:`sdk.providers.s3.access` and :mod:`sdk.providers.azure.access`.

@@ -147,7 +147,7 @@ class S3Admin:
         await self._access.revoke_persistent_credentials(state)
 
     async def set_public_access(self, bucket_name: str, public: bool) -> None:
-        """Add or remove blobfs's public-read statements in the bucket policy."""
+        """Add or remove our public-read statements in the bucket policy."""
         await self._access.set_public_access(bucket_name, public)
 
     async def close(self) -> None:

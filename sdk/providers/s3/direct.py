@@ -2,9 +2,10 @@
 
 Why beside aiobotocore: botocore's per-request work (endpoint rules, event hooks, request
 serialisation, response parsing) costs about 4 ms of CPU per request on the project's 2-core
-machine, where this client's 64 KiB GET costs 0.6 ms (``scripts/bench_s3_direct.py``), and a
-mount makes many small requests.  Path-style addressing only (S3-compatible stores; AWS keeps
-the botocore path), over a small pool of keep-alive HTTP/1.1 connections:
+machine, where this client's 64 KiB GET costs 0.6 ms (``scripts/bench_s3_direct.py``), and
+random readers and small files make many small requests.  Path-style addressing only
+(S3-compatible stores; AWS keeps the botocore path), over a small pool of keep-alive HTTP/1.1
+connections:
 
 * ``GET`` with ``Range`` and optional ``If-Match`` (:meth:`S3Direct.get`).  A body is received
   straight into a buffer of its ``Content-Length`` (no chunk list, no join) and handed out as

@@ -1,4 +1,4 @@
-"""The IAM policy documents blobfs writes on S3: what scoped credentials may do on their
+"""The IAM policy documents the sdk writes on S3: what scoped credentials may do on their
 buckets, and the bucket-policy statements that make a bucket public.
 
 SeaweedFS's IAM accepts only some actions in user policies (not
@@ -19,7 +19,7 @@ PUBLIC_LIST_SID: Final = "blobfs-public-list"
 
 
 def bucket_policy(bucket_names: Sequence[str], *, read_only: bool) -> dict[str, Any]:
-    """An IAM policy document allowing what blobfs does on ``bucket_names``: list and read,
+    """An IAM policy document allowing what the sdk does on ``bucket_names``: list and read,
     and unless ``read_only`` write, delete and multipart uploads.  Nothing else (no bucket
     policy, ACL or bucket deletion)."""
     buckets = [f"arn:aws:s3:::{b}" for b in bucket_names]

@@ -7,7 +7,8 @@ client (:mod:`sdk.providers.s3.direct`) and the prepared requests
 (:mod:`sdk.providers.s3.prepared`).  Requests are signed with SigV4
 (:mod:`sdk.providers.s3.sigv4`); the payload is signed as botocore signs it in this
 provider's configuration (``request_checksum_calculation="when_required"``, so no checksum
-header): its SHA-256, over http *and* https.
+header): its SHA-256, over http *and* https (botocore sends ``UNSIGNED-PAYLOAD`` over https
+only beside a checksum header).
 
 Only plain successes are taken from a direct reply (:func:`direct_etag`,
 :func:`plain_body`); for anything else the caller repeats the request through botocore
