@@ -143,7 +143,7 @@ async def put(
     client: TrioDirect, key: str, body: bytes, metadata: Mapping[str, str] | None = None
 ) -> HttpReply:
     """The reply to the PUT of ``key`` its store would make."""
-    request = client.requests.put_request(key, body, metadata=metadata)
+    request = client.prepared.put_request(key, body, metadata=metadata)
     assert request is not None
     return await client.send(request)
 
@@ -152,7 +152,7 @@ async def get(
     client: TrioDirect, key: str, offset: int, length: int, etag: str | None
 ) -> HttpReply:
     """The reply to the ranged GET of ``key`` its store would make."""
-    request = client.requests.read_request(key, offset, length, etag=etag)
+    request = client.prepared.read_request(key, offset, length, etag=etag)
     assert request is not None
     return await client.send(request)
 
@@ -763,7 +763,7 @@ async def test_replies_that_leave_the_connection_unusable(reply: bytes) -> None:
 
 async def test_large_bodies_are_refused() -> None:
     client = quick("http://127.0.0.1:9")
-    assert client.requests.put_request("k", bytes(HASH_IN_THREAD)) is None
+    assert client.prepared.put_request("k", bytes(HASH_IN_THREAD)) is None
     assert await client.put("k", bytes(HASH_IN_THREAD)) is None
     assert await client.read_view("k", 0, SMALL_GET + 1) is None
     assert client.client.connects == 0

@@ -247,7 +247,7 @@ class TrioDirect:
         credentials_ttl: float = CREDENTIALS_TTL,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.requests = requests
+        self.prepared = requests
         self._on_loop = on_loop
         self._credentials_ttl = credentials_ttl
         self._snapshot: Any = None
@@ -267,7 +267,7 @@ class TrioDirect:
         <sdk.providers.base.BlobStore.put>` would; return the new ETag, or ``None`` when not
         handled here (a body too large, headers that need encoding, a refusal, a broken
         connection, a timeout ...): the caller then calls the store's own PUT."""
-        request = self.requests.put_request(key, data, metadata=metadata)
+        request = self.prepared.put_request(key, data, metadata=metadata)
         if request is None:
             return None
         try:
@@ -276,7 +276,7 @@ class TrioDirect:
             # The caller repeats it on the store's loop, which retries with backoff.
             log.debug("put %s from trio: %s", key, e)
             return None
-        return self.requests.put_etag(reply)
+        return self.prepared.put_etag(reply)
 
     async def read_view(
         self, key: str, offset: int, length: int, *, etag: str | None = None
@@ -287,7 +287,7 @@ class TrioDirect:
         store's own read."""
         if length > SMALL_GET:
             return None
-        request = self.requests.read_request(key, offset, length, etag=etag)
+        request = self.prepared.read_request(key, offset, length, etag=etag)
         if request is None:
             return None
         try:
@@ -295,7 +295,7 @@ class TrioDirect:
         except TransientError as e:
             log.debug("read %s from trio: %s", key, e)
             return None
-        return self.requests.read_view(key, reply)
+        return self.prepared.read_view(key, reply)
 
     async def send(self, request: PreparedRequest[Any]) -> HttpReply:
         """``request`` signed with the credentials snapshot, sent, and its reply (for
@@ -304,14 +304,14 @@ class TrioDirect:
         timeouts."""
         signed = request.sign(await self._credentials())
         reply = await self.client.send(signed, keep=request.keep, limit=request.max_body)
-        if self.requests.refuses_credentials(reply):
+        if self.prepared.refuses_credentials(reply):
             self._snapshot = None  # renewed or revoked: ask again next time
         return reply
 
     async def _credentials(self) -> Any:
         now = trio.current_time()
         if self._snapshot is None or now - self._snapshot_at >= self._credentials_ttl:
-            self._snapshot = await self._on_loop(self.requests.credentials)
+            self._snapshot = await self._on_loop(self.prepared.credentials)
             self._snapshot_at = now
         return self._snapshot
 

@@ -7,7 +7,9 @@ Modules, one concern each: :mod:`.errors` (translation into :mod:`sdk.errors`),
 :mod:`.sigv4` (signing them), :mod:`.direct` (the asyncio direct client), :mod:`.prepared`
 (requests for a caller doing its own I/O), :mod:`.reading`, :mod:`.listing`, :mod:`.upload`
 (multipart uploads), :mod:`.store` (:class:`S3Store`), :mod:`.admin` (:class:`S3Admin`,
-buckets); access control is :mod:`.access`, with its documents in :mod:`.policies`.
+buckets, public access); access control is :mod:`.access` (STS, scoped stores) and
+:mod:`.iam` (IAM users) over the clients of :mod:`.services`, with the documents of
+:mod:`.policies`.
 
 Differences between servers smoothed over here (found against SeaweedFS 4.x; the contract
 tests in ``tests/test_store_contract.py`` pin them down):

@@ -1,22 +1,35 @@
 """The S3 :class:`~sdk.providers.base.ProviderAdmin`: buckets of one endpoint.
 
-Creates and deletes buckets and opens stores on them; access control (STS and IAM
-credentials, bucket policies) is delegated to :mod:`sdk.providers.s3.access`.
+Creates and deletes buckets, opens stores on them and makes buckets public; credentials
+scoped to buckets are delegated to :mod:`sdk.providers.s3.access` (temporary, STS) and
+:mod:`sdk.providers.s3.iam` (persistent, IAM users), over the clients of
+:mod:`sdk.providers.s3.services`.  What the admin hands out is always narrower than its own
+credentials, which never leave it.
 
-SeaweedFS deletes a bucket that still holds objects; :meth:`S3Admin.delete_bucket` checks
-that it is empty first, so :class:`~sdk.errors.NotEmpty` is raised as on AWS.
+* SeaweedFS deletes a bucket that still holds objects; :meth:`S3Admin.delete_bucket` checks
+  that it is empty first, so :class:`~sdk.errors.NotEmpty` is raised as on AWS.
+* **Public access** is a bucket policy with two statements of ours (``Sid``
+  ``blobfs-public-read`` and ``blobfs-public-list``, principal ``*``); other statements of
+  the policy are kept, and the policy is deleted when ours were its only ones.  Not verified
+  here: AWS's Block Public Access, which refuses public bucket policies on new AWS buckets
+  until it is turned off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sdk.errors import NotEmpty
+from sdk.errors import NotEmpty, ResourceNotFound
 from sdk.providers.base import CredentialTimes, IssuedCredentials, PersistentGrant
 from sdk.providers.s3.access import S3Access
 from sdk.providers.s3.client import S3Client, is_aws
+from sdk.providers.s3.errors import error_code
+from sdk.providers.s3.iam import IamUsers
+from sdk.providers.s3.policies import PUBLIC_LIST_SID, PUBLIC_READ_SID, public_statements
+from sdk.providers.s3.services import ServiceClients
 from sdk.providers.s3.store import S3Store
 
 
@@ -45,21 +58,34 @@ class S3Admin:
         self.credential_times = CredentialTimes()
         self._sts_endpoint_url = sts_endpoint_url
         self._iam_endpoint_url = iam_endpoint_url
-        self._access_control: S3Access | None = None
+        self._services: ServiceClients | None = None
+        self._sts: S3Access | None = None
+        self._iam: IamUsers | None = None
 
     def __repr__(self) -> str:
         return f"S3Admin({self.endpoint_url or 'AWS'!r})"
 
-    @property
-    def _access(self) -> S3Access:
-        if self._access_control is None:
-            self._access_control = S3Access(
+    def _service_clients(self) -> ServiceClients:
+        if self._services is None:
+            self._services = ServiceClients(
                 self,
                 self._credentials,
                 sts_endpoint_url=self._sts_endpoint_url,
                 iam_endpoint_url=self._iam_endpoint_url,
             )
-        return self._access_control
+        return self._services
+
+    @property
+    def _access(self) -> S3Access:
+        if self._sts is None:
+            self._sts = S3Access(self, self._service_clients())
+        return self._sts
+
+    @property
+    def _users(self) -> IamUsers:
+        if self._iam is None:
+            self._iam = IamUsers(self._service_clients())
+        return self._iam
 
     async def admin_client(self) -> S3Client:
         """The client with the admin's own credentials, opened on first use."""
@@ -116,7 +142,7 @@ class S3Admin:
         finally:
             await store.close()
 
-    # -- access control: sdk.providers.s3.access ----------------------------------------------
+    # -- access control -----------------------------------------------------------------------
 
     async def open_scoped_bucket(self, bucket_name: str) -> S3Store:
         """A store on ``bucket_name`` with renewing STS credentials for it alone."""
@@ -132,7 +158,7 @@ class S3Admin:
         self, credentials_id: str, bucket_names: Sequence[str], *, read_only: bool = False
     ) -> PersistentGrant:
         """An IAM user, access key and user policy for ``bucket_names``."""
-        return await self._access.create_persistent_credentials(
+        return await self._users.create_persistent_credentials(
             credentials_id, bucket_names, read_only=read_only
         )
 
@@ -140,21 +166,44 @@ class S3Admin:
         self, state: Mapping[str, Any], bucket_name: str
     ) -> Mapping[str, Any]:
         """Drop ``bucket_name`` from the IAM user's policy."""
-        return await self._access.detach_persistent_credentials(state, bucket_name)
+        return await self._users.detach_persistent_credentials(state, bucket_name)
 
     async def revoke_persistent_credentials(self, state: Mapping[str, Any]) -> None:
         """Delete the IAM user with its keys and policy."""
-        await self._access.revoke_persistent_credentials(state)
+        await self._users.revoke_persistent_credentials(state)
 
     async def set_public_access(self, bucket_name: str, public: bool) -> None:
-        """Add or remove our public-read statements in the bucket policy."""
-        await self._access.set_public_access(bucket_name, public)
+        """Add or remove our public-read statements in the bucket policy, keeping any
+        others."""
+        client = await self.admin_client()
+        what = f"set public access of {bucket_name}"
+        try:
+            r = await client.call(what, "get_bucket_policy", Bucket=bucket_name)
+            policy = json.loads(r.get("Policy") or "{}")
+        except ResourceNotFound as e:
+            if error_code(e) != "NoSuchBucketPolicy":
+                raise
+            policy = {}
+        ours = {PUBLIC_READ_SID, PUBLIC_LIST_SID}
+        statements = policy.get("Statement") or []
+        if isinstance(statements, dict):
+            statements = [statements]
+        statements = [s for s in statements if s.get("Sid") not in ours]
+        if public:
+            statements += public_statements(bucket_name)
+        if statements:
+            policy = {"Version": policy.get("Version", "2012-10-17"), "Statement": statements}
+            await client.call(
+                what, "put_bucket_policy", Bucket=bucket_name, Policy=json.dumps(policy)
+            )
+        else:
+            await client.call(what, "delete_bucket_policy", Bucket=bucket_name)
 
     async def close(self) -> None:
         """Close the admin's connections (stores it opened stay open)."""
-        if self._access_control is not None:
-            await self._access_control.close()
-            self._access_control = None
+        if self._services is not None:
+            await self._services.close()
+            self._services = self._sts = self._iam = None
         async with self._lock:
             if self._client is not None:
                 await self._client.close()
