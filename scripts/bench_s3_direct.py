@@ -26,8 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sdk.local_server import SeaweedServer
+from sdk.providers.s3.admin import S3Admin
 from sdk.providers.s3.direct import S3Direct
-from sdk.providers.s3.store import S3Admin, S3Store
+from sdk.providers.s3.store import S3Store
 
 MiB = 1024 * 1024
 

@@ -110,7 +110,7 @@ async def discard(offset: int, data: memoryview) -> None:
 
 
 async def bench_s3(args: argparse.Namespace, endpoint: str, key_id: str, secret: str) -> Results:
-    from sdk.providers.s3.store import S3Admin
+    from sdk.providers.s3.admin import S3Admin
 
     admin = S3Admin(endpoint, "us-east-1", {"access_key_id": key_id, "secret_access_key": secret})
     bucket = f"bench-{uuid.uuid4().hex[:12]}"

@@ -26,7 +26,7 @@ def external_admin(provider: Provider, credentials: Mapping[str, str]) -> Provid
     ``sas_token`` or ``credential`` (the account key).
     """
     if provider.is_s3:
-        from sdk.providers.s3.store import S3Admin
+        from sdk.providers.s3.admin import S3Admin
 
         return S3Admin(
             endpoint_url=credentials.get("endpoint_url"),

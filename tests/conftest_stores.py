@@ -51,7 +51,7 @@ def _admin(kind: str, request: pytest.FixtureRequest) -> tuple[ProviderAdmin, di
         wrong = dict(_MEMORY_CREDENTIALS, secret_access_key="wrong")
         return MemoryAdmin(credentials=_MEMORY_CREDENTIALS), wrong
     if kind == "s3":
-        from sdk.providers.s3.store import S3Admin
+        from sdk.providers.s3.admin import S3Admin
 
         server: Any = request.getfixturevalue("s3_server")
         admin = S3Admin(

@@ -359,7 +359,7 @@ async def _provider_bucket(kind: str, server: Any, name: str, create: bool) -> N
 
 def open_test_admin(kind: str, server: Any) -> ProviderAdmin:
     if kind == "s3":
-        from sdk.providers.s3.store import S3Admin
+        from sdk.providers.s3.admin import S3Admin
 
         return S3Admin(
             endpoint_url=server.endpoint_url,

@@ -18,7 +18,8 @@ import pytest
 import trio
 
 from blobfs import errors
-from blobfs.bridge.store import AsyncioThread, TrioStore, asyncio_loop
+from blobfs.bridge.loop import AsyncioThread, asyncio_loop
+from blobfs.bridge.store import TrioStore
 from blobfs.cache.blocks import BlockCache
 from blobfs.fs.filesystem import Filesystem
 from blobfs.fs.inodes import ROOT_INODE, Kind, Node

@@ -1,4 +1,4 @@
-"""The direct S3 client (sdk/providers/s3_direct.py): ranged GETs and PUTs.
+"""The direct S3 client (sdk/providers/s3/direct.py): ranged GETs and PUTs.
 
 Its wire handling is checked against a small scripted HTTP server on loopback (truncated
 bodies, chunked replies, error statuses, stalls, dropped connections, slow readers,
@@ -29,7 +29,8 @@ from sdk.errors import (
 )
 from sdk.providers.base import BlobStore
 from sdk.providers.s3.direct import S3Direct
-from sdk.providers.s3.store import S3Store, S3Upload
+from sdk.providers.s3.store import S3Store
+from sdk.providers.s3.upload import S3Upload
 from tests.conftest_stores import StoreContext
 
 pytestmark = pytest.mark.asyncio

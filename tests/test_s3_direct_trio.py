@@ -1,5 +1,5 @@
-"""Small PUTs and small ranged GETs from trio (sdk/providers/s3_direct_trio.py) and their use
-by the bridge.
+"""Small PUTs and small ranged GETs from trio (blobfs/bridge/direct.py, sending the requests
+sdk/providers/s3/prepared.py prepares) and their use by the bridge.
 
 On the real SeaweedFS: bytes, metadata and content type land exactly; ranges read back
 exactly (start, middle, end, clamped at the end); refusals (a deleted bucket, a wrong
@@ -21,12 +21,12 @@ import ipaddress
 import os
 import ssl
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import trio
@@ -37,16 +37,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from blobfs.bridge.store import AsyncioThread, TrioStore, asyncio_loop
+from blobfs.bridge.direct import SMALL_GET, TrioDirect, TrioHttp
+from blobfs.bridge.loop import AsyncioThread, asyncio_loop
+from blobfs.bridge.store import TrioStore
 from sdk.errors import InvalidRequest, PermissionDenied, ResourceNotFound, TransientError
-from sdk.providers.base import BlobStore, ObjectInfo, OffersTrioDirect
+from sdk.providers.base import BlobStore, ObjectInfo, OffersPreparedRequests
+from sdk.providers.http1 import HttpReply
 from sdk.providers.memory import MemoryAdmin, MemoryStore
-from sdk.providers.s3.direct import HASH_IN_THREAD
-from sdk.providers.s3.direct_trio import SMALL_GET, S3DirectTrio
-from sdk.providers.s3.store import S3Admin, S3Store
+from sdk.providers.s3.admin import S3Admin
+from sdk.providers.s3.prepared import S3PreparedRequests
+from sdk.providers.s3.store import S3Store
+from sdk.providers.s3.wire import HASH_IN_THREAD
 from tests.servers import SeaweedServer
 
 pytestmark = pytest.mark.trio
+
+T = TypeVar("T")
 
 METADATA = {"Mode": "33188", "mtime": "1700000000.5"}
 
@@ -98,12 +104,57 @@ async def s3_bucket(server: SeaweedServer) -> AsyncIterator[Bucket]:
                 await aio.run(admin.close)
 
 
-def trio_client(tstore: TrioStore) -> S3DirectTrio:
+def trio_client(tstore: TrioStore) -> TrioHttp:
     """The trio client behind a TrioStore's small PUTs."""
     assert tstore.trio_direct is not None
-    client = getattr(tstore.trio_direct, "client", None)
-    assert isinstance(client, S3DirectTrio)
+    client = tstore.trio_direct.client
+    assert isinstance(client, TrioHttp)
     return client
+
+
+async def here(fn: Callable[[], Awaitable[T]]) -> T:
+    """Runs a credentials source on this trio thread: the store's loop, for a client made
+    by :func:`trio_direct`."""
+    return await fn()
+
+
+def trio_direct(
+    url: str,
+    bucket: str,
+    credentials: Callable[[], Awaitable[ReadOnlyCredentials]],
+    *,
+    connect_timeout: float,
+    read_timeout: float,
+    ssl_context: ssl.SSLContext | None = None,
+) -> TrioDirect:
+    """A trio-side client of ``bucket`` on the endpoint ``url``, with no store behind it."""
+    requests = S3PreparedRequests(
+        bucket,
+        url,
+        "us-east-1",
+        credentials,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+    )
+    return TrioDirect(requests, here, ssl_context=ssl_context)
+
+
+async def put(
+    client: TrioDirect, key: str, body: bytes, metadata: Mapping[str, str] | None = None
+) -> HttpReply:
+    """The reply to the PUT of ``key`` its store would make."""
+    request = client.prepared.put_request(key, body, metadata=metadata)
+    assert request is not None
+    return await client.send(request)
+
+
+async def get(
+    client: TrioDirect, key: str, offset: int, length: int, etag: str | None
+) -> HttpReply:
+    """The reply to the ranged GET of ``key`` its store would make."""
+    request = client.prepared.read_request(key, offset, length, etag=etag)
+    assert request is not None
+    return await client.send(request)
 
 
 class Counting:
@@ -215,25 +266,25 @@ async def test_credentials_snapshot_is_kept_renewed_and_dropped(
     moves), is asked for again after it, and after a refusal at once."""
     source = Counting(s3_server)
     async with s3_bucket(s3_server) as b:
-        client = S3DirectTrio(
-            s3_server.endpoint_url, "us-east-1", source, connect_timeout=5, read_timeout=30
+        client = trio_direct(
+            s3_server.endpoint_url, b.name, source, connect_timeout=5, read_timeout=30
         )
         try:
             for i in range(3):
-                assert (await client.put(b.name, f"k{i}", b"x")).status == 200
+                assert (await put(client, f"k{i}", b"x")).status == 200
             assert source.calls == 1
             mock_clock.jump(59)
-            assert (await client.put(b.name, "k", b"x")).status == 200
+            assert (await put(client, "k", b"x")).status == 200
             assert source.calls == 1
             mock_clock.jump(2)
-            assert (await client.put(b.name, "k", b"x")).status == 200
+            assert (await put(client, "k", b"x")).status == 200
             assert source.calls == 2
             # Renewed (or revoked) credentials: the server refuses the cached ones.
             good, source.secret = source.secret, "outdated"
             mock_clock.jump(61)
-            assert (await client.put(b.name, "k", b"x")).status == 403
+            assert (await put(client, "k", b"x")).status == 403
             source.secret = good
-            assert (await client.put(b.name, "k", b"y")).status == 200
+            assert (await put(client, "k", b"y")).status == 200
             assert source.calls == 4, "a refusal drops the snapshot"
         finally:
             await client.aclose()
@@ -258,8 +309,9 @@ async def test_bridge_fetches_credentials_on_the_loop(s3_server: SeaweedServer) 
     snapshot, not once per PUT."""
     async with s3_bucket(s3_server) as b:
         crossings, counting = counted_crossings(b.aio.run)
-        direct = b.store.trio_direct(counting)
-        assert direct is not None
+        requests = b.store.prepared_requests()
+        assert requests is not None
+        direct = TrioDirect(requests, counting)
         try:
             for i in range(5):
                 assert await direct.put(f"k{i}", b"abc") == md5(b"abc")
@@ -274,8 +326,9 @@ async def test_bridge_fetches_credentials_on_the_loop_for_gets_too(
     """GETs and PUTs share the credentials snapshot: one crossing for both."""
     async with s3_bucket(s3_server) as b:
         crossings, counting = counted_crossings(b.aio.run)
-        direct = b.store.trio_direct(counting)
-        assert direct is not None
+        requests = b.store.prepared_requests()
+        assert requests is not None
+        direct = TrioDirect(requests, counting)
         try:
             assert await direct.put("k", b"abcdef") == md5(b"abcdef")
             for i in range(5):
@@ -287,11 +340,11 @@ async def test_bridge_fetches_credentials_on_the_loop_for_gets_too(
 
 
 async def test_only_s3_offers_the_trio_path() -> None:
-    assert issubclass(S3Store, OffersTrioDirect)
-    assert not issubclass(MemoryStore, OffersTrioDirect)
+    assert issubclass(S3Store, OffersPreparedRequests)
+    assert not issubclass(MemoryStore, OffersPreparedRequests)
     from sdk.providers.azure import AzureStore
 
-    assert not issubclass(AzureStore, OffersTrioDirect)
+    assert not issubclass(AzureStore, OffersPreparedRequests)
     async with asyncio_loop() as aio:
         admin = MemoryAdmin()
         await aio.run(admin.create_bucket, "bucket")
@@ -526,15 +579,13 @@ def tls_contexts(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
 
 async def test_idle_connection_closed_by_the_server_is_retried(s3_server: SeaweedServer) -> None:
     async with s3_bucket(s3_server) as b, proxy(s3_server) as p:
-        client = S3DirectTrio(
-            p.url, "us-east-1", Counting(s3_server), connect_timeout=5, read_timeout=30
-        )
+        client = trio_direct(p.url, b.name, Counting(s3_server), connect_timeout=5, read_timeout=30)
         try:
-            assert (await client.put(b.name, "k", b"first")).status == 200
+            assert (await put(client, "k", b"first")).status == 200
             await p.drop_all()
-            response = await client.put(b.name, "k", b"second")
+            response = await put(client, "k", b"second")
             assert (response.status, response.headers["etag"]) == (200, f'"{md5(b"second")}"')
-            assert (client.connects, p.accepted) == (2, 2)
+            assert (client.client.connects, p.accepted) == (2, 2)
         finally:
             await client.aclose()
         assert await b.read("k") == b"second"
@@ -543,9 +594,9 @@ async def test_idle_connection_closed_by_the_server_is_retried(s3_server: Seawee
 async def test_https_puts_and_gets_keep_alive(s3_server: SeaweedServer, tmp_path: Path) -> None:
     server_tls, client_tls = tls_contexts(tmp_path)
     async with s3_bucket(s3_server) as b, proxy(s3_server, server_tls) as p:
-        client = S3DirectTrio(
+        client = trio_direct(
             p.url,
-            "us-east-1",
+            b.name,
             Counting(s3_server),
             connect_timeout=5,
             read_timeout=30,
@@ -554,15 +605,15 @@ async def test_https_puts_and_gets_keep_alive(s3_server: SeaweedServer, tmp_path
         data = os.urandom(100_000)
         try:
             for name in ("a", "dir/b c"):
-                response = await client.put(b.name, name, data, headers={"x-amz-meta-mode": "420"})
+                response = await put(client, name, data, {"mode": "420"})
                 assert (response.status, response.headers["etag"]) == (200, f'"{md5(data)}"')
-            got = await client.get(b.name, "dir/b c", 1000, 50_000, md5(data))
+            got = await get(client, "dir/b c", 1000, 50_000, md5(data))
             assert got.body is not None
             assert (got.status, bytes(got.body)) == (206, data[1000:51_000])
-            assert (client.connects, p.accepted) == (1, 1)
+            assert (client.client.connects, p.accepted) == (1, 1)
             await p.drop_all()
-            assert (await client.put(b.name, "a", b"again")).status == 200
-            assert client.connects == 2
+            assert (await put(client, "a", b"again")).status == 200
+            assert client.client.connects == 2
         finally:
             await client.aclose()
         await trio.testing.wait_all_tasks_blocked()
@@ -629,12 +680,12 @@ async def read_request(stream: trio.SocketStream) -> bytes | None:
     return head + b"\r\n\r\n" + body
 
 
-def quick(url: str, **kwargs: Any) -> S3DirectTrio:
+def quick(url: str, **kwargs: Any) -> TrioDirect:
     async def creds() -> ReadOnlyCredentials:
         return ReadOnlyCredentials("AKID", "secret", None)
 
     kwargs = {"connect_timeout": 2.0, "read_timeout": 2.0, **kwargs}
-    return S3DirectTrio(url, "us-east-1", creds, **kwargs)
+    return trio_direct(url, "b", creds, **kwargs)
 
 
 async def test_fresh_connection_closed_before_a_reply_is_transient() -> None:
@@ -645,8 +696,8 @@ async def test_fresh_connection_closed_before_a_reply_is_transient() -> None:
     async with scripted(hang_up) as url:
         client = quick(url)
         with pytest.raises(TransientError, match="closed the connection"):
-            await client.put("b", "k", b"data")
-        assert client.connects == 1, "a fresh connection is not tried twice"
+            await put(client, "k", b"data")
+        assert client.client.connects == 1, "a fresh connection is not tried twice"
 
 
 async def test_silent_server_times_out_and_its_connection_is_dropped() -> None:
@@ -668,11 +719,11 @@ async def test_silent_server_times_out_and_its_connection_is_dropped() -> None:
     async with scripted(silent_once) as url:
         client = quick(url, read_timeout=0.3)
         with pytest.raises(TransientError, match="no reply"):
-            await client.put("b", "k", b"data")
-        response = await client.put("b", "k", b"data")
+            await put(client, "k", b"data")
+        response = await put(client, "k", b"data")
         await client.aclose()
     assert response.status == 200
-    assert client.connects == 2, "a connection that timed out is never reused"
+    assert client.client.connects == 2, "a connection that timed out is never reused"
 
 
 async def test_tls_handshake_that_never_comes_times_out() -> None:
@@ -682,7 +733,7 @@ async def test_tls_handshake_that_never_comes_times_out() -> None:
     async with scripted(mute) as url:
         client = quick(url.replace("http:", "https:"), connect_timeout=0.3)
         with pytest.raises(TransientError, match="cannot connect"):
-            await client.put("b", "k", b"data")
+            await put(client, "k", b"data")
 
 
 @pytest.mark.parametrize(
@@ -702,21 +753,20 @@ async def test_replies_that_leave_the_connection_unusable(reply: bytes) -> None:
 
     async with scripted(answer) as url:
         client = quick(url)
-        first = await client.put("b", "k", b"data")
-        await client.put("b", "k", b"data")
+        first = await put(client, "k", b"data")
+        await put(client, "k", b"data")
         await client.aclose()
     assert first.status == int(reply.split()[1])
     expected = 1 if reply.startswith(b"HTTP/1.1 200 OK\r\nContent-Length: 0") else 2
-    assert client.connects == expected, "only a complete 200 leaves the connection reusable"
+    assert client.client.connects == expected, "only a complete 200 leaves the connection reusable"
 
 
 async def test_large_bodies_are_refused() -> None:
     client = quick("http://127.0.0.1:9")
-    with pytest.raises(ValueError, match="not small"):
-        await client.put("b", "k", bytes(HASH_IN_THREAD))
-    with pytest.raises(ValueError, match="not small"):
-        await client.get("b", "k", 0, SMALL_GET + 1, None)
-    assert client.connects == 0
+    assert client.prepared.put_request("k", bytes(HASH_IN_THREAD)) is None
+    assert await client.put("k", bytes(HASH_IN_THREAD)) is None
+    assert await client.read_view("k", 0, SMALL_GET + 1) is None
+    assert client.client.connects == 0
 
 
 async def test_get_body_in_pieces_is_whole_and_the_connection_reused() -> None:
@@ -736,12 +786,12 @@ async def test_get_body_in_pieces_is_whole_and_the_connection_reused() -> None:
 
     async with scripted(trickle) as url:
         client = quick(url)
-        first = await client.get("b", "dir/k", 1000, len(body), "abc")
-        second = await client.get("b", "dir/k", 1000, len(body), None)
+        first = await get(client, "dir/k", 1000, len(body), "abc")
+        second = await get(client, "dir/k", 1000, len(body), None)
         await client.aclose()
     assert first.status == 206 and first.body is not None and bytes(first.body) == body
     assert second.body is not None and bytes(second.body) == body
-    assert client.connects == 1
+    assert client.client.connects == 1
     head = requests[0].lower()
     assert head.startswith(b"get /b/dir/k http/1.1\r\n")
     assert b"\r\nrange: bytes=1000-100999\r\n" in head
@@ -773,8 +823,8 @@ async def test_get_replies_without_a_plain_body(reply: bytes, status: int) -> No
 
     async with scripted(answer) as url:
         client = quick(url)
-        first = await client.get("b", "k", 0, 10, "abc")
-        second = await client.get("b", "k", 0, 10, "abc")
+        first = await get(client, "k", 0, 10, "abc")
+        second = await get(client, "k", 0, 10, "abc")
         await client.aclose()
     assert (first.status, first.body, second.status) == (status, None, status)
-    assert client.connects == 2
+    assert client.client.connects == 2

@@ -882,7 +882,7 @@ async def test_open_admin_picks_the_provider(monkeypatch: pytest.MonkeyPatch) ->
     from sdk.config import ClusterConfig
     from sdk.providers import open_admin
     from sdk.providers.azure import AzureAdmin
-    from sdk.providers.s3.store import S3Admin
+    from sdk.providers.s3.admin import S3Admin
     from sdk.types import Provider
 
     s3 = await open_admin(

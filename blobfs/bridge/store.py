@@ -1,167 +1,40 @@
-"""The one place where the trio daemon meets the asyncio sdk.
+"""A trio-callable view of a :class:`~sdk.providers.base.BlobStore` on the sdk's loop.
 
-pyfuse3 runs on trio; the sdk's providers (aioboto3, azure-storage-blob aio) are asyncio only.
-The sdk runs on a plain asyncio loop in a thread of its own (:class:`AsyncioThread`), and
-everything above this module talks to :class:`TrioStore`, a trio-flavoured view of a
-:class:`~sdk.providers.base.BlobStore` whose every method is one hand-off to that loop.
-
-Why a thread and not ``trio_asyncio``: trio-asyncio runs asyncio's callbacks as trio work,
-and its cost per callback grows with the number of live asyncio tasks.  Measured on
-SeaweedFS over loopback, 1 GiB of parallel ranged GETs cost 3.3 s of CPU through
-trio-asyncio against 1.0-1.4 s on a native loop, which made the daemon CPU-bound at about
-55 MiB/s.  In a thread, the sdk's HTTP work runs at native asyncio speed; both threads wait
-on sockets most of the time, so they share the GIL without contention, and one crossing
-costs two thread wake-ups — cheap beside a request.  Listings still cross in pages (one
-crossing per :data:`LIST_PAGE` entries), never one entry at a time.
-
-Cancellation crosses too: a cancelled trio caller cancels its asyncio task and waits until
-that task has really finished, so nothing it started outlives the caller unseen.
-
-Two exceptions to "every call crosses": a small PUT (closing a small file) and a small
-ranged read (reading one back) are made on the trio thread when the store offers them
-(:class:`~sdk.providers.base.OffersTrioDirect`: S3 on an S3-compatible endpoint).  The
-crossing costs about 0.45 ms, measured from the daemon's own timers, of the 6-7 ms a 4 KiB
-file's create-write-close takes; the trio-side PUT saved 10-15 % per file in interleaved A/B
-runs, the trio-side GET 17-22 % of reading a 4 KiB file back (4.58 -> 3.82 and 4.19 -> 3.28
-ms per file, page cache dropped).  Anything those requests do not plainly succeed at
-(errors, a changed object, a missing key, broken connections, timeouts) is repeated through
+Every :class:`TrioStore` method is one hand-off to the loop (:mod:`blobfs.bridge.loop`), and
+listings cross in pages (one crossing per :data:`LIST_PAGE` entries), never one entry at a
+time.  Two exceptions: a small PUT (closing a small file) and a small ranged read (reading
+one back) are made on the trio thread when the store prepares them
+(:class:`~sdk.providers.base.OffersPreparedRequests`: S3 on an S3-compatible endpoint) by
+:mod:`blobfs.bridge.direct`; anything those do not plainly succeed at is repeated through
 the loop, where the store retries and translates errors as for every other call.
 
-Nothing else in blobfs may call the sdk's coroutines directly.
+Nothing above this package calls the sdk's coroutines directly.
 """
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from typing import Any, TypeVar
 
-import outcome
 import trio
-from yarl import URL
 
+from blobfs.bridge.direct import TrioDirect
+from blobfs.bridge.loop import AsyncioThread
 from sdk.providers.base import (
     BlobStore,
     CopySettings,
     MultipartUpload,
     ObjectInfo,
-    OffersTrioDirect,
+    OffersPreparedRequests,
     PrefixInfo,
-    TrioDirect,
 )
 
 T = TypeVar("T")
-P = ParamSpec("P")
 
 #: Listing entries moved from the asyncio side per crossing.
 LIST_PAGE = 1000
 
 ListItem = ObjectInfo | PrefixInfo
-
-
-#: What a cancelled call hands back to trio, which then raises its own Cancelled.
-_CANCELLED = object()
-
-
-class BridgeClosed(RuntimeError):
-    """The asyncio loop is gone (the daemon is shutting down)."""
-
-
-class AsyncioThread:
-    """An asyncio event loop serving trio callers from a thread of its own.
-
-    Start and stop it with :func:`asyncio_loop`; call into it with :meth:`run`.
-    """
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._main, name="blobfs-asyncio", daemon=True)
-
-    def _main(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        try:
-            self.loop.run_forever()
-        finally:
-            self.loop.close()
-
-    def start(self) -> None:
-        self._thread.start()
-
-    async def stop(self) -> None:
-        """Cancel what still runs on the loop, let it finish, and end the thread."""
-        if not self._thread.is_alive():
-            return
-
-        async def shutdown() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await self.loop.shutdown_asyncgens()
-
-        with trio.CancelScope(shield=True):
-            try:
-                await self.run(shutdown)
-            finally:
-                self.loop.call_soon_threadsafe(self.loop.stop)
-                await trio.to_thread.run_sync(self._thread.join)
-
-    async def run(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
-        """``await fn(*args, **kwargs)`` on the asyncio loop; return or raise its outcome.
-
-        If the trio caller is cancelled, the asyncio task is cancelled and waited for; the
-        caller then sees :class:`trio.Cancelled` (or the task's result, should it finish
-        anyway).
-        """
-        token = trio.lowlevel.current_trio_token()
-        caller = trio.lowlevel.current_task()
-        box: list[asyncio.Task[T]] = []
-        cancel: list[Callable[[], Any]] = []
-
-        def finished(task: asyncio.Task[T]) -> None:  # on the asyncio thread
-            result: outcome.Outcome[Any]
-            if task.cancelled():
-                # trio's Cancelled is raised on the trio side (see below), not made here.
-                result = (
-                    outcome.Value(_CANCELLED)
-                    if cancel
-                    else outcome.Error(BridgeClosed("the asyncio loop was shut down"))
-                )
-            else:
-                error = task.exception()
-                result = outcome.Error(error) if error is not None else outcome.Value(task.result())
-            try:
-                token.run_sync_soon(trio.lowlevel.reschedule, caller, result)
-            except trio.RunFinishedError:
-                pass
-
-        def begin() -> None:  # on the asyncio thread
-            async def call() -> T:
-                return await fn(*args, **kwargs)
-
-            task = self.loop.create_task(call())
-            box.append(task)
-            task.add_done_callback(finished)
-
-        def abort(raise_cancel: Callable[[], Any]) -> trio.lowlevel.Abort:
-            cancel.append(raise_cancel)
-            # Runs after begin() (the loop's queue is FIFO), so the task exists by then.
-            try:
-                self.loop.call_soon_threadsafe(lambda: box[0].cancel())
-            except RuntimeError:  # loop closed: its tasks are gone already
-                return trio.lowlevel.Abort.SUCCEEDED
-            return trio.lowlevel.Abort.FAILED
-
-        try:
-            self.loop.call_soon_threadsafe(begin)
-        except RuntimeError as e:
-            raise BridgeClosed("the asyncio loop is closed") from e
-        result = await trio.lowlevel.wait_task_rescheduled(abort)
-        if result is _CANCELLED:
-            cancel[0]()  # raises trio.Cancelled
-        return result  # type: ignore[no-any-return]
 
 
 async def _pull(it: AsyncIterator[T], count: int) -> list[T]:
@@ -220,9 +93,11 @@ class TrioStore:
         self._aio = aio
         #: Small PUTs and reads made on this (trio) thread, where the store offers them;
         #: the connections it keeps are closed by :meth:`close_trio_side`.
-        self.trio_direct: TrioDirect | None = (
-            store.trio_direct(aio.run) if isinstance(store, OffersTrioDirect) else None
-        )
+        self.trio_direct: TrioDirect | None = None
+        if isinstance(store, OffersPreparedRequests):
+            requests = store.prepared_requests()
+            if requests is not None:
+                self.trio_direct = TrioDirect(requests, aio.run)
 
     async def head(self, key: str) -> ObjectInfo:
         return await self._aio.run(self.store.head, key)
@@ -325,53 +200,4 @@ class TrioStore:
         await self._aio.run(self.store.close)
 
 
-@asynccontextmanager
-async def open_source(
-    aio: AsyncioThread, source: str, *, cluster: str | None = None
-) -> AsyncIterator[tuple[TrioStore, str]]:
-    """Open the bucket a blob URI names; yield its store and the key prefix inside it.
-
-    Raises what the sdk raises: :class:`~sdk.errors.ResourceNotFound` for an unknown
-    bucket, :class:`ValueError` for a malformed URI, :class:`~sdk.errors.ConfigError` for a
-    bad configuration.
-    """
-    from sdk.client import Client
-    from sdk.config import load_config
-
-    async def _open() -> tuple[Client, BlobStore, str]:
-        config = load_config()
-        if cluster:
-            from dataclasses import replace
-
-            config.cluster(cluster)
-            config = replace(config, current_cluster=cluster)
-        client = Client.from_config(config)
-        try:
-            bucket, key = await client.buckets.resolve_uri(URL(source))
-            store = await client.buckets.store_for(bucket)
-        except BaseException:
-            await client.close()
-            raise
-        return client, store, key
-
-    client, store, key = await aio.run(_open)
-    try:
-        tstore = TrioStore(store, aio)
-        try:
-            yield tstore, key
-        finally:
-            await tstore.close_trio_side()
-    finally:
-        with trio.CancelScope(shield=True):
-            await aio.run(client.close)
-
-
-@asynccontextmanager
-async def asyncio_loop() -> AsyncIterator[AsyncioThread]:
-    """Run an asyncio loop in its own thread for the duration of the block."""
-    aio = AsyncioThread()
-    aio.start()
-    try:
-        yield aio
-    finally:
-        await aio.stop()
+__all__ = ["LIST_PAGE", "ListItem", "TrioMultipart", "TrioStore"]

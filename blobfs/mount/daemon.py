@@ -2,7 +2,7 @@
 
 Started by :func:`blobfs.mount.launch.launch`; :func:`serve`:
 
-1. hosts an asyncio loop inside trio for the sdk (:mod:`blobfs.bridge.store`), opens the bucket
+1. hosts an asyncio loop inside trio for the sdk (:mod:`blobfs.bridge`), opens the bucket
    and proves the credentials work with one listing request;
 2. stores what a killed daemon left in the staging directory (:mod:`blobfs.write.recovery`),
    builds the core (block cache, optional disk cache, write-back,
@@ -34,7 +34,7 @@ from pathlib import Path
 import click
 import trio
 
-from blobfs.bridge import store as bridge
+from blobfs import bridge
 from blobfs.cache.blocks import BlockCache
 from blobfs.cache.disk import DiskCache
 from blobfs.fs.filesystem import Filesystem

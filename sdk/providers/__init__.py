@@ -1,7 +1,9 @@
 """Storage providers behind the :mod:`sdk.providers.base` protocol, and how to open one.
 
 Provider modules are imported only when a cluster needs them, so a process that only talks
-to S3 never imports the Azure client (and the reverse).
+to S3 never imports the Azure client (and the reverse).  The signed-URL limits of
+:mod:`sdk.providers.base` are re-exported here for the providers that import them from this
+package.
 """
 
 from __future__ import annotations
@@ -10,22 +12,11 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from sdk.errors import InvalidRequest
+from sdk.providers.base import MAX_SIGNED_URL_SECONDS, check_expiry
 
 if TYPE_CHECKING:
     from sdk.config import ClusterConfig
     from sdk.providers.base import ProviderAdmin
-
-#: SigV4 presigned URLs live at most seven days; Azure SAS URLs are held to the same.
-MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
-
-
-def check_expiry(expires_in_seconds: int) -> None:
-    """Refuse a signed-URL lifetime outside 1 second .. 7 days
-    (:class:`~sdk.errors.InvalidRequest`)."""
-    if not 1 <= expires_in_seconds <= MAX_SIGNED_URL_SECONDS:
-        raise InvalidRequest(
-            f"a signed URL must expire between 1 second and 7 days, got {expires_in_seconds} s"
-        )
 
 
 async def open_admin(cluster: ClusterConfig) -> ProviderAdmin:
@@ -39,7 +30,7 @@ async def open_admin(cluster: ClusterConfig) -> ProviderAdmin:
     if cluster.embedded:
         from sdk.config import data_dir
         from sdk.local_server import ensure_local_server
-        from sdk.providers.s3.store import S3Admin
+        from sdk.providers.s3.admin import S3Admin
 
         server = await asyncio.to_thread(ensure_local_server, data_dir())
         return S3Admin(
@@ -51,7 +42,7 @@ async def open_admin(cluster: ClusterConfig) -> ProviderAdmin:
             },
         )
     if cluster.provider.is_s3:
-        from sdk.providers.s3.store import S3Admin
+        from sdk.providers.s3.admin import S3Admin
 
         return S3Admin(
             endpoint_url=cluster.endpoint_url,
@@ -67,3 +58,6 @@ async def open_admin(cluster: ClusterConfig) -> ProviderAdmin:
     raise InvalidRequest(
         f"cluster {cluster.name!r}: provider {cluster.provider.value!r} is not supported"
     )
+
+
+__all__ = ["MAX_SIGNED_URL_SECONDS", "check_expiry", "open_admin"]

@@ -9,6 +9,9 @@ Two levels:
   file system core all work through this protocol and nothing else, so the in-memory provider
   can stand in for the real ones in fast unit tests.
 
+A store may also offer its small PUTs and ranged GETs as signed request bytes to a caller
+that does its own I/O (:class:`OffersPreparedRequests`).
+
 Access control (temporary and persistent credentials scoped to buckets, public access) is
 part of :class:`ProviderAdmin` too; the S3 and Azure admins delegate it to
 :mod:`sdk.providers.s3.access` and :mod:`sdk.providers.azure.access`.
@@ -20,13 +23,14 @@ boundary and retry transient failures themselves (:mod:`sdk.retry`).
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-T = TypeVar("T")
+from sdk.errors import InvalidRequest
+from sdk.providers.http1 import HttpOrigin, HttpReply
 
 #: Smallest part of a multipart upload that S3 accepts (every part but the last).
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -34,6 +38,17 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 MAX_PART_SIZE = 5 * 1024 * 1024 * 1024
 #: Most parts one multipart upload may have (S3; Azure allows 50,000 blocks).
 MAX_PARTS = 10_000
+#: SigV4 presigned URLs live at most seven days; Azure SAS URLs are held to the same.
+MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
+
+
+def check_expiry(expires_in_seconds: int) -> None:
+    """Refuse a signed-URL lifetime outside 1 second .. 7 days
+    (:class:`~sdk.errors.InvalidRequest`)."""
+    if not 1 <= expires_in_seconds <= MAX_SIGNED_URL_SECONDS:
+        raise InvalidRequest(
+            f"a signed URL must expire between 1 second and 7 days, got {expires_in_seconds} s"
+        )
 
 
 @dataclass(frozen=True)
@@ -244,7 +259,8 @@ class BlobStore(Protocol):
         ...
 
     async def sign_url(self, key: str, expires_in_seconds: int) -> str:
-        """A URL that allows an anonymous GET of ``key`` until it expires."""
+        """A URL that allows an anonymous GET of ``key`` until it expires
+        (:func:`check_expiry`: 1 second .. 7 days)."""
         ...
 
     async def close(self) -> None:
@@ -252,60 +268,98 @@ class BlobStore(Protocol):
         ...
 
 
-class OnLoop(Protocol):
-    """Runs a coroutine function on the event loop a store lives on and hands its result
-    (or exception) back to the calling trio task -- ``blobfs.bridge.store.AsyncioThread.run``."""
-
-    def __call__(self, fn: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
+Credentials = TypeVar("Credentials")
+Credentials_contra = TypeVar("Credentials_contra", contravariant=True)
 
 
-class TrioDirect(Protocol):
-    """Small PUTs and small ranged reads callable from a trio task with no crossing to the
-    store's loop: a trio-side direct client of the store.
+class PreparedRequest(Protocol[Credentials_contra]):
+    """One request of :class:`PreparedRequests`, built but for its signature."""
 
-    Why: a trio program (the mount daemon) reaches an asyncio store through a thread
-    hand-off that costs about 0.45 ms per call, and closing a small file is one PUT, reading
-    one back one ranged GET; see :mod:`sdk.providers.s3.direct_trio`.  Only what the store
-    can do cheaply on the caller's thread is handled here, and only plain successes are
-    answered: everything else, errors included, is left to the :class:`BlobStore` method,
-    which gives the same result or raises the same error as if this did not exist.
+    @property
+    def keep(self) -> frozenset[int]:
+        """Statuses whose ``Content-Length`` body is read to its end: after such a reply
+        the connection stays usable.  Any other reply is taken by its status and headers
+        and its connection dropped."""
+        ...
+
+    @property
+    def max_body(self) -> int:
+        """Largest body read; a larger one is left unread (its connection dropped)."""
+        ...
+
+    def sign(self, credentials: Credentials_contra, /) -> bytes:
+        """The whole request (head and body) signed with ``credentials``, to be sent as it
+        is.  Sending it again (once the connection it went on broke) is safe: the
+        requests are idempotent."""
+        ...
+
+
+class PreparedRequests(Protocol[Credentials]):
+    """Small PUTs and ranged GETs of one store as signed HTTP/1.1 request bytes, plus the
+    rules to judge their replies (:mod:`sdk.providers.http1` values), for a caller that
+    does its own I/O on another event loop.
+
+    The caller owns the connections (keep-alive, TLS, :attr:`connect_timeout` and
+    :attr:`read_timeout`) and the credentials it signs with: :meth:`credentials` runs on
+    the store's own loop; the caller may keep what it returned for a while, and drops it
+    when :meth:`refuses_credentials` says a reply refused it.  Only plain successes are
+    answered here: for everything else (``None`` from any method below, errors, broken
+    connections, timeouts) the caller calls the :class:`BlobStore` method, which gives the
+    same result or raises the same error as if this did not exist.
     """
 
-    async def put(
+    @property
+    def origin(self) -> HttpOrigin: ...
+
+    @property
+    def connect_timeout(self) -> float: ...
+
+    @property
+    def read_timeout(self) -> float:
+        """Longest wait for a reply to a sent request."""
+        ...
+
+    async def credentials(self) -> Credentials:
+        """The store's current credentials; await it on the store's event loop."""
+        ...
+
+    def refuses_credentials(self, reply: HttpReply) -> bool:
+        """Whether ``reply`` refused the credentials the request was signed with."""
+        ...
+
+    def put_request(
         self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None
-    ) -> str | None:
-        """Store ``data`` under ``key`` as :meth:`BlobStore.put` would (same metadata and
-        content type); return the new ETag, or ``None`` when not handled (a body too large,
-        headers that need encoding, a refusal, a broken connection, a timeout ...): the
-        caller then calls :meth:`BlobStore.put`, which retries and raises the proper
-        :mod:`sdk.errors` error.  PUT is idempotent, so repeating it is safe."""
+    ) -> PreparedRequest[Credentials] | None:
+        """The request :meth:`BlobStore.put` makes (same metadata, same content type), or
+        ``None`` when it is not one to send from the caller's thread (a body too large to
+        hash there, headers that need encoding ...)."""
         ...
 
-    async def read_view(
+    def put_etag(self, reply: HttpReply) -> str | None:
+        """The new ETag when ``reply`` is a plain success of a :meth:`put_request`."""
+        ...
+
+    def read_request(
         self, key: str, offset: int, length: int, *, etag: str | None = None
-    ) -> memoryview | None:
-        """What :meth:`BlobStore.read_view` returns for these arguments when it is a plain
-        ranged read of a small length that the server answered with bytes; ``None`` for
-        everything else (a large or empty range, a missing key, a changed object (``etag``),
-        a range past the end, an implicit directory, a refusal, a broken connection, a
-        timeout ...): the caller then calls :meth:`BlobStore.read_view`, which retries and
-        returns or raises what it always does."""
+    ) -> PreparedRequest[Credentials] | None:
+        """The ranged GET :meth:`BlobStore.read_view` makes for these arguments, or
+        ``None`` where it answers otherwise (an empty or negative range ...)."""
         ...
 
-    async def aclose(self) -> None:
-        """Close the connections it keeps (on the trio side)."""
+    def read_view(self, key: str, reply: HttpReply) -> memoryview | None:
+        """What :meth:`BlobStore.read_view` returns when ``reply`` to a
+        :meth:`read_request` is a plain body of ``key``; ``None`` for anything else (a
+        missing key, a changed object, a range past the end ...)."""
         ...
 
 
 @runtime_checkable
-class OffersTrioDirect(Protocol):
-    """A :class:`BlobStore` with a trio-side direct client for small PUTs and reads (S3 on
-    S3-compatible endpoints); other stores go through their loop for everything."""
+class OffersPreparedRequests(Protocol):
+    """A :class:`BlobStore` that can hand out :class:`PreparedRequests` (S3 on
+    S3-compatible endpoints)."""
 
-    def trio_direct(self, on_loop: OnLoop) -> TrioDirect | None:
-        """A :class:`TrioDirect` for this store, or ``None`` when it cannot offer one.
-        ``on_loop`` is how it reaches its own loop from trio (for credentials).  Use the
-        result from one trio run; close it with :meth:`TrioDirect.aclose`."""
+    def prepared_requests(self) -> PreparedRequests[Any] | None:
+        """This store's :class:`PreparedRequests`, or ``None`` where it has none."""
         ...
 
 

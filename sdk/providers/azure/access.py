@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 from azure.core.credentials import AzureSasCredential
 from azure.storage.blob import (
@@ -47,9 +47,6 @@ from sdk.providers.azure.errors import translated
 from sdk.providers.azure.store import AzureStore
 from sdk.providers.base import CredentialTimes, IssuedCredentials, PersistentGrant
 from sdk.retry import retry_transient
-
-if TYPE_CHECKING:
-    from sdk.providers.azure import AzureAdmin
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +122,26 @@ class ScopedAzureStore(AzureStore):
         return self._copy_source_url(self._blob(key))
 
 
+class AccessOwner(Protocol):
+    """What access control needs of the admin it serves (an
+    :class:`~sdk.providers.azure.admin.AzureAdmin`)."""
+
+    @property
+    def credential_times(self) -> CredentialTimes:
+        """Read afresh each time: the admin's attribute may be replaced."""
+        ...
+
+    async def open_bucket(
+        self, bucket_name: str, credentials: Mapping[str, str] | None = None
+    ) -> AzureStore: ...
+
+
 class AzureAccess:
-    """Access control for one :class:`~sdk.providers.azure.AzureAdmin`."""
+    """Access control for one admin (created by it on demand)."""
 
     def __init__(
         self,
-        admin: AzureAdmin,
+        admin: AccessOwner,
         service: BlobServiceClient,
         *,
         account_url: str,
@@ -302,6 +313,7 @@ class AzureAccess:
 
 __all__ = [
     "MAX_STORED_POLICIES",
+    "AccessOwner",
     "AzureAccess",
     "RenewingSasCredential",
     "ScopedAzureStore",

@@ -7,18 +7,16 @@ access policies, public access) is delegated to :mod:`sdk.providers.azure.access
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sdk.errors import NotEmpty
+from sdk.providers.azure.access import AzureAccess
 from sdk.providers.azure.auth import resolve_auth
 from sdk.providers.azure.checks import validate_container_name
 from sdk.providers.azure.errors import translated
 from sdk.providers.azure.store import AzureStore
 from sdk.providers.base import CredentialTimes, IssuedCredentials, PersistentGrant
 from sdk.retry import retry_transient
-
-if TYPE_CHECKING:
-    from sdk.providers.azure.access import AzureAccess
 
 
 class AzureAdmin:
@@ -40,9 +38,6 @@ class AzureAdmin:
 
     @property
     def _access(self) -> AzureAccess:
-        # Imported here: azure_access builds on this package.
-        from sdk.providers.azure.access import AzureAccess
-
         if self._access_control is None:
             self._access_control = AzureAccess(
                 self,

@@ -1,25 +1,17 @@
-"""Access control on S3 and S3-compatible stores: credentials scoped to buckets, public access.
+"""Temporary credentials scoped to one S3 bucket, and stores that sign with them.
 
 Everything here acts with the cluster's administrative credentials and hands out only
 narrower ones, which the server itself enforces:
 
 * **Temporary credentials** come from STS with an inline session policy that names one
   bucket (``s3:List*`` on the bucket; ``s3:GetObject``, plus ``PutObject``/``DeleteObject``/
-  ``AbortMultipartUpload`` unless read-only, on its keys).  ``AssumeRole`` is tried first,
-  without a ``RoleArn``: SeaweedFS (4.x) and MinIO then issue a session for the caller cut
-  down to the policy.  AWS needs a role there, so ``GetFederationToken`` (which AWS allows
-  for IAM users) is tried next.  The first method whose credentials can list the bucket is
-  used from then on.  SeaweedFS also answers ``GetFederationToken`` but its credentials are
-  refused everywhere for an identity from ``-s3.config``, hence the check.
-* **Persistent credentials** are an IAM user with one access key and one inline user policy
-  covering their buckets (``CreateUser``/``PutUserPolicy``/``CreateAccessKey``: the IAM API
-  of AWS, and SeaweedFS's embedded IAM on its S3 port).  Revoking deletes the keys, the
-  policy and the user.  SeaweedFS's IAM accepts only some actions in user policies (not
-  ``s3:ListBucketMultipartUploads`` nor ``s3:ListMultipartUploadParts``); ``s3:List*``
-  covers those on AWS and is accepted by both.
-* **Public access** is a bucket policy with two statements of ours (``Sid``
-  ``blobfs-public-read`` and ``blobfs-public-list``, principal ``*``); other statements of
-  the policy are kept, and the policy is deleted when ours were its only ones.
+  ``AbortMultipartUpload`` unless read-only, on its keys: :mod:`sdk.providers.s3.policies`).
+  ``AssumeRole`` is tried first, without a ``RoleArn``: SeaweedFS (4.x) and MinIO then issue
+  a session for the caller cut down to the policy.  AWS needs a role there, so
+  ``GetFederationToken`` (which AWS allows for IAM users) is tried next.  The first method
+  whose credentials can list the bucket is used from then on.  SeaweedFS also answers
+  ``GetFederationToken`` but its credentials are refused everywhere for an identity from
+  ``-s3.config``, hence the check.
 * **Scoped stores** (:meth:`S3Access.open_scoped_bucket`): the sdk's own requests on a
   bucket are signed with temporary credentials for that bucket, held in botocore's
   ``RefreshableCredentials``, which asks for new ones (one STS call) before they expire;
@@ -27,11 +19,8 @@ narrower ones, which the server itself enforces:
   credentials (and they would die with the session), so a scoped store signs URLs with the
   admin's client.
 
-Verified against SeaweedFS 4.48 (``tests/test_credentials.py``).  Not verified here: AWS
-(``GetFederationToken``, IAM propagation delays, Block Public Access, which refuses public
-bucket policies on new AWS buckets until it is turned off) and MinIO (whose users and
-policies live in its admin API rather than IAM, so persistent credentials fail there with a
-clear error).
+Persistent credentials are :mod:`sdk.providers.s3.iam`'s.  Verified against SeaweedFS 4.48
+(``tests/test_credentials.py``); not verified here: AWS (``GetFederationToken``).
 """
 
 from __future__ import annotations
@@ -40,185 +29,36 @@ import asyncio
 import json
 import logging
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack, contextmanager
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-import aioboto3
-from aiobotocore.config import AioConfig
 from aiobotocore.credentials import AioRefreshableCredentials
-from botocore.exceptions import ClientError
 
-from sdk import logsafe
 from sdk.errors import BlobfsError, InvalidRequest, ResourceNotFound, TransientError
-from sdk.providers import check_expiry
-from sdk.providers.base import CredentialTimes, IssuedCredentials, PersistentGrant
-from sdk.providers.s3.store import (
-    CONNECT_TIMEOUT,
-    READ_TIMEOUT,
-    S3Store,
-    _code,
-    _is_aws,
-    _session,
-    translate,
-)
-from sdk.providers.s3.store import botocore_session as s3_botocore_session
-from sdk.retry import retrying
-
-if TYPE_CHECKING:
-    from sdk.providers.s3.store import S3Admin
+from sdk.providers.base import CredentialTimes, IssuedCredentials, check_expiry
+from sdk.providers.s3.client import S3Client, new_session
+from sdk.providers.s3.policies import bucket_policy
+from sdk.providers.s3.services import AccessOwner, ServiceClients, Unsupported, api_errors
+from sdk.providers.s3.store import S3Store
 
 log = logging.getLogger(__name__)
-# botocore's debug log would print the secrets this module handles.
-logsafe.install()
 
 #: STS's limits on DurationSeconds (AssumeRole: 15 min .. 12 h on AWS and SeaweedFS).
 STS_MIN_SECONDS: Final = 900
 STS_MAX_SECONDS: Final = 43_200
-#: Name of the one inline user policy of a persistent-credentials IAM user.
-USER_POLICY_NAME: Final = "blobfs-buckets"
-#: Statement ids of our public-access statements in a bucket policy.
-PUBLIC_READ_SID: Final = "blobfs-public-read"
-PUBLIC_LIST_SID: Final = "blobfs-public-list"
-#: Error codes meaning "this server has no such API", as opposed to "you may not".
-_UNSUPPORTED_CODES: Final = frozenset(
-    {"NotImplemented", "InvalidAction", "UnsupportedOperation", "MethodNotAllowed"}
-)
-
-
-def _new_session(
-    region: str, credentials: Mapping[str, str] | AioRefreshableCredentials
-) -> aioboto3.Session:
-    """An aioboto3 session with static ``credentials`` (a mapping as in
-    :mod:`sdk.providers.s3.store`; empty: botocore's default chain) or renewing ones, on a
-    :func:`~sdk.providers.s3.store.botocore_session`."""
-    botocore_session = s3_botocore_session()
-    if isinstance(credentials, AioRefreshableCredentials):
-        botocore_session._credentials = credentials  # the public setter makes static ones
-        return aioboto3.Session(botocore_session=botocore_session, region_name=region)
-    if not credentials.get("access_key_id"):
-        return _session(credentials, region)
-    return aioboto3.Session(
-        botocore_session=botocore_session,
-        region_name=region,
-        aws_access_key_id=credentials["access_key_id"],
-        aws_secret_access_key=credentials.get("secret_access_key", ""),
-        aws_session_token=credentials.get("session_token") or None,
-    )
-
-
-class Unsupported(InvalidRequest):
-    """The server does not offer the API asked for (STS, IAM)."""
-
-
-def bucket_policy(bucket_names: Sequence[str], *, read_only: bool) -> dict[str, Any]:
-    """An IAM policy document allowing what blobfs does on ``bucket_names``: list and read,
-    and unless ``read_only`` write, delete and multipart uploads.  Nothing else (no bucket
-    policy, ACL or bucket deletion)."""
-    buckets = [f"arn:aws:s3:::{b}" for b in bucket_names]
-    keys = [f"arn:aws:s3:::{b}/*" for b in bucket_names]
-    key_actions = ["s3:GetObject"]
-    if not read_only:
-        key_actions += [
-            "s3:PutObject",  # also CreateMultipartUpload, UploadPart, CompleteMultipartUpload
-            "s3:DeleteObject",  # also DeleteObjects
-            "s3:AbortMultipartUpload",
-            "s3:List*",  # ListMultipartUploadParts
-        ]
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                # ListBucket and ListBucketMultipartUploads (a wildcard, because SeaweedFS's
-                # IAM refuses the latter by name).
-                "Action": ["s3:List*", "s3:GetBucketLocation"],
-                "Resource": buckets,
-            },
-            {"Effect": "Allow", "Action": key_actions, "Resource": keys},
-        ],
-    }
-
-
-def public_statements(bucket_name: str) -> list[dict[str, Any]]:
-    """Bucket-policy statements letting anyone read keys of ``bucket_name`` and list it."""
-    return [
-        {
-            "Sid": PUBLIC_READ_SID,
-            "Effect": "Allow",
-            "Principal": "*",
-            "Action": ["s3:GetObject"],
-            "Resource": [f"arn:aws:s3:::{bucket_name}/*"],
-        },
-        {
-            "Sid": PUBLIC_LIST_SID,
-            "Effect": "Allow",
-            "Principal": "*",
-            "Action": ["s3:ListBucket"],
-            "Resource": [f"arn:aws:s3:::{bucket_name}"],
-        },
-    ]
-
-
-def iam_user_name(credentials_id: str) -> str:
-    """The IAM user of persistent credentials ``credentials_id`` (IAM allows 64 characters
-    of ``[\\w+=,.@-]``; ids are ``bucket-credentials-<uuid>``)."""
-    return "blobfs-" + credentials_id.removeprefix("bucket-credentials-")[:56]
 
 
 def _iso(when: datetime) -> str:
     return when.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-@contextmanager
-def _api(what: str) -> Iterator[None]:
-    """Translate botocore errors as :mod:`sdk.providers.s3.store` does, except that "no such
-    API" answers become :class:`Unsupported` instead of (for a 501) a transient error."""
-    try:
-        yield
-    except ClientError as exc:
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        if code in _UNSUPPORTED_CODES or status in (405, 501):
-            raise Unsupported(f"{what}: not supported by this server ({code or status})") from exc
-        err = translate(exc, what)
-        assert err is not None
-        raise err from exc
-    except Exception as exc:
-        err = translate(exc, what)
-        if err is None or err is exc:
-            raise
-        raise err from exc
-
-
 class S3Access:
-    """Access control for one :class:`~sdk.providers.s3.store.S3Admin` (created by it on demand).
+    """Temporary credentials and scoped stores for one admin (created by it on demand)."""
 
-    Holds STS and IAM clients opened with the admin's credentials; the admin closes it.
-    """
-
-    def __init__(
-        self,
-        admin: S3Admin,
-        credentials: Mapping[str, str],
-        *,
-        sts_endpoint_url: str | None = None,
-        iam_endpoint_url: str | None = None,
-    ) -> None:
+    def __init__(self, admin: AccessOwner, services: ServiceClients) -> None:
         self._admin = admin
-        self._credentials = credentials
-        endpoint = admin.endpoint_url
-        # SeaweedFS and MinIO serve STS and IAM on their S3 port; AWS has its own endpoints,
-        # which botocore knows.
-        default = None if _is_aws(endpoint) else endpoint
-        self._endpoints = {
-            "sts": sts_endpoint_url or default,
-            "iam": iam_endpoint_url or default,
-        }
-        self._stack = AsyncExitStack()
-        self._clients: dict[str, Any] = {}
-        self._lock = asyncio.Lock()
+        self._services = services
         #: How temporary credentials are issued, once found: "assume_role" or
         #: "get_federation_token".
         self._method: str | None = None
@@ -229,67 +69,13 @@ class S3Access:
     def _times(self) -> CredentialTimes:
         return self._admin.credential_times
 
-    @property
-    def _region(self) -> str:
-        # SigV4 needs a region; S3-compatible stores accept any, IAM on AWS is us-east-1.
-        return self._admin.region or "us-east-1"
-
-    async def close(self) -> None:
-        async with self._lock:
-            self._clients.clear()
-            await self._stack.aclose()
-
-    # -- clients -------------------------------------------------------------------------------
-
-    async def _client(self, service: str) -> Any:
-        async with self._lock:
-            client = self._clients.get(service)
-            if client is None:
-                session = _new_session(self._region, self._credentials)
-                config = AioConfig(
-                    retries={"max_attempts": 1, "mode": "standard"},  # sdk.retry retries
-                    connect_timeout=CONNECT_TIMEOUT,
-                    read_timeout=READ_TIMEOUT,
-                    # AssumeRole without RoleArn: botocore would refuse to send it.
-                    parameter_validation=False,
-                )
-                with _api(f"connect to {service.upper()}"):
-                    client = await self._stack.enter_async_context(
-                        session.client(
-                            service, endpoint_url=self._endpoints[service], config=config
-                        )
-                    )
-                self._clients[service] = client
-            return client
-
-    async def _call(self, service: str, what: str, op: str, **params: Any) -> dict[str, Any]:
-        """``<service client>.<op>(**params)`` with translated errors, transient ones
-        retried."""
-        client = await self._client(service)
-        async for attempt in retrying():
-            with attempt, _api(what):
-                result: dict[str, Any] = await getattr(client, op)(**params)
-                return result
-        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
-
-    def _raw(self, bucket_name: str, **secrets_: str) -> dict[str, str]:
-        """A credentials mapping in the reference's keys."""
-        out = {"bucket_name": bucket_name, **secrets_}
-        if self._admin.endpoint_url:
-            out["endpoint_url"] = self._admin.endpoint_url
-        if self._admin.region:
-            out["region_name"] = self._admin.region
-        return out
-
-    # -- temporary credentials -----------------------------------------------------------------
-
     def _duration(self) -> int:
         return int(min(max(self._times.ttl, STS_MIN_SECONDS), STS_MAX_SECONDS))
 
     async def _sts(self, method: str, policy: str) -> Mapping[str, Any]:
         what = f"issue temporary credentials ({method})"
         if method == "assume_role":
-            r = await self._call(
+            r = await self._services.call(
                 "sts",
                 what,
                 "assume_role",
@@ -298,7 +84,7 @@ class S3Access:
                 DurationSeconds=self._duration(),
             )
         else:
-            r = await self._call(
+            r = await self._services.call(
                 "sts",
                 what,
                 "get_federation_token",
@@ -311,18 +97,18 @@ class S3Access:
 
     async def _probe(self, bucket_name: str, creds: Mapping[str, Any]) -> None:
         """Raise unless ``creds`` can list ``bucket_name``."""
-        store = S3Store(bucket_name)
-        session = _new_session(
-            self._region,
+        client = S3Client()
+        session = new_session(
             {
                 "access_key_id": creds["AccessKeyId"],
                 "secret_access_key": creds["SecretAccessKey"],
                 "session_token": creds["SessionToken"],
             },
+            self._services.region,
         )
-        await store.client.open({}, self._admin.endpoint_url, self._region, session=session)
+        await client.open({}, self._admin.endpoint_url, self._services.region, session=session)
         try:
-            await store.client.call(
+            await client.call(
                 f"list {bucket_name} with temporary credentials",
                 "list_objects_v2",
                 Bucket=bucket_name,
@@ -331,7 +117,7 @@ class S3Access:
         except ResourceNotFound:
             pass  # authenticated and authorised; the bucket itself is missing
         finally:
-            await store.close()
+            await client.close()
 
     async def _detect(self, bucket_name: str, policy: str) -> Mapping[str, Any]:
         """Find the STS method this server honours; return credentials it issued."""
@@ -353,7 +139,7 @@ class S3Access:
 
     def _unsupported(self) -> InvalidRequest:
         return Unsupported(
-            f"{self._endpoints['sts'] or 'AWS STS'} cannot issue credentials scoped to a "
+            f"{self._services.endpoint('sts') or 'AWS STS'} cannot issue credentials scoped to a "
             f"bucket (neither STS AssumeRole with a session policy nor GetFederationToken "
             f"works: {self._no_sts})"
         )
@@ -380,7 +166,7 @@ class S3Access:
         expiration = expiration.astimezone(UTC)
         times = self._times
         renew_by = min(expiration, times.clock() + timedelta(seconds=times.ttl))
-        raw = self._raw(
+        raw = self._services.credentials_for(
             bucket_name,
             access_key_id=creds["AccessKeyId"],
             secret_access_key=creds["SecretAccessKey"],
@@ -394,8 +180,6 @@ class S3Access:
     ) -> IssuedCredentials:
         raw, expiration, _ = await self.issue(bucket_name, read_only=read_only)
         return IssuedCredentials(credentials=raw, expires_at=expiration)
-
-    # -- scoped stores -------------------------------------------------------------------------
 
     async def open_scoped_bucket(self, bucket_name: str) -> S3Store:
         """A read-write store on ``bucket_name`` signing with renewing STS credentials; with
@@ -431,157 +215,27 @@ class S3Access:
             advisory_timeout=margin,
             mandatory_timeout=margin / 2,
         )
-        session = _new_session(self._region, credentials)
+        session = new_session(credentials, self._services.region)
         store = ScopedS3Store(bucket_name, self)
-        await store.client.open({}, self._admin.endpoint_url, self._region, session=session)
+        await store.client.open(
+            {}, self._admin.endpoint_url, self._services.region, session=session
+        )
         log.debug("bucket %s: scoped credentials until %s", bucket_name, renew_by)
         return store
 
     async def sign_url(self, bucket_name: str, key: str, expires_in_seconds: int) -> str:
         """A presigned GET of ``key`` made with the admin's credentials (1 s .. 7 days)."""
         check_expiry(expires_in_seconds)
-        client = await self._admin._admin()
+        client = await self._admin.admin_client()
         if client.client is None:
             raise RuntimeError("S3 client is closed")
-        with _api(f"sign {bucket_name}/{key}"):
+        with api_errors(f"sign {bucket_name}/{key}"):
             url: str = await client.client.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": bucket_name, "Key": key},
                 ExpiresIn=expires_in_seconds,
             )
         return url
-
-    # -- persistent credentials ----------------------------------------------------------------
-
-    async def _put_user_policy(
-        self, user: str, bucket_names: Sequence[str], read_only: bool
-    ) -> None:
-        await self._call(
-            "iam",
-            f"set the policy of IAM user {user}",
-            "put_user_policy",
-            UserName=user,
-            PolicyName=USER_POLICY_NAME,
-            PolicyDocument=json.dumps(bucket_policy(bucket_names, read_only=read_only)),
-        )
-
-    async def create_persistent_credentials(
-        self, credentials_id: str, bucket_names: Sequence[str], *, read_only: bool = False
-    ) -> PersistentGrant:
-        """An IAM user with an access key and a policy for ``bucket_names``."""
-        if not bucket_names:
-            raise InvalidRequest("persistent credentials need at least one bucket")
-        user = iam_user_name(credentials_id)
-        state: dict[str, Any] = {
-            "kind": "s3-iam-user",
-            "user_name": user,
-            "bucket_names": list(bucket_names),
-            "read_only": read_only,
-        }
-        try:
-            await self._call("iam", f"create IAM user {user}", "create_user", UserName=user)
-        except Unsupported as e:
-            raise Unsupported(
-                f"{e}: persistent credentials on S3 need the IAM API (CreateUser, "
-                "PutUserPolicy, CreateAccessKey)"
-            ) from e
-        try:
-            await self._put_user_policy(user, bucket_names, read_only)
-            key = (
-                await self._call(
-                    "iam", f"create an access key of {user}", "create_access_key", UserName=user
-                )
-            )["AccessKey"]
-        except BaseException:
-            # Leave nothing behind; the clean-up must run even if we are being cancelled.
-            await asyncio.shield(self._remove_user(user))
-            raise
-        state["access_key_id"] = key["AccessKeyId"]
-        per_bucket = {
-            b: self._raw(
-                b,
-                access_key_id=key["AccessKeyId"],
-                secret_access_key=key["SecretAccessKey"],
-            )
-            for b in bucket_names
-        }
-        return PersistentGrant(per_bucket=per_bucket, state=state)
-
-    async def detach_persistent_credentials(
-        self, state: Mapping[str, Any], bucket_name: str
-    ) -> Mapping[str, Any]:
-        remaining = [b for b in state.get("bucket_names", ()) if b != bucket_name]
-        if not remaining:
-            await self.revoke_persistent_credentials(state)
-            return {**state, "bucket_names": []}
-        await self._put_user_policy(state["user_name"], remaining, bool(state.get("read_only")))
-        return {**state, "bucket_names": remaining}
-
-    async def revoke_persistent_credentials(self, state: Mapping[str, Any]) -> None:
-        await self._remove_user(str(state["user_name"]))
-
-    async def _remove_user(self, user: str) -> None:
-        """Delete the user's access keys, its policy and the user (IAM refuses to delete a
-        user that still has either); parts already gone are skipped."""
-        try:
-            keys = await self._call(
-                "iam", f"list access keys of {user}", "list_access_keys", UserName=user
-            )
-        except ResourceNotFound:
-            return
-        for meta in keys.get("AccessKeyMetadata") or ():
-            try:
-                await self._call(
-                    "iam",
-                    f"delete an access key of {user}",
-                    "delete_access_key",
-                    UserName=user,
-                    AccessKeyId=meta["AccessKeyId"],
-                )
-            except ResourceNotFound:
-                pass
-        try:
-            await self._call(
-                "iam",
-                f"delete the policy of {user}",
-                "delete_user_policy",
-                UserName=user,
-                PolicyName=USER_POLICY_NAME,
-            )
-        except ResourceNotFound:
-            pass
-        try:
-            await self._call("iam", f"delete IAM user {user}", "delete_user", UserName=user)
-        except ResourceNotFound:
-            pass
-
-    # -- public access -------------------------------------------------------------------------
-
-    async def set_public_access(self, bucket_name: str, public: bool) -> None:
-        """Add or remove our statements in the bucket policy, keeping any others."""
-        client = await self._admin._admin()
-        what = f"set public access of {bucket_name}"
-        try:
-            r = await client.call(what, "get_bucket_policy", Bucket=bucket_name)
-            policy = json.loads(r.get("Policy") or "{}")
-        except ResourceNotFound as e:
-            if _code(e) != "NoSuchBucketPolicy":
-                raise
-            policy = {}
-        ours = {PUBLIC_READ_SID, PUBLIC_LIST_SID}
-        statements = policy.get("Statement") or []
-        if isinstance(statements, dict):
-            statements = [statements]
-        statements = [s for s in statements if s.get("Sid") not in ours]
-        if public:
-            statements += public_statements(bucket_name)
-        if statements:
-            policy = {"Version": policy.get("Version", "2012-10-17"), "Statement": statements}
-            await client.call(
-                what, "put_bucket_policy", Bucket=bucket_name, Policy=json.dumps(policy)
-            )
-        else:
-            await client.call(what, "delete_bucket_policy", Bucket=bucket_name)
 
 
 class ScopedS3Store(S3Store):
@@ -596,16 +250,4 @@ class ScopedS3Store(S3Store):
         return await self._access.sign_url(self.bucket_name, key, expires_in_seconds)
 
 
-__all__ = [
-    "PUBLIC_LIST_SID",
-    "PUBLIC_READ_SID",
-    "STS_MAX_SECONDS",
-    "STS_MIN_SECONDS",
-    "USER_POLICY_NAME",
-    "S3Access",
-    "ScopedS3Store",
-    "Unsupported",
-    "bucket_policy",
-    "iam_user_name",
-    "public_statements",
-]
+__all__ = ["STS_MAX_SECONDS", "STS_MIN_SECONDS", "S3Access", "ScopedS3Store"]

@@ -1,48 +1,28 @@
 """Ranged GETs and PUTs on S3-compatible endpoints without botocore's per-request machinery.
 
-Why this exists beside aiobotocore: botocore's per-request machinery (endpoint rules, event
-hooks, user-agent assembly, request serialisation, response parsing) costs about 4 ms of CPU
-per request on this project's 2-core test machine, and a mount makes many small requests:
-ranged GETs, thousands per GiB for random readers, and one PUT per small file closed.
-aiohttp's body path also copies every received byte twice more (parser chunks, then the
-join).  Measured on SeaweedFS over loopback: a 64 KiB GET costs 0.6 ms of CPU against 4 ms,
-and the mount daemon's asyncio thread spends 0.6 s of user CPU per GiB read sequentially
-against 1.0-1.2 s through aiobotocore.  A 4 KiB PUT takes 2.6 ms (0.9 ms of CPU) against
-7.8 ms (4.7 ms), an 8 MiB UploadPart 12 ms of CPU against 18.5 ms (wall time is the
-server's: 75-80 ms either way) -- ``scripts/bench_s3_direct.py`` -- and a mount creates
-and closes a 4 KiB file in 7-8.5 ms against 11-12.5 ms.
-
-It does as little as it can, over a small pool of keep-alive HTTP/1.1 connections, with
-path-style addressing only (S3-compatible stores; AWS keeps the botocore path):
+Why beside aiobotocore: botocore's per-request work (endpoint rules, event hooks, request
+serialisation, response parsing) costs about 4 ms of CPU per request on the project's 2-core
+machine, where this client's 64 KiB GET costs 0.6 ms (``scripts/bench_s3_direct.py``), and
+random readers and small files make many small requests.  Path-style addressing only
+(S3-compatible stores; AWS keeps the botocore path), over a small pool of keep-alive HTTP/1.1
+connections:
 
 * ``GET`` with ``Range`` and optional ``If-Match`` (:meth:`S3Direct.get`).  A body is received
   straight into a buffer of its ``Content-Length`` (no chunk list, no join) and handed out as
-  a read-only view of that buffer: no copy (the store's ``read_range`` copies it into
-  ``bytes``; ``read_view``, which the mount's block cache uses, does not -- the copy cost
-  0.3 s of CPU per GiB).
+  a read-only view of that buffer, never copied here.
 * ``PUT`` of one body with caller-given headers and query (:meth:`S3Direct.put`): PutObject
   and UploadPart.  The request head and the body are written separately (the body is never
   copied into a request), in slices with the transport's flow control, so an 8 MiB part does
   not sit whole in the transport's buffer.  Sending counts as activity for the inactivity
-  timeout, the kernel's send buffer draining after the last write included (Linux).
+  timeout, the kernel's send buffer draining after the last write included (Linux).  Bodies
+  of :data:`~sdk.providers.s3.wire.HASH_IN_THREAD` bytes or more are hashed in a worker
+  thread (hashlib releases the GIL).
 
-Requests are signed with SigV4 (:mod:`sdk.providers.s3.sigv4`, which signs what botocore's
-signer signs, from plain strings and with a cached key) and the session's (renewing)
-credentials.  The payload is signed as botocore signs it in this project's configuration
-(``request_checksum_calculation="when_required"``, so no checksum header): its SHA-256, over
-http *and* https (botocore sends ``UNSIGNED-PAYLOAD`` over https only beside a checksum
-header); large bodies are hashed in a worker thread (hashlib releases the GIL).
-
-Anything it does not expect -- a status other than 200/206, a chunked or length-less body --
-it does not interpret: it returns the status and the caller repeats the request through
-botocore (GET, PUT and UploadPart are idempotent), whose error translation then applies.
-Broken connections and timeouts raise :class:`~sdk.errors.TransientError` (the caller
-retries); a connection is reused only after a complete response to a completely sent request.
-
-Building a signed request head (:class:`Endpoint`, :func:`signed_head`,
-:func:`range_headers`) and parsing a response head (:func:`parse_head`) are plain functions,
-shared with the trio client that makes small PUTs and small ranged GETs without crossing to
-this loop (:mod:`sdk.providers.s3.direct_trio`).
+Requests are built and signed by :mod:`sdk.providers.s3.wire`.  A status other than 200/206,
+or a chunked or length-less body, is not interpreted: the status is returned and the caller
+repeats the request through botocore.  Broken connections and timeouts raise
+:class:`~sdk.errors.TransientError` (the caller retries); a connection is reused only after a
+complete response to a completely sent request.
 """
 
 from __future__ import annotations
@@ -50,176 +30,37 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import hashlib
-import re
 import ssl
 import sys
 import termios
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
-from urllib.parse import quote, urlsplit
-
-from botocore.auth import EMPTY_SHA256_HASH
-from botocore.credentials import ReadOnlyCredentials
+from urllib.parse import urlsplit
 
 from sdk.errors import TransientError
+from sdk.providers.http1 import MAX_HEAD, HttpReply, parse_reply_head
 from sdk.providers.s3.sigv4 import SigV4Signer
+from sdk.providers.s3.wire import (
+    EMPTY_SHA256,
+    HASH_IN_THREAD,
+    CredentialSource,
+    Endpoint,
+    range_headers,
+    signed_head,
+)
 
-#: Largest response head accepted (status line and headers).
-MAX_HEAD = 64 * 1024
 #: Idle connections kept for reuse.
 MAX_IDLE = 16
 #: Slice of a request body handed to the transport at a time; the next waits until the
 #: transport's buffer has drained (its flow control), so at most about this much is copied
 #: into it and the inactivity clock advances with every slice sent.
 SEND_SLICE = 128 * 1024
-#: Bodies at least this large are hashed in a worker thread, off the event loop (SHA-256 of
-#: an 8 MiB part takes about 6 ms here, long enough to stall other requests' I/O).
-HASH_IN_THREAD = 256 * 1024
 
 T = TypeVar("T")
 
 #: Linux's ioctl for the bytes a socket has not sent yet (``SIOCOUTQ`` is ``TIOCOUTQ``).
 _SIOCOUTQ: int | None = getattr(termios, "TIOCOUTQ", None) if sys.platform == "linux" else None
-
-CredentialSource = Callable[[], Awaitable[ReadOnlyCredentials]]
-
-# RFC 9110 token: what a header name may be.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# Printable ASCII, space included: what a header value may be sent as without encoding.
-_PLAIN_VALUE = re.compile(r"[\x20-\x7e]*")
-
-
-def sendable(headers: Mapping[str, str]) -> bool:
-    """Whether ``headers`` can go on the wire as they are: names are HTTP tokens and values
-    printable ASCII.  Others (non-ASCII metadata, say) must take botocore's path, which
-    decides how to encode or refuse them."""
-    return all(
-        _TOKEN.fullmatch(name) and _PLAIN_VALUE.fullmatch(value) for name, value in headers.items()
-    )
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A path-style S3 endpoint: where to connect and how requests name it."""
-
-    #: The URL it was parsed from.
-    url: str
-    scheme: str
-    hostname: str
-    port: int
-    #: What the ``Host`` header carries and SigV4 signs: the port only when it is not the
-    #: scheme's default.
-    host: str
-    #: The URL's path, under which ``/bucket/key`` goes (no trailing slash).
-    base: str
-
-    @classmethod
-    def parse(cls, endpoint_url: str) -> Endpoint:
-        parts = urlsplit(endpoint_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) endpoint: {endpoint_url}")
-        default_port = 443 if parts.scheme == "https" else 80
-        port = parts.port or default_port
-        return cls(
-            url=endpoint_url,
-            scheme=parts.scheme,
-            hostname=parts.hostname,
-            port=port,
-            host=parts.hostname if port == default_port else parts.netloc,
-            base=parts.path.rstrip("/"),
-        )
-
-
-def request_head(
-    method: str,
-    host: str,
-    path: str,
-    query: str,
-    headers: Mapping[str, str],
-    content_length: int | None,
-) -> bytes:
-    """An HTTP/1.1 request head: ``method`` on ``path`` (with the already encoded
-    ``query``), ``Host`` first, then ``headers`` as given (signed ones) and, for a request
-    with a body, its ``Content-Length``."""
-    target = f"{path}?{query}" if query else path
-    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    if content_length is not None:
-        lines.append(f"Content-Length: {content_length}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-
-
-def signed_head(
-    endpoint: Endpoint,
-    signer: SigV4Signer,
-    credentials: ReadOnlyCredentials,
-    method: str,
-    bucket: str,
-    key: str,
-    query: Sequence[tuple[str, str]],
-    headers: Mapping[str, str],
-    payload_hash: str,
-    content_length: int | None,
-) -> bytes:
-    """The head of a SigV4-signed request on ``bucket/key`` (path-style), ``query`` encoded
-    and sorted as SigV4's canonical query wants it and sent as signed."""
-    if not key:
-        # ``/bucket/`` is the bucket: GET would list it, PUT would create it.
-        raise ValueError("an object request needs a key")
-    path = f"{endpoint.base}/{quote(bucket, safe='')}/{quote(key, safe='/~')}"
-    encoded = "&".join(f"{quote(k, safe='-_.~')}={quote(v, safe='-_.~')}" for k, v in sorted(query))
-    signed = signer.sign(
-        method=method,
-        host=endpoint.host,
-        path=path,
-        query=encoded,
-        headers=headers,
-        payload_hash=payload_hash,
-        access_key=credentials.access_key,
-        secret_key=credentials.secret_key,
-        token=credentials.token,
-    )
-    return request_head(method, endpoint.host, path, encoded, signed, content_length)
-
-
-def parse_head(head: bytes) -> tuple[int, dict[str, str]]:
-    """The status and headers (names lower-case) of a response head without its final blank
-    line; :class:`ValueError` if it is not an HTTP/1.x response head."""
-    lines = head.decode("latin-1").split("\r\n")
-    version, status, *_ = lines[0].split(" ", 2)
-    if not version.startswith("HTTP/1.") or not status.isdigit():
-        raise ValueError(f"status line {lines[0]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep:
-            raise ValueError(f"header line {line!r}")
-        headers[name.strip().lower()] = value.strip()
-    return int(status), headers
-
-
-def range_headers(offset: int, length: int, etag: str | None) -> dict[str, str]:
-    """The headers of a ranged GET of ``length`` (at least 1) bytes at ``offset``, pinned
-    to version ``etag`` when given (a changed object then answers 412, never other bytes)."""
-    if offset < 0 or length < 1:
-        raise ValueError(f"no HTTP range for offset={offset} length={length}")
-    headers = {"Range": f"bytes={offset}-{offset + length - 1}"}
-    if etag is not None:
-        headers["If-Match"] = f'"{etag}"'
-    return headers
-
-
-@dataclass(frozen=True)
-class Response:
-    """What a request got: the status, the headers (names lower-case) and, for a 200/206
-    with a ``Content-Length`` body, the body (a read-only view of the buffer it was
-    received into); otherwise ``body`` is ``None``."""
-
-    status: int
-    headers: dict[str, str]
-    body: memoryview | None
 
 
 class _Connection(asyncio.BufferedProtocol):
@@ -238,7 +79,7 @@ class _Connection(asyncio.BufferedProtocol):
         self._filled = 0
         self._status = 0
         self._headers: dict[str, str] = {}
-        self._waiter: asyncio.Future[Response] | None = None
+        self._waiter: asyncio.Future[HttpReply] | None = None
         self._paused = False
         self._progress: asyncio.Future[None] | None = None
 
@@ -270,7 +111,7 @@ class _Connection(asyncio.BufferedProtocol):
                 self._fail(TransientError("response head too large"))
             return
         try:
-            self._status, self._headers = parse_head(bytes(self._head[:end]))
+            self._status, self._headers = parse_reply_head(bytes(self._head[:end]))
         except ValueError as e:
             self._fail(TransientError(f"malformed response: {e}"))
             return
@@ -279,7 +120,7 @@ class _Connection(asyncio.BufferedProtocol):
         chunked = "chunked" in self._headers.get("transfer-encoding", "").lower()
         if self._status not in (200, 206) or length is None or chunked:
             # Not ours to interpret: hand back the status; the connection is not reused.
-            self._settle(Response(self._status, self._headers, None))
+            self._settle(HttpReply(self._status, self._headers, None))
             self.close()
             return
         self._body = bytearray(int(length))
@@ -314,12 +155,12 @@ class _Connection(asyncio.BufferedProtocol):
         assert self._body is not None
         if self._filled >= len(self._body):
             body = memoryview(self._body).toreadonly()
-            self._settle(Response(self._status, self._headers, body))
+            self._settle(HttpReply(self._status, self._headers, body))
             self._body = None  # the next response allocates its own
             if self._headers.get("connection", "").lower() == "close":
                 self.close()
 
-    def _settle(self, outcome: Response | Exception) -> None:
+    def _settle(self, outcome: HttpReply | Exception) -> None:
         if self._waiter is None or self._waiter.done():
             return
         if isinstance(outcome, Exception):
@@ -338,7 +179,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     # -- use -------------------------------------------------------------------------------------
 
-    def begin(self, head: bytes) -> asyncio.Future[Response]:
+    def begin(self, head: bytes) -> asyncio.Future[HttpReply]:
         """Send a request head; return the future of its response."""
         assert self.transport is not None
         self._head = bytearray()
@@ -392,7 +233,7 @@ class _Connection(asyncio.BufferedProtocol):
             self.transport.close()
 
 
-def _retrieved(future: asyncio.Future[Response]) -> None:
+def _retrieved(future: asyncio.Future[HttpReply]) -> None:
     if not future.cancelled():
         future.exception()
 
@@ -433,10 +274,10 @@ class S3Direct:
 
     async def get(
         self, bucket: str, key: str, offset: int, length: int, etag: str | None
-    ) -> Response:
+    ) -> HttpReply:
         """GET ``length`` bytes of ``bucket/key`` at ``offset`` (``If-Match: etag``)."""
         headers = range_headers(offset, length, etag)
-        return await self._request("GET", bucket, key, (), headers, b"", EMPTY_SHA256_HASH)
+        return await self._request("GET", bucket, key, (), headers, b"", EMPTY_SHA256)
 
     async def put(
         self,
@@ -446,7 +287,7 @@ class S3Direct:
         *,
         headers: Mapping[str, str] | None = None,
         query: Sequence[tuple[str, str]] = (),
-    ) -> Response:
+    ) -> HttpReply:
         """PUT ``body`` to ``bucket/key`` with ``headers`` (each :func:`sendable`) and
         ``query`` (``partNumber`` and ``uploadId`` for UploadPart).  Success is the caller's
         to judge (S3 answers 200 with an ``ETag``)."""
@@ -467,7 +308,7 @@ class S3Direct:
         headers: dict[str, str],
         body: bytes,
         payload_hash: str,
-    ) -> Response:
+    ) -> HttpReply:
         credentials = await self.credentials()
         head = signed_head(
             self.endpoint,
@@ -502,7 +343,7 @@ class S3Direct:
         return response
 
     async def _send_body(
-        self, conn: _Connection, waiter: asyncio.Future[Response], body: bytes
+        self, conn: _Connection, waiter: asyncio.Future[HttpReply], body: bytes
     ) -> bool:
         """Write ``body`` slice by slice, waiting for the transport to drain between slices;
         return whether all of it was written before the reply (or a failure) came."""
@@ -557,17 +398,4 @@ class S3Direct:
         self._idle.clear()
 
 
-__all__ = [
-    "HASH_IN_THREAD",
-    "MAX_HEAD",
-    "MAX_IDLE",
-    "CredentialSource",
-    "Endpoint",
-    "Response",
-    "S3Direct",
-    "parse_head",
-    "range_headers",
-    "request_head",
-    "sendable",
-    "signed_head",
-]
+__all__ = ["MAX_IDLE", "SEND_SLICE", "S3Direct"]

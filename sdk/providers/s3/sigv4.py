@@ -4,8 +4,8 @@ which keeps botocore, slow to import, off the path of every CLI command).
 
 Why not botocore's ``S3SigV4Auth``: it rebuilds every request through ``email.message``
 headers and an ``AWSRequest``, and derives the signing key (four HMACs) each time -- about
-0.2 ms of CPU per request on the project's 2-core machine, which is a visible share of
-closing a small file on the mount (one PUT per file).  This signer does the same
+0.2 ms of CPU per request on the project's 2-core machine, a visible share of a small
+PUT's.  This signer does the same
 computation from plain strings and caches the key per secret and day: ~25 us.
 
 It signs exactly what ``S3SigV4Auth.add_auth`` signs for the direct client's requests (a
