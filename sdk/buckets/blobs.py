@@ -20,14 +20,12 @@ from sdk import globbing
 from sdk.errors import ResourceNotFound
 from sdk.multipart import upload_stream
 from sdk.progress import AbstractDeleteProgress, StorageProgressDelete
-from sdk.providers.base import BlobStore, ObjectInfo, PrefixInfo
+from sdk.providers.base import MAX_SIGNED_URL_SECONDS, BlobStore, ObjectInfo, PrefixInfo
 from sdk.types import BlobCommonPrefix, BlobObject, Bucket, BucketEntry
 from sdk.uri import key_uri
 
 #: Keys deleted per batch request by :func:`remove`.
 DELETE_BATCH = 1000
-#: Longest signed URL lifetime any provider accepts (7 days).
-MAX_SIGNED_URL_SECONDS = 7 * 24 * 3600
 
 
 def entry(bucket: Bucket, item: ObjectInfo | PrefixInfo) -> BucketEntry:

@@ -1,9 +1,7 @@
 """Storage providers behind the :mod:`sdk.providers.base` protocol, and how to open one.
 
 Provider modules are imported only when a cluster needs them, so a process that only talks
-to S3 never imports the Azure client (and the reverse).  The signed-URL limits of
-:mod:`sdk.providers.base` are re-exported here for the providers that import them from this
-package.
+to S3 never imports the Azure client (and the reverse).
 """
 
 from __future__ import annotations
@@ -12,7 +10,6 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from sdk.errors import InvalidRequest
-from sdk.providers.base import MAX_SIGNED_URL_SECONDS, check_expiry
 
 if TYPE_CHECKING:
     from sdk.config import ClusterConfig
@@ -60,4 +57,4 @@ async def open_admin(cluster: ClusterConfig) -> ProviderAdmin:
     )
 
 
-__all__ = ["MAX_SIGNED_URL_SECONDS", "check_expiry", "open_admin"]
+__all__ = ["open_admin"]

@@ -30,8 +30,7 @@ from sdk.errors import (
     ResourceNotFound,
     TransientError,
 )
-from sdk.providers import check_expiry
-from sdk.providers.base import CopySettings, ObjectInfo, PrefixInfo
+from sdk.providers.base import CopySettings, ObjectInfo, PrefixInfo, check_expiry
 from sdk.providers.memory.bucket import DEFAULT_CONTENT_TYPE, MemoryBucket, MemoryObject, md5, now
 from sdk.providers.memory.checks import check_key, check_metadata, check_range
 from sdk.providers.memory.faults import Faults, Hook, Op
