@@ -5,9 +5,9 @@ Two levels:
 * :class:`ProviderAdmin` -- one per cluster, holding the cluster's administrative credentials:
   creates and deletes provider buckets and opens a :class:`BlobStore` on one of them.
 * :class:`BlobStore` -- object operations on one provider bucket (an S3 bucket, an Azure
-  container) with the credentials it was opened with.  The Buckets facade, transfers and the
-  file system core all work through this protocol and nothing else, so the in-memory provider
-  can stand in for the real ones in fast unit tests.
+  container) with the credentials it was opened with.  Everything above the providers works
+  through this protocol and nothing else, so the in-memory provider can stand in for the real
+  ones in fast unit tests.
 
 A store may also offer its small PUTs and ranged GETs as signed request bytes to a caller
 that does its own I/O (:class:`OffersPreparedRequests`).
@@ -61,12 +61,10 @@ class CopySettings:
     objects with one server-side copy request (S3 CopyObject, Azure Copy Blob).
 
     The default threshold is S3's CopyObject limit (5 GiB), so every object that one request
-    can copy is copied by one request.  Measured with ``scripts/bench_copy.py`` (256 MiB, 5
-    alternating rounds, 2 busy cores): on SeaweedFS parts of 16/32/64/128 MiB x4 ran at a
-    median 0.89/0.92/0.82/1.19 of one CopyObject -- no clear gain -- and on Azurite one Copy
-    Blob is a metadata operation (>2 GiB/s) while Put Block From URL parts move the data
-    (~30 MiB/s).  A single S3 copy also keeps the source's ETag, which lets an interrupted
-    directory rename recognise finished copies.  Above the threshold, parts keep every
+    can copy is copied by one request: parts gave no clear gain on SeaweedFS, and on Azurite
+    one Copy Blob is a metadata operation while parts move the data (``docs/BENCHMARKS.md``,
+    "Server-side copies").  A single S3 copy also keeps the source's ETag, which lets an
+    interrupted directory rename recognise finished copies.  Above the threshold, parts keep every
     request bounded (Azure: a Copy Blob may stay ``pending`` for long).  Stores where parallel
     part copies pay (AWS) may lower it; tests lower it to exercise the part path.
     """

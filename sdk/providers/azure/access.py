@@ -57,8 +57,8 @@ PERSISTENT_YEARS: Final = 100
 
 
 def sas_permissions(*, read_only: bool) -> ContainerSasPermissions:
-    """What blobfs needs on a container: read and list, and unless ``read_only`` write and
-    delete too (no tags, immutability or version deletion)."""
+    """What scoped credentials may do on a container: read and list, and unless
+    ``read_only`` write and delete too (no tags, immutability or version deletion)."""
     if read_only:
         return ContainerSasPermissions(read=True, list=True)
     return ContainerSasPermissions(
