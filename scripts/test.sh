@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (scripts/setup.sh), lint (ruff), type-check (mypy) and run the tests (pytest).
+# Set up (scripts/setup.sh), lint (ruff), type-check (mypy), check the layering
+# (scripts/check_architecture.py) and run the tests (pytest).
 # Arguments go to pytest: scripts/test.sh -k s3 -x
 # Exits non-zero on any failure, including a pytest run that collected no tests.
 set -euo pipefail
@@ -14,6 +15,9 @@ printf '\n==> ruff\n'
 
 printf '\n==> mypy\n'
 .venv/bin/mypy
+
+printf '\n==> architecture\n'
+.venv/bin/python scripts/check_architecture.py
 
 printf '\n==> pytest\n'
 status=0

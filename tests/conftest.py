@@ -1,38 +1,21 @@
-"""Shared fixtures.  Real servers live in ``tests.conftest_servers``, per-test provider
-buckets in ``tests.conftest_stores``; this module builds sdk clients on top of them."""
+"""Fixtures every layer's tests may use.  Real servers live in
+``tests.harness.server_fixtures``, per-test provider buckets in
+``tests.harness.store_fixtures``; this module builds sdk clients on top of them.  Each
+layer's folder holds its own tests and helpers."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from sdk.client import Client
-from sdk.config import ClusterConfig, Config
-from sdk.types import Provider
+from sdk.config import Config
+from tests.harness.clusters import cluster_for
 
-pytest_plugins: list[str] = ["tests.conftest_servers", "tests.conftest_stores"]
-
-
-def cluster_for(kind: str, server: Any) -> ClusterConfig:
-    """A cluster configuration pointing at a test server of ``kind`` (``s3``/``azure``)."""
-    if kind == "s3":
-        return ClusterConfig(
-            name="s3test",
-            provider=Provider.S3,
-            endpoint_url=server.endpoint_url,
-            region="us-east-1",
-            credentials=server.credentials,
-        )
-    return ClusterConfig(
-        name="aztest",
-        provider=Provider.AZURE,
-        endpoint_url=server.endpoint_url,
-        credentials={"account_name": server.account_name, "account_key": server.account_key},
-    )
+pytest_plugins: list[str] = ["tests.harness.server_fixtures", "tests.harness.store_fixtures"]
 
 
 @pytest.fixture(params=["s3", "azure"])

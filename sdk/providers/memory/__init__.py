@@ -2,7 +2,7 @@
 
 :class:`MemoryAdmin` and :class:`MemoryStore` implement :class:`~sdk.providers.base.ProviderAdmin`
 and :class:`~sdk.providers.base.BlobStore` the way S3 behaves, as checked by
-``tests/test_store_contract.py``, which runs the same tests against this store, SeaweedFS and
+``tests/sdk/test_store_contract.py``, which runs the same tests against this store, SeaweedFS and
 Azurite.  Modules: :mod:`.admin` (buckets), :mod:`.store` (objects), :mod:`.upload`
 (multipart uploads), :mod:`.bucket` (a bucket's contents), :mod:`.checks` (what S3 refuses),
 :mod:`.faults` (fault injection).

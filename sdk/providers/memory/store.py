@@ -1,6 +1,6 @@
 """The in-memory :class:`~sdk.providers.base.BlobStore` on one bucket of a memory admin.
 
-Behaves as S3 does where the contract tests look (``tests/test_store_contract.py``):
+Behaves as S3 does where the contract tests look (``tests/sdk/test_store_contract.py``):
 
 * a missing key raises :class:`~sdk.errors.ResourceNotFound` on head, read and delete; a
   stale ``etag`` raises :class:`~sdk.errors.PreconditionFailed`;

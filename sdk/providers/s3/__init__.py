@@ -12,7 +12,7 @@ buckets, public access); access control is :mod:`.access` (STS, scoped stores) a
 :mod:`.policies`.
 
 Differences between servers smoothed over here (found against SeaweedFS 4.x; the contract
-tests in ``tests/test_store_contract.py`` pin them down):
+tests in ``tests/sdk/test_store_contract.py`` pin them down):
 
 * SeaweedFS deletes a bucket that still holds objects; :meth:`S3Admin.delete_bucket` checks
   that it is empty first, so :class:`~sdk.errors.NotEmpty` is raised as on AWS.

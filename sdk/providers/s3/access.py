@@ -20,7 +20,7 @@ narrower ones, which the server itself enforces:
   admin's client.
 
 Persistent credentials are :mod:`sdk.providers.s3.iam`'s.  Verified against SeaweedFS 4.48
-(``tests/test_credentials.py``); not verified here: AWS (``GetFederationToken``).
+(``tests/sdk/test_credentials.py``); not verified here: AWS (``GetFederationToken``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ AWS, and SeaweedFS's embedded IAM on its S3 port; the documents are
 :mod:`sdk.providers.s3.policies`).  Revoking deletes the keys, the policy and the user.
 Nothing is left behind at the server when creating them fails.
 
-Verified against SeaweedFS 4.48 (``tests/test_credentials.py``).  Not verified here: AWS
+Verified against SeaweedFS 4.48 (``tests/sdk/test_credentials.py``).  Not verified here: AWS
 (IAM propagation delays) and MinIO (whose users and policies live in its admin API rather
 than IAM, so persistent credentials fail there with a clear error).
 """

@@ -48,7 +48,7 @@ from sdk.providers.s3.admin import S3Admin
 from sdk.providers.s3.prepared import S3PreparedRequests
 from sdk.providers.s3.store import S3Store
 from sdk.providers.s3.wire import HASH_IN_THREAD
-from tests.servers import SeaweedServer
+from tests.harness.servers import SeaweedServer
 
 pytestmark = pytest.mark.trio
 

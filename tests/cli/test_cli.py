@@ -20,7 +20,7 @@ import pytest
 from sdk.config import Config
 from sdk.providers.base import ObjectInfo, ProviderAdmin
 from sdk.transfer import PART_SIZE
-from tests.conftest import cluster_for
+from tests.harness.clusters import cluster_for
 
 BLOBFS = str(Path(sys.executable).with_name("blobfs"))
 BIG = PART_SIZE * 2 + 4321  # a multipart upload of three parts, the last one short

@@ -34,7 +34,7 @@ from sdk.config import Config
 from sdk.errors import AlreadyExists, InvalidRequest, ResourceNotFound
 from sdk.providers.base import CredentialTimes
 from sdk.types import Bucket, BucketCredentials, Provider
-from tests.conftest import cluster_for
+from tests.harness.clusters import cluster_for
 
 MiB = 1024 * 1024
 

@@ -26,7 +26,7 @@ import pytest
 
 from blobfs.mount import mountpoint
 from blobfs.write import writeback
-from tests.test_mount import World, new_world, unmount_all
+from tests.mount.world import World, new_world, objects, unmount_all
 
 pytestmark = pytest.mark.mount
 
@@ -58,17 +58,6 @@ def run(cmd: list[str] | str, **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         cmd, shell=isinstance(cmd, str), capture_output=True, text=True, check=True, **kw
     )
-
-
-def objects(world: World, prefix: str) -> dict[str, Any]:
-    """key -> ObjectInfo (with metadata, by HEAD) of every key under ``prefix``."""
-
-    async def fn(store: Any) -> dict[str, Any]:
-        keys = [info.key async for info in store.list(prefix)]
-        return {key: await store.head(key) for key in keys}
-
-    result: dict[str, Any] = world.sdk(fn)
-    return result
 
 
 def make_tree(root: Path, seed: int, files: int = 30) -> None:

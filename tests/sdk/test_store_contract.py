@@ -27,7 +27,7 @@ from sdk.errors import (
 )
 from sdk.multipart import download_ranges, upload_stream
 from sdk.providers.base import MIN_PART_SIZE, BlobStore, CopySettings, ObjectInfo, PrefixInfo
-from tests.conftest_stores import StoreContext
+from tests.harness.store_fixtures import StoreContext
 
 pytestmark = pytest.mark.asyncio
 

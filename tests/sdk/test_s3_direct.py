@@ -31,7 +31,7 @@ from sdk.providers.base import BlobStore
 from sdk.providers.s3.direct import S3Direct
 from sdk.providers.s3.store import S3Store
 from sdk.providers.s3.upload import S3Upload
-from tests.conftest_stores import StoreContext
+from tests.harness.store_fixtures import StoreContext
 
 pytestmark = pytest.mark.asyncio
 

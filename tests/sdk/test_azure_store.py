@@ -1,6 +1,6 @@
 """Azure-specific behaviour of :mod:`sdk.providers.azure`, on Azurite.
 
-What every provider must do alike is in ``tests/test_store_contract.py``; this module covers
+What every provider must do alike is in ``tests/sdk/test_store_contract.py``; this module covers
 what only Azure has: SAS tokens and connection strings, container naming rules, blob SAS
 URLs, Copy Blob, block-list uploads, the emulator's quirks (unsorted delimited pages, no blob
 batches) and the error table.

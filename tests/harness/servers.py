@@ -40,7 +40,7 @@ __all__ = [
     "stop_local_server",
 ]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 #: The version scripts/setup.sh installs under .tools/.
 AZURITE_VERSION = "3.37.0"

@@ -20,53 +20,15 @@ import trio
 
 from blobfs import errors
 from blobfs.fs.handles import FileHandle
-from blobfs.fs.inodes import ROOT_INODE, Node
+from blobfs.fs.inodes import ROOT_INODE
 from blobfs.fs.rename import RENAME_NOREPLACE
 from blobfs.write.budget import WriteBudget
 from blobfs.write.sidecar import Sidecar
 from sdk.errors import TransientError
-from sdk.providers.base import MIN_PART_SIZE, CopySettings, ObjectInfo
-from tests.test_fs_core import Env, make_env
+from sdk.providers.base import MIN_PART_SIZE, CopySettings
+from tests.fs.env import Env, body, create_file, data_of, head, make_env, staged_data, write_all
 
 MiB = 1024 * 1024
-
-
-def data_of(size: int, seed: int = 0) -> bytes:
-    return random.Random(seed).randbytes(size)
-
-
-async def head(env: Env, key: str) -> ObjectInfo:
-    return await env.aio.run(env.store.head, key)
-
-
-async def body(env: Env, key: str) -> bytes:
-    return await env.aio.run(env.store.read_range, key, 0, 1 << 40)
-
-
-async def write_all(env: Env, handle: FileHandle, data: bytes, offset: int = 0) -> None:
-    chunk = 128 * 1024
-    for start in range(0, len(data), chunk):
-        await env.fs.write(handle.fh, offset + start, data[start : start + chunk])
-
-
-async def create_file(env: Env, name: str, data: bytes, parent: int = ROOT_INODE) -> Node:
-    handle = await env.fs.create(parent, name, 0o640, os.O_WRONLY | os.O_CREAT)
-    env.fs.inodes.ref(handle.node)
-    await write_all(env, handle, data)
-    await env.fs.flush(handle.fh)
-    await env.fs.release(handle.fh)
-    return handle.node
-
-
-def staged_data(env: Env) -> list[str]:
-    """What the staging directory holds besides the emptied spares kept for the next files
-    (an empty data file whose sidecar records nothing to upload, and that sidecar)."""
-    names = {p.name for p in env.fs.staging_dir.iterdir()}
-    for data in env.fs.staging_dir.glob("*.data"):
-        side = Sidecar.load(data.with_suffix(".key"))
-        if data.stat().st_size == 0 and side is not None and not side.dirty and not side.key:
-            names -= {data.name, data.with_suffix(".key").name}
-    return sorted(names)
 
 
 def local_write(path: Any, offset: int, data: bytes) -> None:

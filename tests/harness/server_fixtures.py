@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers import AzuriteServer, SeaweedServer
+from tests.harness.servers import AzuriteServer, SeaweedServer
 
 _started: list[str] = []
 

@@ -2,7 +2,7 @@
 
 A "crash" here is a staging file whose handle is closed without an upload (what a killed
 daemon leaves: the data, the sidecar, no lock).  The real-mount test with ``kill -9`` is
-``tests/test_mount_write.py::test_killed_daemon_data_is_uploaded_by_the_next_mount``.
+``tests/mount/test_mount_write.py::test_killed_daemon_data_is_uploaded_by_the_next_mount``.
 """
 
 from __future__ import annotations
@@ -17,8 +17,7 @@ from blobfs.fs.inodes import ROOT_INODE
 from blobfs.write.budget import WriteBudget
 from blobfs.write.recovery import recover
 from blobfs.write.writeback import WriteBack, leftovers
-from tests.test_fs_core import Env, make_env
-from tests.test_fs_write import body, data_of, head, staged_data, write_all
+from tests.fs.env import Env, body, data_of, head, make_env, staged_data, write_all
 
 MiB = 1024 * 1024
 

@@ -12,7 +12,7 @@ for is in the bucket.
 
 The examples are derandomized (a fixed sequence of seeds, no example database), so a run in
 CI draws the same sequences as a run here.  The in-memory counterpart, on the core API
-below the kernel, is ``tests/test_fs_write.py::test_random_operations_match_a_local_directory``.
+below the kernel, is ``tests/fs/test_fs_write.py::test_random_operations_match_a_local_directory``.
 """
 
 from __future__ import annotations
@@ -26,15 +26,14 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 
-from tests.fsops import Op, apply, describe, diff, ops, snapshot
-from tests.test_mount import World, new_world, unmount_all
-from tests.test_mount_write import objects
+from tests.mount.fsops import Op, apply, describe, diff, ops, snapshot
+from tests.mount.world import World, new_world, objects, unmount_all
 
 pytestmark = pytest.mark.mount
 
 #: Sequences per provider.  Azurite is several times slower per request than SeaweedFS.
 EXAMPLES = {"s3": 20, "azure": 10}
-#: The longest attribute / entry / listing TTL of the mounts (tests.test_mount.FAST).
+#: The longest attribute / entry / listing TTL of the mounts (tests.mount.world.FAST).
 TTL = 1.0
 
 if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
@@ -74,7 +73,7 @@ def test_random_operations_match_a_local_directory(world: World) -> None:
     local.mkdir()
     counter = itertools.count()
     # SeaweedFS drops the metadata of `dir/` marker objects (the strict xfail in
-    # tests/test_store_contract.py): a directory's mode there lasts only as long as the
+    # tests/sdk/test_store_contract.py): a directory's mode there lasts only as long as the
     # mount's attribute cache, so it is compared on Azure only.
     dir_modes = world.kind != "s3"
     runs: list[tuple[str, list[Op]]] = []

@@ -30,7 +30,7 @@ from botocore import UNSIGNED
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from tests.servers import (
+from tests.harness.servers import (
     AzuriteError,
     AzuriteServer,
     SeaweedError,
@@ -39,7 +39,7 @@ from tests.servers import (
     stop_local_server,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 _NO_RETRY = BotoConfig(retries={"max_attempts": 1, "mode": "standard"})
 
 

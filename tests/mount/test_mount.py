@@ -7,7 +7,6 @@ provider is filled once per module; tests mount it (or a prefix of it) with shor
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import hashlib
 import os
@@ -15,36 +14,33 @@ import random
 import re
 import signal
 import subprocess
-import sys
 import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from blobfs.mount import mountpoint
-from sdk.client import Client
-from sdk.config import Config
-from tests.conftest import cluster_for
+from tests.mount.world import (
+    BLOBFS,
+    FAST,
+    REPO,
+    MiB,
+    World,
+    assert_gone,
+    new_world,
+    payload,
+    sh,
+    unmount_all,
+)
 
 pytestmark = pytest.mark.mount
 
-MiB = 1024 * 1024
-BIN = Path(sys.executable).parent
-BLOBFS = str(BIN / "blobfs")
-FAST = "attr_ttl=1,entry_ttl=1,dir_ttl=1,negative_ttl=1,memory=64M,readahead=8M"
 SIZES = [0, 1, 4095, MiB - 1, MiB, MiB + 1, 5 * MiB + 12345]
 #: Entries of the large directory.  Azurite creates and lists blobs far more slowly than
 #: SeaweedFS (about 30 PUTs/s on this 2-core machine), so it gets a smaller one.
 LARGE_DIR = {"s3": 5000, "azure": 1500}
-REPO = Path(__file__).resolve().parent.parent
-
-
-def payload(size: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(size)
 
 
 if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
@@ -52,113 +48,6 @@ if not os.path.exists("/dev/fuse") or os.geteuid() != 0:
 
 
 # -- the bucket and the mounts ------------------------------------------------------------------
-
-
-@dataclass
-class World:
-    kind: str
-    tmp: Path
-    config: Config
-    bucket: str
-    env: dict[str, str]
-    mounts: list[Path] = field(default_factory=list)
-
-    @property
-    def registry(self) -> Path:
-        return self.tmp / "data" / "registry.sqlite3"
-
-    def sdk(self, fn: Any) -> Any:
-        """Run ``await fn(store)`` on the bucket's store, from sync test code."""
-
-        async def main() -> Any:
-            async with Client(self.config, registry_path=self.registry) as client:
-                bucket, _ = await client.buckets.resolve_uri(f"blob:{self.bucket}")
-                return await fn(await client.buckets.store_for(bucket))
-
-        return asyncio.run(main())
-
-    def put_many(self, objects: dict[str, bytes], metadata: dict[str, str] | None = None) -> None:
-        async def put_all(store: Any) -> None:
-            sem = asyncio.Semaphore(64)
-
-            async def one(key: str, data: bytes) -> None:
-                async with sem:
-                    await store.put(key, data, metadata=metadata)
-
-            await asyncio.gather(*(one(k, v) for k, v in objects.items()))
-
-        self.sdk(put_all)
-
-    def blobfs(
-        self, *args: str, check: bool = False, **kw: Any
-    ) -> subprocess.CompletedProcess[str]:
-        kw.setdefault("env", self.env)
-        return subprocess.run([BLOBFS, *args], capture_output=True, text=True, check=False, **kw)
-
-    def mount(self, source: str, where: Path, options: str = FAST) -> Path:
-        where.mkdir(parents=True, exist_ok=True)
-        log = self.tmp / f"{where.name}.log"
-        proc = self.blobfs("mount", source, str(where), "-o", f"{options},log_file={log}")
-        assert proc.returncode == 0, proc.stderr + (log.read_text() if log.exists() else "")
-        self.mounts.append(where)
-        return where
-
-    def umount(self, where: Path) -> None:
-        pid = mountpoint.read_pid(where)
-        proc = self.blobfs("umount", str(where))
-        assert proc.returncode == 0, proc.stderr
-        self.mounts.remove(where)
-        assert_gone(where, pid)
-
-
-def assert_gone(where: Path, pid: int | None) -> None:
-    """No mount on ``where`` and no daemon process left."""
-    if pid is not None:
-        deadline = time.monotonic() + 30
-        while mountpoint._alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not mountpoint._alive(pid), f"daemon {pid} still running"
-    assert not mountpoint.is_mounted(where), f"{where} still mounted"
-
-
-def new_world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
-) -> World:
-    """A private configuration and registry with one new, empty bucket, on the provider
-    named by ``request.param``; shared by the read and write mount tests."""
-    kind = str(request.param)
-    server = request.getfixturevalue(f"{kind}_server")
-    tmp = tmp_path_factory.mktemp(f"{name}-{kind}")
-    cluster = cluster_for(kind, server)
-    config = Config(
-        clusters={cluster.name: cluster},
-        current_cluster=cluster.name,
-        owner="tester",
-        path=tmp / "config.toml",
-    )
-    config.save()
-    (tmp / "data").mkdir()
-    env = dict(os.environ)
-    env.update(
-        BLOBFS_CONFIG=str(tmp / "config.toml"),
-        BLOBFS_DATA_DIR=str(tmp / "data"),
-        XDG_CACHE_HOME=str(tmp / "cache"),
-        PATH=f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
-    )
-    bucket = f"{name}-{uuid.uuid4().hex[:8]}"
-    w = World(kind=kind, tmp=tmp, config=config, bucket=bucket, env=env)
-
-    async def create() -> None:
-        async with Client(config, registry_path=w.registry) as client:
-            await client.buckets.create(bucket)
-
-    asyncio.run(create())
-    return w
-
-
-def unmount_all(w: World) -> None:
-    for where in list(w.mounts):
-        w.blobfs("umount", str(where))
 
 
 @pytest.fixture(scope="module", params=["s3", "azure"])
@@ -184,13 +73,6 @@ def mnt(world: World) -> Iterator[Path]:
     where = world.mount(f"blob:{world.bucket}", world.tmp / "mnt")
     yield where
     world.umount(where)
-
-
-def sh(cmd: str, **kw: Any) -> str:
-    out: str = subprocess.run(
-        cmd, shell=True, capture_output=True, text=True, check=True, **kw
-    ).stdout
-    return out
 
 
 # -- reading with ordinary tools ----------------------------------------------------------------
@@ -283,7 +165,7 @@ def test_estale_on_replaced_object(world: World, mnt: Path) -> None:
 
 
 def test_hard_links_refused(mnt: Path) -> None:
-    # Writing is tested in tests/test_mount_write.py; hard links stay unsupported.
+    # Writing is tested in tests/mount/test_mount_write.py; hard links stay unsupported.
     with pytest.raises(OSError) as info:
         os.link(mnt / "top.txt", mnt / "hard")
     assert info.value.errno == errno.EOPNOTSUPP

@@ -31,8 +31,8 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.servers import SeaweedServer
-from tests.test_mount import FAST, World, new_world, unmount_all
+from tests.harness.servers import SeaweedServer
+from tests.mount.world import FAST, World, new_world, unmount_all
 
 pytestmark = pytest.mark.mount
 

@@ -1,0 +1,1 @@
+"""The ``blobfs`` command, run as users run it."""

@@ -1,0 +1,1 @@
+"""Tests of the file system core, driven without the kernel over the in-memory store."""

@@ -1,0 +1,157 @@
+"""What the mount tests share: a private configuration, registry and bucket per provider
+(:class:`World`), and mounting and unmounting through the ``blobfs`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from blobfs.mount import mountpoint
+from sdk.client import Client
+from sdk.config import Config
+from tests.harness.clusters import cluster_for
+
+MiB = 1024 * 1024
+BIN = Path(sys.executable).parent
+BLOBFS = str(BIN / "blobfs")
+FAST = "attr_ttl=1,entry_ttl=1,dir_ttl=1,negative_ttl=1,memory=64M,readahead=8M"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def payload(size: int, seed: int) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+@dataclass
+class World:
+    kind: str
+    tmp: Path
+    config: Config
+    bucket: str
+    env: dict[str, str]
+    mounts: list[Path] = field(default_factory=list)
+
+    @property
+    def registry(self) -> Path:
+        return self.tmp / "data" / "registry.sqlite3"
+
+    def sdk(self, fn: Any) -> Any:
+        """Run ``await fn(store)`` on the bucket's store, from sync test code."""
+
+        async def main() -> Any:
+            async with Client(self.config, registry_path=self.registry) as client:
+                bucket, _ = await client.buckets.resolve_uri(f"blob:{self.bucket}")
+                return await fn(await client.buckets.store_for(bucket))
+
+        return asyncio.run(main())
+
+    def put_many(self, objects: dict[str, bytes], metadata: dict[str, str] | None = None) -> None:
+        async def put_all(store: Any) -> None:
+            sem = asyncio.Semaphore(64)
+
+            async def one(key: str, data: bytes) -> None:
+                async with sem:
+                    await store.put(key, data, metadata=metadata)
+
+            await asyncio.gather(*(one(k, v) for k, v in objects.items()))
+
+        self.sdk(put_all)
+
+    def blobfs(
+        self, *args: str, check: bool = False, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        kw.setdefault("env", self.env)
+        return subprocess.run([BLOBFS, *args], capture_output=True, text=True, check=False, **kw)
+
+    def mount(self, source: str, where: Path, options: str = FAST) -> Path:
+        where.mkdir(parents=True, exist_ok=True)
+        log = self.tmp / f"{where.name}.log"
+        proc = self.blobfs("mount", source, str(where), "-o", f"{options},log_file={log}")
+        assert proc.returncode == 0, proc.stderr + (log.read_text() if log.exists() else "")
+        self.mounts.append(where)
+        return where
+
+    def umount(self, where: Path) -> None:
+        pid = mountpoint.read_pid(where)
+        proc = self.blobfs("umount", str(where))
+        assert proc.returncode == 0, proc.stderr
+        self.mounts.remove(where)
+        assert_gone(where, pid)
+
+
+def assert_gone(where: Path, pid: int | None) -> None:
+    """No mount on ``where`` and no daemon process left."""
+    if pid is not None:
+        deadline = time.monotonic() + 30
+        while mountpoint._alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not mountpoint._alive(pid), f"daemon {pid} still running"
+    assert not mountpoint.is_mounted(where), f"{where} still mounted"
+
+
+def new_world(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+) -> World:
+    """A private configuration and registry with one new, empty bucket, on the provider
+    named by ``request.param``; shared by the read and write mount tests."""
+    kind = str(request.param)
+    server = request.getfixturevalue(f"{kind}_server")
+    tmp = tmp_path_factory.mktemp(f"{name}-{kind}")
+    cluster = cluster_for(kind, server)
+    config = Config(
+        clusters={cluster.name: cluster},
+        current_cluster=cluster.name,
+        owner="tester",
+        path=tmp / "config.toml",
+    )
+    config.save()
+    (tmp / "data").mkdir()
+    env = dict(os.environ)
+    env.update(
+        BLOBFS_CONFIG=str(tmp / "config.toml"),
+        BLOBFS_DATA_DIR=str(tmp / "data"),
+        XDG_CACHE_HOME=str(tmp / "cache"),
+        PATH=f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
+    )
+    bucket = f"{name}-{uuid.uuid4().hex[:8]}"
+    w = World(kind=kind, tmp=tmp, config=config, bucket=bucket, env=env)
+
+    async def create() -> None:
+        async with Client(config, registry_path=w.registry) as client:
+            await client.buckets.create(bucket)
+
+    asyncio.run(create())
+    return w
+
+
+def unmount_all(w: World) -> None:
+    for where in list(w.mounts):
+        w.blobfs("umount", str(where))
+
+
+def sh(cmd: str, **kw: Any) -> str:
+    out: str = subprocess.run(
+        cmd, shell=True, capture_output=True, text=True, check=True, **kw
+    ).stdout
+    return out
+
+
+def objects(world: World, prefix: str) -> dict[str, Any]:
+    """key -> ObjectInfo (with metadata, by HEAD) of every key under ``prefix``."""
+
+    async def fn(store: Any) -> dict[str, Any]:
+        keys = [info.key async for info in store.list(prefix)]
+        return {key: await store.head(key) for key in keys}
+
+    result: dict[str, Any] = world.sdk(fn)
+    return result

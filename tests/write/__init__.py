@@ -1,0 +1,1 @@
+"""Tests of the write path below the core: staging and crash recovery."""
