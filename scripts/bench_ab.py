@@ -35,7 +35,6 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_mount import (  # noqa: E402  (one harness: the read benchmark's mount helpers)
-    BIN,
     can_run,
     drop_caches,
     fill,
@@ -47,6 +46,9 @@ from bench_mount import (  # noqa: E402  (one harness: the read benchmark's moun
 from sdk.local_server import SeaweedServer  # noqa: E402
 
 FILE_SIZE = 4096
+#: Runs a tree's ``blobfs`` command: ``blobfs.cli`` is a module in older trees and a package
+#: in newer ones, and both have ``main``.
+COMMAND_LINE = "from blobfs.cli import main; main()"
 
 
 def mount(tree: Path, uri: str, where: Path, work: Path, tag: str) -> None:
@@ -60,7 +62,7 @@ def mount(tree: Path, uri: str, where: Path, work: Path, tag: str) -> None:
     where.mkdir()
     opts = f"log_file={work}/blobfs-{tag}.log"
     proc = subprocess.run(
-        [str(BIN / "blobfs"), "mount", uri, str(where), "-o", opts],
+        [sys.executable, "-c", COMMAND_LINE, "mount", uri, str(where), "-o", opts],
         env=env,
         cwd=tree,
         capture_output=True,
@@ -99,7 +101,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=16, help="batches per side")
     args = parser.parse_args()
     for tree in (args.a, args.b):
-        if not (tree / "blobfs" / "daemon.py").is_file():
+        if not (tree / "blobfs").is_dir() or not (tree / "sdk").is_dir():
             parser.error(f"{tree} is not a blobfs checkout")
     if not can_run("bench_ab", ("fusermount3",)):
         return 2

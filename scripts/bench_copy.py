@@ -85,7 +85,7 @@ async def bench(name: str, admin: ProviderAdmin, args: argparse.Namespace) -> No
 
 async def main(args: argparse.Namespace) -> None:
     from sdk.providers.s3.admin import S3Admin
-    from tests.servers import AzuriteServer, SeaweedServer
+    from tests.harness.servers import AzuriteServer, SeaweedServer
 
     with SeaweedServer(Path(tempfile.mkdtemp(prefix="bench-copy-")), auth=True) as server:
         admin = S3Admin(

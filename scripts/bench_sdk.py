@@ -2,7 +2,7 @@
 """Throughput of the sdk's transfer helpers against the raw client library, in one run.
 
 For S3 (a SeaweedFS started here, or ``--s3-endpoint``) and, when available, Azure (Azurite
-started through ``tests.servers.AzuriteServer``, or ``--azure-connection-string``) it moves
+started through ``tests.harness.servers.AzuriteServer``, or ``--azure-connection-string``) it moves
 one blob (1 GiB by default) four ways and prints MiB/s:
 
 * put:   ``sdk.multipart.upload_stream`` (input in 1 MiB chunks, as a file reader hands
@@ -391,9 +391,9 @@ def main() -> None:
             endpoint, account, key = args.azure_endpoint, args.azure_account, args.azure_key
             if endpoint is None:
                 try:
-                    from tests.servers import AzuriteServer  # type: ignore[import-not-found]
+                    from tests.harness.servers import AzuriteServer  # type: ignore[import-not-found]
                 except ImportError:
-                    print("(no tests.servers.AzuriteServer yet: Azure skipped)", file=sys.stderr)
+                    print("(no AzuriteServer: Azure skipped)", file=sys.stderr)
                 else:
                     azurite = AzuriteServer(tmp / "azurite")
                     azurite.start()
