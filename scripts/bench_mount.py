@@ -246,18 +246,19 @@ class Setup:
     env: dict[str, str]
 
 
-def mount_blobfs(s: Setup, where: Path, read_only: bool = True) -> None:
+def mount_blobfs(s: Setup, where: Path, read_only: bool = True, tree: Path | None = None) -> None:
+    """Mount with this environment's ``blobfs``, or with the code of ``tree`` (first on
+    ``PYTHONPATH``, its own command line) to compare two versions in one run."""
     # blobfs is mounted read-write either way: its defaults are what is measured.
+    command = [str(BIN / "blobfs")]
+    env = s.env
+    if tree is not None:
+        # blobfs.cli is a module in older trees and a package in newer ones; both have main.
+        command = [sys.executable, "-c", "from blobfs.cli import main; main()"]
+        env = dict(s.env, PYTHONPATH=str(tree))
     proc = run(
-        [
-            str(BIN / "blobfs"),
-            "mount",
-            s.bucket_uri,
-            str(where),
-            "-o",
-            f"log_file={s.work}/blobfs.log",
-        ],
-        env=s.env,
+        [*command, "mount", s.bucket_uri, str(where), "-o", f"log_file={where}.log"],
+        env=env,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"blobfs mount failed: {proc.stderr}")
@@ -318,14 +319,23 @@ MOUNTS: dict[str, Callable[[Setup, Path, bool], None]] = {
 
 
 def unmount_all(work: Path) -> None:
-    """Unmount whatever mount of :data:`MOUNTS` is still mounted under ``work``."""
-    for tool in MOUNTS:
-        where = work / f"mnt-{tool}"
-        if where.exists() and run(["mountpoint", "-q", str(where)]).returncode == 0:
+    """Unmount whatever mount of this benchmark is still mounted under ``work``."""
+    for where in work.glob("mnt-*"):
+        if where.is_dir() and run(["mountpoint", "-q", str(where)]).returncode == 0:
             unmount(where)
 
 
+def mounter(tool: str) -> Callable[[Setup, Path, bool], None]:
+    """How to mount ``tool``: a peer, ``blobfs``, or ``LABEL=TREE`` (blobfs from TREE)."""
+    if tool in MOUNTS:
+        return MOUNTS[tool]
+    tree = Path(tool.partition("=")[2]).resolve()
+    return lambda s, where, read_only: mount_blobfs(s, where, read_only, tree=tree)
+
+
 def measure(tool: str, s: Setup, size_mib: int, runtime: int) -> Figures:
+    mount = mounter(tool)
+    tool = tool.partition("=")[0]
     fig = Figures(tool)
     where = s.work / f"mnt-{tool}"
     where.mkdir(exist_ok=True)
@@ -337,7 +347,7 @@ def measure(tool: str, s: Setup, size_mib: int, runtime: int) -> Figures:
             peak = max(peak, peak_rss_mib(daemon_pid(where)))
             unmount(where)
         drop_caches()
-        MOUNTS[tool](s, where, True)
+        mount(s, where, True)
         settle(s.server.pid)
 
     big = where / "seq" / f"{size_mib}m.bin"
@@ -452,7 +462,12 @@ def main() -> int:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--entries", type=int, default=10_000)
     parser.add_argument("--runtime", type=int, default=10, help="seconds per fio run")
-    parser.add_argument("--tools", default="blobfs,s3fs,rclone")
+    parser.add_argument(
+        "--tools",
+        default="blobfs,s3fs,rclone",
+        help="comma-separated: blobfs, s3fs, rclone, or LABEL=TREE for blobfs from a code "
+        "tree (e.g. old=/tmp/base,new=.,s3fs to compare two versions beside a peer)",
+    )
     args = parser.parse_args()
     if not can_run("bench_mount", ("fio", "s3fs", "rclone", "fusermount3")):
         return 2
@@ -484,12 +499,12 @@ def main() -> int:
         setup = Setup(server, work, uri, provider_bucket, env)
         results = []
         for tool in args.tools.split(","):
-            print(f"{tool}:", flush=True)
+            print(f"{tool.partition('=')[0]}:", flush=True)
             try:
                 results.append(measure(tool, setup, args.size_mib, args.runtime))
             except Exception as e:
                 print(f"  {tool} failed: {e}", flush=True)
-                unmount(work / f"mnt-{tool}")
+                unmount(work / f"mnt-{tool.partition('=')[0]}")
         report(results, args)
         print(f"raw sdk parallel ranged GETs (plain asyncio, 8 x 16 MiB): {raw:.0f} MiB/s")
     finally:
@@ -512,8 +527,8 @@ def report(results: list[Figures], args: argparse.Namespace) -> None:
             f"{f.tool:8} {f.seq_mib_s:10.0f} {f.rand4k_iops:9.0f} {f.rand128k_mib_s:11.1f} "
             f"{f.ls_cold_s:10.2f} {f.ls_warm_s:10.2f} {f.rss_mib:13.0f}  {' '.join(f.notes)}"
         )
-    ours = next((f for f in results if f.tool == "blobfs"), None)
-    peers = [f for f in results if f.tool != "blobfs"]
+    ours = next((f for f in results if f.tool not in ("s3fs", "rclone")), None)
+    peers = [f for f in results if f.tool in ("s3fs", "rclone")]
     if ours is None or not peers:
         return
     best_seq = max(peers, key=lambda f: f.seq_mib_s)
