@@ -15,7 +15,8 @@
 * Size: no module over :data:`MAX_MODULE_LINES` lines, no class over
   :data:`MAX_CLASS_LINES` (tests and benchmarks aside).
 
-Imports under ``if TYPE_CHECKING:`` do not count: they never run and only name types.
+Every import counts, those under ``if TYPE_CHECKING:`` too: a type that must be named
+from a module above or beside is a dependency all the same (a Protocol breaks such a tie).
 """
 
 from __future__ import annotations
@@ -76,23 +77,10 @@ def modules() -> dict[str, Module]:
     return found
 
 
-def _type_checking_block(node: ast.AST) -> bool:
-    return isinstance(node, ast.If) and (
-        (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
-        or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
-    )
-
-
 def imported_names(module: Module, tree: ast.Module) -> set[str]:
-    """Every module name ``module`` imports at run time (absolute, dotted)."""
+    """Every module name ``module`` imports (absolute, dotted), wherever the import is."""
     names: set[str] = set()
-    skip: set[int] = set()
     for node in ast.walk(tree):
-        if _type_checking_block(node):
-            skip.update(id(n) for n in ast.walk(node))
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

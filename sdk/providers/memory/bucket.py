@@ -12,12 +12,9 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sdk.providers.base import ObjectInfo
-
-if TYPE_CHECKING:
-    from sdk.providers.memory.upload import MemoryUpload
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
@@ -65,7 +62,8 @@ class MemoryBucket:
 
     objects: dict[str, MemoryObject] = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)
-    uploads: dict[str, MemoryUpload] = field(default_factory=dict)
+    #: Multipart uploads in progress: upload id -> key.
+    uploads: dict[str, str] = field(default_factory=dict)
     public: bool = False
 
     def store(self, key: str, obj: MemoryObject) -> None:
@@ -80,3 +78,11 @@ class MemoryBucket:
             return False
         del self.keys[bisect.bisect_left(self.keys, key)]
         return True
+
+
+class BucketSource(Protocol):
+    """Where a store finds its bucket's contents (the admin that holds every bucket)."""
+
+    def bucket(self, bucket_name: str) -> MemoryBucket:
+        """The contents of ``bucket_name``; raises if the bucket does not exist."""
+        ...

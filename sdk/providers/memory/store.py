@@ -20,7 +20,6 @@ import itertools
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from sdk.errors import (
@@ -31,14 +30,18 @@ from sdk.errors import (
     TransientError,
 )
 from sdk.providers.base import CopySettings, ObjectInfo, PrefixInfo, check_expiry
-from sdk.providers.memory.bucket import DEFAULT_CONTENT_TYPE, MemoryBucket, MemoryObject, md5, now
+from sdk.providers.memory.bucket import (
+    DEFAULT_CONTENT_TYPE,
+    BucketSource,
+    MemoryBucket,
+    MemoryObject,
+    md5,
+    now,
+)
 from sdk.providers.memory.checks import check_key, check_metadata, check_range
 from sdk.providers.memory.faults import Faults, Hook, Op
 from sdk.providers.memory.upload import MemoryUpload
 from sdk.providers.part_copy import copy_in_parts
-
-if TYPE_CHECKING:
-    from sdk.providers.memory.admin import MemoryAdmin
 
 #: S3's page size; listings page internally so a fault can hit the n-th page.
 PAGE_SIZE = 1000
@@ -49,7 +52,7 @@ READ_CHUNK = 1024 * 1024
 class MemoryStore:
     """A :class:`~sdk.providers.base.BlobStore` on one bucket of a :class:`MemoryAdmin`."""
 
-    def __init__(self, admin: MemoryAdmin, bucket_name: str, *, allowed: bool = True) -> None:
+    def __init__(self, admin: BucketSource, bucket_name: str, *, allowed: bool = True) -> None:
         self.bucket_name = bucket_name
         self._admin = admin
         self._allowed = allowed
@@ -101,8 +104,8 @@ class MemoryStore:
 
     async def pending_uploads(self, prefix: str = "") -> list[str]:
         """Keys of multipart uploads started and neither completed nor aborted."""
-        uploads = self._data().uploads.values()
-        return sorted(u.key for u in uploads if u.key.startswith(prefix))
+        keys = self._data().uploads.values()
+        return sorted(key for key in keys if key.startswith(prefix))
 
     # -- BlobStore ---------------------------------------------------------------------------
 
@@ -248,7 +251,7 @@ class MemoryStore:
         upload = MemoryUpload(
             self, key, str(next(self._upload_ids)), meta, content_type or DEFAULT_CONTENT_TYPE
         )
-        bucket.uploads[upload.upload_id] = upload
+        bucket.uploads[upload.upload_id] = upload.key
         return upload
 
     async def copy(

@@ -8,17 +8,23 @@ checked at completion as S3 does, and a completed object's ETag is S3's
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Mapping
+from typing import Protocol
 
 from sdk.errors import InvalidRequest, ResourceNotFound
 from sdk.providers.base import MIN_PART_SIZE
 from sdk.providers.memory.bucket import MemoryBucket, MemoryObject, now
 
-if TYPE_CHECKING:
-    from sdk.providers.memory.store import MemoryStore
-
 MAX_PART_NUMBER = 10_000
+
+
+class UploadHost(Protocol):
+    """What an upload needs of its store: entering an operation (faults, the bucket's
+    existence) and finding a version of a key."""
+
+    def enter(self, op: str, key: str = "") -> Awaitable[MemoryBucket]: ...
+
+    def version(self, bucket: MemoryBucket, key: str, etag: str | None) -> MemoryObject: ...
 
 
 class MemoryUpload:
@@ -26,7 +32,7 @@ class MemoryUpload:
 
     def __init__(
         self,
-        store: MemoryStore,
+        store: UploadHost,
         key: str,
         upload_id: str,
         metadata: Mapping[str, str],
