@@ -254,11 +254,16 @@ def mount_blobfs(s: Setup, where: Path, read_only: bool = True, tree: Path | Non
     env = s.env
     if tree is not None:
         # blobfs.cli is a module in older trees and a package in newer ones; both have main.
-        command = [sys.executable, "-c", "from blobfs.cli import main; main()"]
+        # -P: the working directory's code must not come before the tree's.
+        command = [sys.executable, "-P", "-c", "from blobfs.cli import main; main()"]
         env = dict(s.env, PYTHONPATH=str(tree))
-    proc = run(
+    proc = subprocess.run(
         [*command, "mount", s.bucket_uri, str(where), "-o", f"log_file={where}.log"],
+        capture_output=True,
+        text=True,
+        check=False,
         env=env,
+        cwd=tree,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"blobfs mount failed: {proc.stderr}")
