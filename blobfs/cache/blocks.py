@@ -1,4 +1,4 @@
-"""Object blocks in memory (and optionally on disk), fetched with ranged GETs.
+"""Object blocks in memory (and on disk), fetched with ranged GETs.
 
 A block is ``block_size`` bytes of one *version* of an object: it is identified by
 ``(key, etag, index)``, and every GET carries the ETag as a precondition, so a block can
@@ -25,11 +25,20 @@ dictionaries because they are only changed between awaits):
 * The disk cache (:mod:`blobfs.cache.disk`) keeps its own index on this thread and does its
   file I/O in worker threads.  Blocks are written to it in the background after they reach
   memory; if the disk falls behind, writes are skipped rather than queued without bound.
+  Blocks a sequential reader fetched are not written (``to_disk=False``): the kernel's page
+  cache keeps what a stream read, and a stream would otherwise push out of the disk cache
+  the blocks random readers come back to.
+* Every GET is entered in a :class:`~blobfs.cache.ledger.FetchLedger`, so
+  :attr:`CacheStats.refetched_bytes` says how much was fetched a second time (only ever
+  after every layer had let it go), and :meth:`BlockCache.fetched_blocks` how much of a
+  version this mount has fetched (the read policy fetches more at once for a reader that
+  has touched much of an object).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,6 +46,7 @@ import trio
 from cachetools import LRUCache
 
 from blobfs.cache.disk import DiskCache
+from blobfs.cache.ledger import FetchLedger
 from blobfs.errors import Stale, from_storage
 
 log = logging.getLogger(__name__)
@@ -45,8 +55,12 @@ log = logging.getLogger(__name__)
 #: replies with any buffer, so a read can hand a view to the kernel without copying.
 Block = bytes | memoryview
 
-#: Blocks waiting to be written to the disk cache before further writes are skipped.
-MAX_PENDING_DISK_WRITES = 32
+#: Bytes waiting to be written to the disk cache before further writes are skipped.
+MAX_PENDING_DISK_BYTES = 32 * 1024 * 1024
+
+#: Told of each block a background run brings (from the disk or the store):
+#: ``loaded(index, block)``.
+Loaded = Callable[[int, Block], None]
 
 
 class RangeReader(Protocol):
@@ -65,15 +79,33 @@ class _Fetch:
     error: BaseException | None = None
 
 
+@dataclass(eq=False)
+class _Run:
+    """Contiguous blocks of one version claimed together, fetched in the background."""
+
+    key: str
+    etag: str
+    size: int
+    fetches: dict[int, _Fetch]
+    to_disk: bool
+    loaded: Loaded | None
+
+
 @dataclass
 class CacheStats:
     """Counters for tests, logs and the benchmark."""
 
     memory_hits: int = 0
+    #: GETs, the bytes they brought, and how many of those had been fetched before.
     fetches: int = 0
     fetched_bytes: int = 0
-    direct_reads: int = 0
+    refetched_bytes: int = 0
+    #: Blocks served from the disk cache.
+    disk_hits: int = 0
+    #: Readers that waited for a fetch another reader had started.
     shared_waits: int = 0
+    #: Blocks dropped from memory behind a sequential reader.
+    dropped_behind: int = 0
 
 
 class BlockCache:
@@ -103,7 +135,8 @@ class BlockCache:
         self._inflight: dict[tuple[str, str, int], _Fetch] = {}
         self._limiter = trio.CapacityLimiter(max_fetches)
         self._disk = disk
-        self._pending_disk_writes = 0
+        self._pending_disk_bytes = 0
+        self._ledger = FetchLedger()
         self.stats = CacheStats()
 
     # -- queries ---------------------------------------------------------------------------------
@@ -117,17 +150,32 @@ class BlockCache:
         return max(0, min(self.block_size, size - index * self.block_size))
 
     def cached(self, key: str, etag: str, index: int) -> Block | None:
-        """The block if it is in memory, without fetching."""
-        return self._memory.get((key, etag, index))
+        """The block if it is in memory, without fetching (a hit counts as one)."""
+        data = self._memory.get((key, etag, index))
+        if data is not None:
+            self.stats.memory_hits += 1
+        return data
 
     def is_pending(self, key: str, etag: str, index: int) -> bool:
         bid = (key, etag, index)
         return bid in self._memory or bid in self._inflight
 
+    def fetched_blocks(self, key: str, etag: str) -> int:
+        """How many blocks of this version the mount has fetched from the store so far."""
+        return self._ledger.count(key, etag)
+
+    def discard(self, key: str, etag: str, index: int) -> None:
+        """Drop a block from memory (a sequential reader is past it; the kernel has it)."""
+        if self._memory.pop((key, etag, index), None) is not None:
+            self.stats.dropped_behind += 1
+
     # -- reads -----------------------------------------------------------------------------------
 
-    async def get(self, key: str, etag: str, size: int, index: int) -> Block:
-        """Block ``index`` of version ``etag`` of ``key`` (an object of ``size`` bytes)."""
+    async def get(
+        self, key: str, etag: str, size: int, index: int, *, to_disk: bool = True
+    ) -> Block:
+        """Block ``index`` of version ``etag`` of ``key`` (an object of ``size`` bytes);
+        ``to_disk``: keep it in the disk cache if it has to be fetched."""
         bid = (key, etag, index)
         while True:
             data = self._memory.get(bid)
@@ -136,7 +184,7 @@ class BlockCache:
                 return data
             fetch = self._inflight.get(bid)
             if fetch is None:
-                return await self._load(bid, size)
+                return await self._load(bid, size, to_disk)
             self.stats.shared_waits += 1
             await fetch.done.wait()
             if fetch.data is not None:
@@ -147,17 +195,27 @@ class BlockCache:
             # The owner was cancelled (its request was interrupted): not our failure, so
             # go round and fetch it ourselves.
 
-    def prefetch(self, key: str, etag: str, size: int, index: int) -> None:
-        """Start fetching a block in the background unless it is cached or on its way."""
-        self.prefetch_range(key, etag, size, index, index)
-
-    def prefetch_range(self, key: str, etag: str, size: int, first: int, last: int) -> None:
-        """Start fetching blocks ``first..last`` in the background (``first`` is needed now).
+    def prefetch_range(
+        self,
+        key: str,
+        etag: str,
+        size: int,
+        first: int,
+        last: int,
+        *,
+        needed: int | None = None,
+        to_disk: bool = True,
+        loaded: Loaded | None = None,
+    ) -> int:
+        """Start fetching blocks ``first..last`` in the background; return the last block
+        index up to which every block is now cached or on its way.
 
         Blocks already cached or on their way are skipped; runs of missing blocks are
-        fetched with one GET of up to ``fetch_blocks`` blocks each.  Per-request overhead of
-        the S3 client (signing, hooks: milliseconds of CPU) dominates at 1 MiB, so a
-        sequential reader's blocks are fetched several at a time.
+        fetched with one GET of up to ``fetch_blocks`` blocks each (per-request costs
+        dominate small GETs).  With ``needed`` (a sequential reader's current block), a
+        short run at the end waits until it can be a full GET -- the window moves a block
+        at a time, and launching every new block alone would undo the coalescing -- unless
+        it holds ``needed`` or ends the object.  ``loaded`` is told of each block fetched.
         """
         final = (size - 1) // self.block_size
         last = min(last, final)
@@ -165,93 +223,98 @@ class BlockCache:
         for index in range(first, last + 1):
             bid = (key, etag, index)
             if bid in self._memory or bid in self._inflight:
-                self._start_run(key, etag, size, run)
+                self._start_run(key, etag, size, run, to_disk, loaded)
                 run = []
                 continue
             run.append(index)
             if len(run) >= self.fetch_blocks:
-                self._start_run(key, etag, size, run)
+                self._start_run(key, etag, size, run, to_disk, loaded)
                 run = []
-        # A short run at the front of the window waits until it can be a full GET -- the
-        # window moves a block at a time, and launching every new block alone would undo
-        # the coalescing -- unless a reader needs its first block now or it ends the file.
-        if run and (run[0] == first or run[-1] == final):
-            self._start_run(key, etag, size, run)
+        if run and needed is not None and needed not in run and run[-1] != final:
+            return run[0] - 1
+        self._start_run(key, etag, size, run, to_disk, loaded)
+        return last
 
-    def _start_run(self, key: str, etag: str, size: int, run: list[int]) -> None:
-        if not run:
+    def _start_run(
+        self,
+        key: str,
+        etag: str,
+        size: int,
+        indexes: list[int],
+        to_disk: bool,
+        loaded: Loaded | None,
+    ) -> None:
+        if not indexes:
             return
         # Claim the blocks now, before the task starts, so a reader arriving in between
         # waits for this fetch instead of starting a second one.
-        fetches = []
-        for index in run:
-            fetch = _Fetch()
-            self._inflight[(key, etag, index)] = fetch
-            fetches.append(fetch)
-        self._nursery.start_soon(self._background_run, key, etag, size, list(run), fetches)
-
-    async def read_direct(self, key: str, etag: str, offset: int, length: int) -> Block:
-        """An uncached ranged read of exactly what a random reader asked for."""
-        self.stats.direct_reads += 1
-        async with self._limiter:
-            with from_storage(missing=Stale):
-                return await self.store.read_view(key, offset, length, etag=etag)
+        run = _Run(key, etag, size, {}, to_disk, loaded)
+        for index in indexes:
+            run.fetches[index] = self._inflight[(key, etag, index)] = _Fetch()
+        self._nursery.start_soon(self._background_run, run)
 
     # -- internals -------------------------------------------------------------------------------
 
-    async def _background_run(
-        self, key: str, etag: str, size: int, run: list[int], fetches: list[_Fetch]
-    ) -> None:
+    async def _background_run(self, run: _Run) -> None:
+        first, last = min(run.fetches), max(run.fetches)
         try:
-            await self._load_run(key, etag, size, run, fetches)
+            await self._load_run(run)
         except Exception as e:
             # The waiters (if any) have the error; read-ahead itself has no one to tell.
-            log.debug("prefetch of %s blocks %d-%d failed: %s", key, run[0], run[-1], e)
+            log.debug("prefetch of %s blocks %d-%d failed: %s", run.key, first, last, e)
 
-    async def _load_run(
-        self, key: str, etag: str, size: int, run: list[int], fetches: list[_Fetch]
-    ) -> None:
-        """Fetch contiguous blocks ``run`` (claimed with ``fetches``) and resolve each."""
-        pending = dict(zip(run, fetches, strict=True))
+    async def _load_run(self, run: _Run) -> None:
+        """Fetch the run's blocks (the disk's first, the rest by GET) and resolve each."""
         try:
             if self._disk is not None:
-                for index in run:
-                    data = await self._disk.get(key, etag, index, self.block_length(size, index))
+                for index in sorted(run.fetches):
+                    length = self.block_length(run.size, index)
+                    data = await self._disk.get(run.key, run.etag, index, length)
                     if data is not None:
-                        self._resolve((key, etag, index), pending.pop(index), data)
-            missing = sorted(pending)
+                        self.stats.disk_hits += 1
+                        self._resolve_run(run, index, data)
+            missing = sorted(run.fetches)
             while missing:
                 # A contiguous stretch of what the disk did not have: one GET.
                 end = 0
                 while end < len(missing) and missing[end] == missing[0] + end:
                     end += 1
                 stretch, missing = missing[:end], missing[end:]
-                await self._get_stretch(key, etag, size, stretch, pending)
+                await self._get_stretch(run, stretch)
         except BaseException as e:
-            for index, fetch in pending.items():
-                self._fail((key, etag, index), fetch, e)
+            for index, fetch in run.fetches.items():
+                self._fail((run.key, run.etag, index), fetch, e)
             raise
 
-    async def _get_stretch(
-        self, key: str, etag: str, size: int, stretch: list[int], pending: dict[int, _Fetch]
-    ) -> None:
-        bs = self.block_size
+    async def _get_stretch(self, run: _Run, stretch: list[int]) -> None:
+        key, etag, bs = run.key, run.etag, self.block_size
         offset = stretch[0] * bs
-        length = sum(self.block_length(size, i) for i in stretch)
+        lengths = [self.block_length(run.size, i) for i in stretch]
+        length = sum(lengths)
         async with self._limiter:
             with from_storage(missing=Stale):
                 data = await self.store.read_view(key, offset, length, etag=etag)
-        self.stats.fetches += 1
-        self.stats.fetched_bytes += len(data)
+        self._count(key, etag, stretch, lengths, len(data))
         if len(data) != length:
             raise Stale(f"{key}: got {len(data)} bytes at {offset}, expected {length}")
         # Blocks are views into the one body: no copy.  A cached view keeps the whole body
         # alive, but the blocks of one GET sit next to each other in the LRU and leave it
         # together, so the budget holds to within one fetch_size.
         for n, index in enumerate(stretch):
-            block = data[n * bs : n * bs + self.block_length(size, index)]
-            self._resolve((key, etag, index), pending.pop(index), block)
-            self._to_disk(key, etag, index, block)
+            block = data[n * bs : n * bs + lengths[n]]
+            self._resolve_run(run, index, block)
+            if run.to_disk:
+                self._to_disk(key, etag, index, block)
+
+    def _resolve_run(self, run: _Run, index: int, data: Block) -> None:
+        self._resolve((run.key, run.etag, index), run.fetches.pop(index), data)
+        if run.loaded is not None:
+            run.loaded(index, data)
+
+    def _count(self, key: str, etag: str, indexes: list[int], lengths: list[int], got: int) -> None:
+        self.stats.fetches += 1
+        self.stats.fetched_bytes += got
+        self.stats.refetched_bytes += self._ledger.record(key, etag, indexes, lengths)
 
     def _resolve(self, bid: tuple[str, str, int], fetch: _Fetch, data: Block) -> None:
         fetch.data = data
@@ -266,14 +329,11 @@ class BlockCache:
             del self._inflight[bid]
         fetch.done.set()
 
-    async def _load(
-        self, bid: tuple[str, str, int], size: int, fetch: _Fetch | None = None
-    ) -> Block:
-        if fetch is None:
-            fetch = _Fetch()
-            self._inflight[bid] = fetch
+    async def _load(self, bid: tuple[str, str, int], size: int, to_disk: bool) -> Block:
+        fetch = _Fetch()
+        self._inflight[bid] = fetch
         try:
-            data = await self._fetch(bid, size)
+            data = await self._fetch(bid, size, to_disk)
         except BaseException as e:
             fetch.error = e
             raise
@@ -286,27 +346,31 @@ class BlockCache:
                 del self._inflight[bid]
             fetch.done.set()
 
-    async def _fetch(self, bid: tuple[str, str, int], size: int) -> Block:
+    async def _fetch(self, bid: tuple[str, str, int], size: int, to_disk: bool) -> Block:
         key, etag, index = bid
         expected = self.block_length(size, index)
         if self._disk is not None:
             cached = await self._disk.get(key, etag, index, expected)
             if cached is not None:
+                self.stats.disk_hits += 1
                 return cached
         async with self._limiter:
             with from_storage(missing=Stale):
                 data = await self.store.read_view(key, index * self.block_size, expected, etag=etag)
-        self.stats.fetches += 1
-        self.stats.fetched_bytes += len(data)
+        self._count(key, etag, [index], [expected], len(data))
         if len(data) != expected:
             # The object is shorter than the version we were told about: it changed.
             raise Stale(f"{key}: block {index} is {len(data)} bytes, expected {expected}")
-        self._to_disk(key, etag, index, data)
+        if to_disk:
+            self._to_disk(key, etag, index, data)
         return data
 
     def _to_disk(self, key: str, etag: str, index: int, data: Block) -> None:
-        if self._disk is not None and self._pending_disk_writes < MAX_PENDING_DISK_WRITES:
-            self._pending_disk_writes += 1
+        if (
+            self._disk is not None
+            and self._pending_disk_bytes + len(data) <= MAX_PENDING_DISK_BYTES
+        ):
+            self._pending_disk_bytes += len(data)
             self._nursery.start_soon(self._write_disk, key, etag, index, data)
 
     async def _write_disk(self, key: str, etag: str, index: int, data: Block) -> None:
@@ -314,4 +378,4 @@ class BlockCache:
         try:
             await self._disk.put(key, etag, index, data)
         finally:
-            self._pending_disk_writes -= 1
+            self._pending_disk_bytes -= len(data)

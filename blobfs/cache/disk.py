@@ -6,6 +6,12 @@ ages out; stale data cannot be served.  Files are written to a temporary name an
 so a crash never leaves a partial block under a real name, and a block whose length is not
 the expected one is discarded on read.
 
+The directory belongs to one daemon at a time (an ``flock`` on ``lock``, held while it
+runs): two daemons sharing it would each evict by their own index and together exceed the
+bound.  The bound is ``max_bytes``, and the cache also never fills its file system beyond
+:data:`MIN_FREE_FRACTION` of free space: short of that it gives back its oldest blocks and
+stops writing.
+
 Concurrency: the index (``_index``, ``_total``) is changed only on the trio thread, between
 awaits; file I/O runs in worker threads (``trio.to_thread``) so the FUSE loop never blocks
 on the disk.  A reader may race an eviction that deletes the file it is about to read; that
@@ -14,6 +20,7 @@ read sees ``FileNotFoundError`` and counts as a miss.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import os
@@ -27,6 +34,31 @@ log = logging.getLogger(__name__)
 #: Disk threads at once: enough to overlap a read with a write, few enough to not starve
 #: the FUSE loop's own threads.
 DISK_THREADS = 4
+#: Free space the cache leaves on its file system (mountpoint-s3 keeps 5 % too).
+MIN_FREE_FRACTION = 0.05
+
+
+class CacheBusy(Exception):
+    """Another process holds the cache directory."""
+
+
+def _lock(root: Path) -> int:
+    """Create ``root`` and take its lock; the descriptor holds it (:class:`CacheBusy`)."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(root / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise CacheBusy(f"{root} is in use by another blobfs daemon") from None
+    return fd
+
+
+def _spare(root: Path) -> int:
+    """Bytes that may still be written on ``root``'s file system before its free space falls
+    under :data:`MIN_FREE_FRACTION` (negative: that much is missing)."""
+    st = os.statvfs(root)
+    return int(st.f_bavail * st.f_frsize - MIN_FREE_FRACTION * st.f_blocks * st.f_frsize)
 
 
 def _scan(root: Path) -> list[tuple[float, str, int]]:
@@ -55,12 +87,18 @@ def _read(path: Path) -> bytes | None:
         return None
 
 
-def _write(path: Path, data: bytes | memoryview) -> None:
+def _write(path: Path, data: bytes | memoryview, root: Path) -> int:
+    """Write the block unless that would eat into the free-space floor; return the spare
+    bytes left (negative: not written)."""
+    spare = _spare(root) - len(data)
+    if spare < 0:
+        return spare
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
+    return spare
 
 
 def _unlink(path: Path) -> None:
@@ -71,31 +109,42 @@ def _unlink(path: Path) -> None:
 
 
 class DiskCache:
-    """Blocks on disk under ``root``, at most ``max_bytes`` in total (LRU)."""
+    """Blocks on disk in the directory ``root``, at most ``max_bytes`` in total (LRU)."""
 
     def __init__(self, root: Path, max_bytes: int, *, block_size: int) -> None:
-        self.root = root / "blocks"
+        self.root = root
         self.max_bytes = max_bytes
         self.block_size = block_size
         self._index: OrderedDict[str, int] = OrderedDict()
         self._total = 0
         self._limiter = trio.CapacityLimiter(DISK_THREADS)
+        self._lock_fd: int | None = None
+        self._writing: set[str] = set()
         self.hits = 0
         self.misses = 0
+        #: Blocks not written for want of free space.
+        self.skipped_writes = 0
 
     @property
     def total_bytes(self) -> int:
         return self._total
 
     async def open(self) -> None:
-        """Index what a previous mount left, oldest first; trim to the size bound."""
-        await trio.to_thread.run_sync(lambda: self.root.mkdir(parents=True, exist_ok=True))
+        """Take the directory (:class:`CacheBusy` if another daemon has it), index what a
+        previous mount left, oldest first, and trim to the size bound."""
+        self._lock_fd = await trio.to_thread.run_sync(_lock, self.root)
         found = await trio.to_thread.run_sync(_scan, self.root)
         for _mtime, name, size in found:
             self._index[name] = size
             self._total += size
         await self._evict()
         log.info("disk cache %s: %d blocks, %d bytes", self.root, len(self._index), self._total)
+
+    def close(self) -> None:
+        """Let the directory go (another daemon may take it)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _name(self, key: str, etag: str, index: int) -> str:
         h = hashlib.sha256(f"{self.block_size}\0{key}\0{etag}\0{index}".encode())
@@ -124,13 +173,23 @@ class DiskCache:
         if len(data) > self.max_bytes:
             return
         name = self._name(key, etag, index)
-        if name in self._index:
+        if name in self._index or name in self._writing:
             return
+        self._writing.add(name)
         try:
-            await trio.to_thread.run_sync(_write, self._path(name), data, limiter=self._limiter)
+            spare = await trio.to_thread.run_sync(
+                _write, self._path(name), data, self.root, limiter=self._limiter
+            )
         except OSError as e:
             # A full or failing cache disk only costs speed.
             log.warning("disk cache write failed: %s", e)
+            return
+        finally:
+            self._writing.discard(name)
+        if spare < 0:
+            # The file system is nearly full: give back what is missing, oldest first.
+            self.skipped_writes += 1
+            await self._evict(max(0, self._total + spare))
             return
         if name not in self._index:
             self._index[name] = len(data)
@@ -142,8 +201,9 @@ class DiskCache:
         if size is not None:
             self._total -= size
 
-    async def _evict(self) -> None:
-        while self._total > self.max_bytes and self._index:
+    async def _evict(self, bound: int | None = None) -> None:
+        bound = self.max_bytes if bound is None else min(bound, self.max_bytes)
+        while self._total > bound and self._index:
             name, _ = next(iter(self._index.items()))
             self._forget(name)
             await trio.to_thread.run_sync(_unlink, self._path(name), limiter=self._limiter)

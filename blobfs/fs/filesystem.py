@@ -27,6 +27,7 @@ from pathlib import Path
 
 from blobfs.bridge.store import TrioStore
 from blobfs.cache.blocks import BlockCache
+from blobfs.cache.pagecache import PageCache
 from blobfs.errors import IsADirectory
 from blobfs.fs.attributes import Attributes
 from blobfs.fs.changes import Changes
@@ -111,6 +112,11 @@ class Filesystem:
         return self.state.cache
 
     @property
+    def pages(self) -> PageCache:
+        """The kernel's page cache (the FUSE adapter attaches the call that fills it)."""
+        return self.state.pages
+
+    @property
     def options(self) -> MountOptions:
         return self.state.options
 
@@ -166,9 +172,11 @@ class Filesystem:
         fh: int | None = None,
     ) -> Node:
         """Change mode, owner, size or mtime (atime is not stored)."""
-        return await self._writer.setattr(
+        node = await self._writer.setattr(
             ino, mode=mode, uid=uid, gid=gid, size=size, mtime_ns=mtime_ns, atime_ns=atime_ns, fh=fh
         )
+        await self.state.pages.settle(ino)  # before the kernel truncates its cache
+        return node
 
     # -- directories ---------------------------------------------------------------------------
 
@@ -193,10 +201,10 @@ class Filesystem:
         node = self.state.inodes.get(ino)
         if node.is_dir:
             raise IsADirectory(node.key)
-        handle = await self._writer.open(node, flags)
-        if handle is not None:
-            return handle
-        return await self._reader.open(node)
+        handle = await self._writer.open(node, flags) or await self._reader.open(node)
+        # No push of what the kernel must now forget may land after the reply.
+        await self.state.pages.settle(ino)
+        return handle
 
     async def read(self, fh: int, offset: int, size: int) -> bytes | memoryview:
         """Up to ``size`` bytes at ``offset`` (a view into a cached block when it can)."""

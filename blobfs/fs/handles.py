@@ -29,6 +29,8 @@ class FileHandle:
     readahead: ReadAhead
     #: Whether the kernel may keep page-cache data from an earlier open of this version.
     keep_cache: bool = False
+    #: A sequential reader's blocks before this one are dropped from memory.
+    dropped_behind: int = 0
     #: The inode's staging file while it is open for writing (reads go there too).
     staged: Staged | None = None
     writable: bool = False

@@ -4,16 +4,34 @@ An open file reads the version (key + ETag) it was opened on.  Reads that need d
 cached are conditional on that ETag, so if the object is replaced or deleted they fail with
 :class:`~blobfs.errors.Stale` instead of mixing versions.  The next ``open`` (after the
 attribute TTL) sees the new version.  A file being written is read from its staging file.
+
+How a read is served depends on its handle's access pattern (:mod:`blobfs.cache.readahead`):
+
+* sequential: the blocks it touches, with the read-ahead window behind them, several blocks
+  per GET; blocks the reader has left behind are dropped from memory (the kernel's page
+  cache has them, and a stream must not flush the memory cache), and none go to disk;
+* random or strided: the whole aligned blocks it touches (a strided reader's next ones
+  too), one GET per run of missing blocks, kept in memory and on disk; a block that had to
+  be fetched (or read from disk) is also pushed into the kernel's page cache
+  (:mod:`blobfs.cache.pagecache`), so later reads anywhere in it stay in the kernel.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from blobfs.cache.blocks import Block
+from blobfs.cache.readahead import Pattern, Plan, random_group
 from blobfs.errors import InvalidName, Stale, from_storage
 from blobfs.fs.handles import FileHandle, new_readahead
 from blobfs.fs.inodes import Node
 from blobfs.fs.lookup import Lookup
 from blobfs.fs.state import FsState
+
+#: Bytes a sequential reader keeps in memory behind the block it reads: reads of one file
+#: arrive a little out of order (the read-ahead's reorder slack is at most 512 KiB for the
+#: kernel's 128 KiB reads).
+BEHIND_SLACK = 2 * 1024 * 1024
 
 
 class Reader:
@@ -53,32 +71,93 @@ class Reader:
                 return await handle.staged.read(offset, size)
         if offset >= handle.size or size <= 0:
             return b""
-        cache = self.state.cache
+        bs = self.state.cache.block_size
         end = min(offset + size, handle.size)
-        bs = cache.block_size
         first, last = offset // bs, (end - 1) // bs
         plan = handle.readahead.on_read(offset, size, handle.size)
-        key, etag = handle.key, handle.etag
-        blocks: list[Block] = []
-        if not plan.sequential:
-            for i in range(first, last + 1):
-                cached = cache.cached(key, etag, i)
-                if cached is None:
-                    return await cache.read_direct(key, etag, offset, end - offset)
-                blocks.append(cached)
+        if plan.pattern is Pattern.SEQUENTIAL:
+            blocks = await self._sequential(handle, plan, first, last)
         else:
-            ahead = plan.prefetch[-1] if plan.prefetch else last
-            if first != last or ahead > last:
-                # Several blocks: claimed together so they come in one GET, in a task.  A
-                # single block with nothing to read ahead (a small file, a file's last
-                # block) is fetched below in this task: no task to start and wake up.
-                cache.prefetch_range(key, etag, handle.size, first, max(last, ahead))
-            for i in range(first, last + 1):
-                blocks.append(await cache.get(key, etag, handle.size, i))
+            blocks = await self._whole_blocks(handle, plan, first, last)
         start = offset - first * bs
         if len(blocks) == 1:
             return memoryview(blocks[0])[start : start + end - offset]
         return b"".join(blocks)[start : start + end - offset]
+
+    async def _sequential(
+        self, handle: FileHandle, plan: Plan, first: int, last: int
+    ) -> list[Block]:
+        cache, ra = self.state.cache, handle.readahead
+        key, etag, size = handle.key, handle.etag, handle.size
+        ahead = plan.prefetch[-1] if plan.prefetch else last
+        start = max(first, ra.claimed + 1)
+        if start <= max(last, ahead) and (first != last or ahead > last):
+            # Several blocks: claimed together so they come in one GET, in a task.  A single
+            # block with nothing to read ahead (a small file, a file's last block) is fetched
+            # below in this task: no task to start and wake up.  Only blocks not claimed by
+            # an earlier read are looked at.
+            ra.claimed = cache.prefetch_range(
+                key, etag, size, start, max(last, ahead), needed=first, to_disk=False
+            )
+        blocks = [
+            await cache.get(key, etag, size, i, to_disk=False) for i in range(first, last + 1)
+        ]
+        # Blocks this sequential run has left behind are in the kernel's page cache: memory
+        # is for what comes next (and for what other readers fetched before the run began).
+        bs = cache.block_size
+        behind = max(0, first * bs - BEHIND_SLACK) // bs
+        start = max(handle.dropped_behind, ra.run_start // bs + 1)
+        for index in range(start, behind):
+            cache.discard(key, etag, index)
+        handle.dropped_behind = max(handle.dropped_behind, behind)
+        return blocks
+
+    async def _whole_blocks(
+        self, handle: FileHandle, plan: Plan, first: int, last: int
+    ) -> list[Block]:
+        cache = self.state.cache
+        key, etag, size = handle.key, handle.etag, handle.size
+        push = self._pusher(handle)
+        total = (size - 1) // cache.block_size + 1
+        group = random_group(cache.fetched_blocks(key, etag), total, self._group_limit())
+        if group > 1 or first != last:
+            # The aligned group around the read, missing blocks in one GET per run.
+            lo, hi = first // group * group, (last // group + 1) * group - 1
+            cache.prefetch_range(key, etag, size, lo, hi, loaded=push)
+        for index in plan.ahead:
+            cache.prefetch_range(key, etag, size, index, index, loaded=push)
+        blocks: list[Block] = []
+        for index in range(first, last + 1):
+            block = await cache.get(key, etag, size, index)
+            if push is not None:
+                # The kernel asked, so it lacks this block's pages: give it all of them.
+                push(index, block)
+            blocks.append(block)
+        return blocks
+
+    def _group_limit(self) -> int:
+        """Most blocks a random miss may fetch: ``fetch_size``, and an eighth of memory."""
+        cache = self.state.cache
+        return max(1, min(cache.fetch_blocks, cache.memory_budget // 8 // cache.block_size))
+
+    def _pusher(self, handle: FileHandle) -> Callable[[int, Block], None] | None:
+        """What pushes a block of ``handle``'s version into the kernel's page cache (``None``
+        when there is no kernel to push to)."""
+        state = self.state
+        pages = state.pages
+        if not pages.enabled:
+            return None
+        node, etag, bs = handle.node, handle.etag, state.cache.block_size
+
+        def current() -> bool:
+            # Still the version the inode shows, and not being written: else the kernel
+            # must not get these bytes (blobfs.cache.pagecache's docstring).
+            return node.etag == etag and node.cached_etag == etag and node.ino not in state.staged
+
+        def push(index: int, block: Block) -> None:
+            pages.push(node.ino, index * bs, block, current)
+
+        return push
 
     async def readlink(self, ino: int) -> bytes:
         """The target of the symbolic link ``ino`` (the object's content)."""

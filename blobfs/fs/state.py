@@ -1,8 +1,9 @@
 """The state the file system's parts share, and the rule that keeps it consistent.
 
 :class:`FsState` is the one object the collaborating classes of :mod:`blobfs.fs` hold in
-common: the store and block cache, the mount's options and clock, the inode table, the open
-handles, the staging file of every inode being written, and the request counters.  Each
+common: the store, the block cache and the kernel's page cache, the mount's options and
+clock, the inode table, the open handles, the staging file of every inode being written,
+and the request counters.  Each
 part owns its own caches besides (listings, known metadata); this is what they all see.
 
 Concurrency: the file system runs on the one trio thread.  State (the inode table, handle
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 from blobfs.bridge.store import TrioStore
 from blobfs.cache.blocks import BlockCache
+from blobfs.cache.pagecache import PageCache
 from blobfs.errors import ReadOnly
 from blobfs.fs.handles import Handles
 from blobfs.fs.inodes import InodeTable
@@ -64,6 +66,9 @@ class FsState:
         #: Inode -> its staging file, while open for writing (or being truncated).
         self.staged: dict[int, Staged] = {}
         self.writeback = writeback
+        #: The kernel's page cache, where random readers' blocks are pushed (once the FUSE
+        #: adapter attaches the kernel call).
+        self.pages = PageCache(cache.nursery)
         self.stats = FsStats()
 
     def check_writable(self) -> None:

@@ -36,7 +36,7 @@ import trio
 
 from blobfs import bridge
 from blobfs.cache.blocks import BlockCache
-from blobfs.cache.disk import DiskCache
+from blobfs.cache.disk import CacheBusy, DiskCache
 from blobfs.fs.filesystem import Filesystem
 from blobfs.fs.names import root_key
 from blobfs.fuse import session as fuse_session
@@ -110,16 +110,43 @@ async def serve(
             await _serve_mounted(source, where, options, store, prefix, signals, ready)
 
 
-def staging_dir(options: MountOptions, source: str) -> Path:
-    """Where files being written are staged: under ``cache_dir`` if set, else under the
-    user's cache directory; one directory per source, so data a killed daemon left behind
-    is found (and reported) by the next mount of the same source."""
+def cache_base(options: MountOptions) -> Path:
+    """``cache_dir`` if set, else ``blobfs`` in the user's cache directory."""
     if options.cache_dir is not None:
-        base = options.cache_dir
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "blobfs"
+        return options.cache_dir
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "blobfs"
+
+
+def _per_source(options: MountOptions, kind: str, source: str) -> Path:
     digest = hashlib.sha256(source.encode()).hexdigest()[:16]
-    return base / "staging" / digest
+    return cache_base(options) / kind / digest
+
+
+def staging_dir(options: MountOptions, source: str) -> Path:
+    """Where files being written are staged: one directory per source under
+    :func:`cache_base`, so data a killed daemon left behind is found (and reported) by the
+    next mount of the same source."""
+    return _per_source(options, "staging", source)
+
+
+def blocks_dir(options: MountOptions, source: str) -> Path:
+    """The disk cache of ``source``'s blocks: one directory per source under
+    :func:`cache_base` (a daemon holds it while it runs)."""
+    return _per_source(options, "blocks", source)
+
+
+async def _open_disk_cache(options: MountOptions, source: str) -> DiskCache | None:
+    """The disk cache (``None`` when ``cache_size=0``, or when another daemon holds the
+    source's cache directory or it cannot be made: reads then work without one)."""
+    if options.cache_size <= 0:
+        return None
+    disk = DiskCache(blocks_dir(options, source), options.cache_size, block_size=options.block_size)
+    try:
+        await disk.open()
+    except (CacheBusy, OSError) as e:
+        log.warning("no disk cache for this mount: %s", e)
+        return None
+    return disk
 
 
 async def _serve_mounted(
@@ -132,10 +159,7 @@ async def _serve_mounted(
     ready: ReadyPipe,
 ) -> None:
     async with trio.open_nursery() as nursery:
-        disk = None
-        if options.cache_dir is not None:
-            disk = DiskCache(options.cache_dir, options.cache_size, block_size=options.block_size)
-            await disk.open()
+        disk = await _open_disk_cache(options, source)
         cache = BlockCache(
             store,
             nursery,
@@ -172,15 +196,7 @@ async def _serve_mounted(
             fuse_session.unmount()
             log.info("unmounted %s", where)
         sd_notify("STOPPING=1")
-        log.info(
-            "requests: %d HEAD, %d LIST, %d GET (%d MiB), %d direct reads; %d names skipped",
-            fs.stats.heads,
-            fs.stats.lists,
-            cache.stats.fetches,
-            cache.stats.fetched_bytes >> 20,
-            cache.stats.direct_reads,
-            fs.stats.skipped_names,
-        )
+        _log_read_stats(fs, disk)
         await fs.drain()
         wstats = fs.writeback.stats
         log.info(
@@ -196,7 +212,36 @@ async def _serve_mounted(
             fs.writeback.budget.peak >> 20,
             fs.writeback.budget.capacity >> 20,
         )
+        if disk is not None:
+            disk.close()
         nursery.cancel_scope.cancel()
+
+
+def _log_read_stats(fs: Filesystem, disk: DiskCache | None) -> None:
+    cs, ps = fs.cache.stats, fs.pages.stats
+    log.info(
+        "requests: %d HEAD, %d LIST, %d GET (%d bytes, %d fetched before); %d names skipped",
+        fs.stats.heads,
+        fs.stats.lists,
+        cs.fetches,
+        cs.fetched_bytes,
+        cs.refetched_bytes,
+        fs.stats.skipped_names,
+    )
+    log.info(
+        "read caches: %d memory hits, %d disk hits, %d shared fetches, %d blocks dropped "
+        "behind readers; %d pushed to the kernel (%d bytes, %d skipped, %d failed); disk "
+        "cache %d bytes",
+        cs.memory_hits,
+        cs.disk_hits,
+        cs.shared_waits,
+        cs.dropped_behind,
+        ps.pushes,
+        ps.pushed_bytes,
+        ps.skipped,
+        ps.failed,
+        disk.total_bytes if disk is not None else 0,
+    )
 
 
 async def _watch_signals(signals: AsyncIterator[int]) -> None:

@@ -65,13 +65,12 @@ def cache_memory(options: MountOptions, baseline: int = 0) -> int:
     """The block LRU's share of the ``memory`` budget, which bounds the whole daemon.
 
     ``baseline`` is what the daemon holds before it caches anything (the interpreter, the
-    libraries, the store's client: about 90 MiB), measured at start.  GETs in flight hold
-    their data twice for a moment (the HTTP client's chunks and the joined body), so
-    ``2 * max_fetches * fetch_size`` is kept for them, and
+    libraries, the store's client), measured at start.  A GET's body is received into one
+    buffer of its length, so ``max_fetches * fetch_size`` is kept for GETs in flight, and
     :attr:`~blobfs.options.MountOptions.write_memory` for upload data in flight; the rest
     caches blocks.
     """
-    in_flight = 2 * options.max_fetches * options.fetch_size + options.write_memory
+    in_flight = options.max_fetches * options.fetch_size + options.write_memory
     share = options.memory - baseline - in_flight
     if share < 4 * options.block_size:
         log.warning(
