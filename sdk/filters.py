@@ -23,9 +23,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pathspec import GitIgnoreSpec
-from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
+if TYPE_CHECKING:
+    from pathspec import GitIgnoreSpec
+
+# pathspec is imported when a filter is first used: it is 31 modules, and processes that
+# never filter (a mount daemon) should not hold them.
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,8 @@ class _Group:
         if not path.startswith(self.prefix):
             return None
         if self.spec is None:
+            from pathspec import GitIgnoreSpec
+
             self.spec = GitIgnoreSpec.from_lines(self.lines)
         # pathspec's ``include`` is "the pattern selects the path", i.e. "ignore it".
         return self.spec.check_file(self.inner + path[len(self.prefix) :]).include
@@ -142,6 +148,8 @@ class FileFilter:
 
 
 def _check_pattern(line: str) -> None:
+    from pathspec.patterns.gitignore.spec import GitIgnoreSpecPattern
+
     try:
         GitIgnoreSpecPattern(line)
     except re.error as e:  # pathspec passes bad character ranges through to re

@@ -156,6 +156,10 @@ class BlockCache:
             self.stats.memory_hits += 1
         return data
 
+    def peek(self, key: str, etag: str, index: int) -> Block | None:
+        """The block if it is in memory (not counted as a read's hit)."""
+        return self._memory.get((key, etag, index))
+
     def is_pending(self, key: str, etag: str, index: int) -> bool:
         bid = (key, etag, index)
         return bid in self._memory or bid in self._inflight
@@ -267,9 +271,10 @@ class BlockCache:
         """Fetch the run's blocks (the disk's first, the rest by GET) and resolve each."""
         try:
             if self._disk is not None:
-                for index in sorted(run.fetches):
-                    length = self.block_length(run.size, index)
-                    data = await self._disk.get(run.key, run.etag, index, length)
+                indexes = sorted(run.fetches)
+                wanted = [(i, self.block_length(run.size, i)) for i in indexes]
+                found = await self._disk.get_many(run.key, run.etag, wanted)
+                for index, data in zip(indexes, found, strict=True):
                     if data is not None:
                         self.stats.disk_hits += 1
                         self._resolve_run(run, index, data)
@@ -300,11 +305,13 @@ class BlockCache:
         # Blocks are views into the one body: no copy.  A cached view keeps the whole body
         # alive, but the blocks of one GET sit next to each other in the LRU and leave it
         # together, so the budget holds to within one fetch_size.
-        for n, index in enumerate(stretch):
-            block = data[n * bs : n * bs + lengths[n]]
+        blocks: list[tuple[int, Block]] = [
+            (index, data[n * bs : n * bs + lengths[n]]) for n, index in enumerate(stretch)
+        ]
+        for index, block in blocks:
             self._resolve_run(run, index, block)
-            if run.to_disk:
-                self._to_disk(key, etag, index, block)
+        if run.to_disk:
+            self._to_disk(key, etag, blocks)
 
     def _resolve_run(self, run: _Run, index: int, data: Block) -> None:
         self._resolve((run.key, run.etag, index), run.fetches.pop(index), data)
@@ -362,20 +369,20 @@ class BlockCache:
             # The object is shorter than the version we were told about: it changed.
             raise Stale(f"{key}: block {index} is {len(data)} bytes, expected {expected}")
         if to_disk:
-            self._to_disk(key, etag, index, data)
+            self._to_disk(key, etag, [(index, data)])
         return data
 
-    def _to_disk(self, key: str, etag: str, index: int, data: Block) -> None:
-        if (
-            self._disk is not None
-            and self._pending_disk_bytes + len(data) <= MAX_PENDING_DISK_BYTES
-        ):
-            self._pending_disk_bytes += len(data)
-            self._nursery.start_soon(self._write_disk, key, etag, index, data)
+    def _to_disk(self, key: str, etag: str, blocks: list[tuple[int, Block]]) -> None:
+        size = sum(len(data) for _, data in blocks)
+        if self._disk is not None and self._pending_disk_bytes + size <= MAX_PENDING_DISK_BYTES:
+            self._pending_disk_bytes += size
+            self._nursery.start_soon(self._write_disk, key, etag, blocks, size)
 
-    async def _write_disk(self, key: str, etag: str, index: int, data: Block) -> None:
+    async def _write_disk(
+        self, key: str, etag: str, blocks: list[tuple[int, Block]], size: int
+    ) -> None:
         assert self._disk is not None
         try:
-            await self._disk.put(key, etag, index, data)
+            await self._disk.put_many(key, etag, blocks)
         finally:
-            self._pending_disk_bytes -= len(data)
+            self._pending_disk_bytes -= size

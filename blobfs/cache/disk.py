@@ -77,27 +77,32 @@ def _scan(root: Path) -> list[tuple[float, str, int]]:
     return found
 
 
-def _read(path: Path) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-        os.utime(path)  # keep LRU order across remounts
-        return data
-    except FileNotFoundError:
-        return None
+def _read(paths: list[Path]) -> list[bytes | None]:
+    """The blocks at ``paths`` (``None`` for one that is gone), in one worker-thread job."""
+    out: list[bytes | None] = []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                out.append(f.read())
+            os.utime(path)  # keep LRU order across remounts
+        except FileNotFoundError:
+            out.append(None)
+    return out
 
 
-def _write(path: Path, data: bytes | memoryview, root: Path) -> int:
-    """Write the block unless that would eat into the free-space floor; return the spare
-    bytes left (negative: not written)."""
-    spare = _spare(root) - len(data)
+def _write(items: list[tuple[Path, bytes | memoryview]], root: Path) -> int:
+    """Write the blocks, in one worker-thread job, unless that would eat into the free-space
+    floor; return the spare bytes left (negative: none was written)."""
+    spare = _spare(root) - sum(len(data) for _, data in items)
     if spare < 0:
         return spare
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    for path, data in items:
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
     return spare
 
 
@@ -154,46 +159,70 @@ class DiskCache:
         return self.root / name[:2] / name
 
     async def get(self, key: str, etag: str, index: int, expected_len: int) -> bytes | None:
-        name = self._name(key, etag, index)
-        if name not in self._index:
-            self.misses += 1
-            return None
-        self._index.move_to_end(name)
-        data = await trio.to_thread.run_sync(_read, self._path(name), limiter=self._limiter)
-        if data is None or len(data) != expected_len:
-            self._forget(name)
-            if data is not None:
-                await trio.to_thread.run_sync(_unlink, self._path(name), limiter=self._limiter)
-            self.misses += 1
-            return None
-        self.hits += 1
-        return data
+        """Block ``index`` of version ``etag`` of ``key`` if it is cached whole."""
+        return (await self.get_many(key, etag, [(index, expected_len)]))[0]
+
+    async def get_many(
+        self, key: str, etag: str, blocks: list[tuple[int, int]]
+    ) -> list[bytes | None]:
+        """Blocks ``(index, expected length)`` of one version, read in one worker job."""
+        names = [self._name(key, etag, index) for index, _ in blocks]
+        out: list[bytes | None] = [None] * len(blocks)
+        present = [n for n, name in enumerate(names) if name in self._index]
+        self.misses += len(blocks) - len(present)
+        if not present:
+            return out
+        for n in present:
+            self._index.move_to_end(names[n])
+        paths = [self._path(names[n]) for n in present]
+        found = await trio.to_thread.run_sync(_read, paths, limiter=self._limiter)
+        for n, data in zip(present, found, strict=True):
+            if data is None or len(data) != blocks[n][1]:
+                self._forget(names[n])
+                if data is not None:
+                    await trio.to_thread.run_sync(_unlink, self._path(names[n]))
+                self.misses += 1
+                continue
+            self.hits += 1
+            out[n] = data
+        return out
 
     async def put(self, key: str, etag: str, index: int, data: bytes | memoryview) -> None:
-        if len(data) > self.max_bytes:
+        """Keep a block (unless it is cached already or the disk is nearly full)."""
+        await self.put_many(key, etag, [(index, data)])
+
+    async def put_many(
+        self, key: str, etag: str, blocks: list[tuple[int, bytes | memoryview]]
+    ) -> None:
+        """Keep blocks of one version, written in one worker job."""
+        todo = []
+        for index, data in blocks:
+            name = self._name(key, etag, index)
+            known = name in self._index or name in self._writing
+            if len(data) <= self.max_bytes and not known:
+                self._writing.add(name)
+                todo.append((name, data))
+        if not todo:
             return
-        name = self._name(key, etag, index)
-        if name in self._index or name in self._writing:
-            return
-        self._writing.add(name)
+        items = [(self._path(name), data) for name, data in todo]
         try:
-            spare = await trio.to_thread.run_sync(
-                _write, self._path(name), data, self.root, limiter=self._limiter
-            )
+            spare = await trio.to_thread.run_sync(_write, items, self.root, limiter=self._limiter)
         except OSError as e:
             # A full or failing cache disk only costs speed.
             log.warning("disk cache write failed: %s", e)
             return
         finally:
-            self._writing.discard(name)
+            for name, _ in todo:
+                self._writing.discard(name)
         if spare < 0:
             # The file system is nearly full: give back what is missing, oldest first.
             self.skipped_writes += 1
             await self._evict(max(0, self._total + spare))
             return
-        if name not in self._index:
-            self._index[name] = len(data)
-            self._total += len(data)
+        for name, data in todo:
+            if name not in self._index:
+                self._index[name] = len(data)
+                self._total += len(data)
         await self._evict()
 
     def _forget(self, name: str) -> None:

@@ -25,13 +25,15 @@ Invariants:
   threads while the trio thread goes on answering.
 * **Bounded.**  At most :data:`MAX_PENDING_BYTES` of blocks wait to be pushed (each holds
   its block alive); beyond that pushes are skipped -- the block is in the daemon's caches
-  anyway.  A block already being pushed is not queued twice.
+  anyway.  A block already being pushed is not queued twice.  :data:`PUSH_THREADS` workers
+  take the queue in batches of up to :data:`BATCH_BYTES`.
 """
 
 from __future__ import annotations
 
 import errno
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,9 +47,12 @@ log = logging.getLogger(__name__)
 StoreFunction = Callable[[int, int, bytes | memoryview], None]
 
 #: Blocks waiting for a worker thread before new pushes are skipped.
-MAX_PENDING_BYTES = 32 * 1024 * 1024
-#: Worker threads pushing at once.
+MAX_PENDING_BYTES = 16 * 1024 * 1024
+#: Worker threads pushing at once, and the most one hands the kernel per job: a job (a
+#: thread hop each way) costs more CPU than storing a 256 KiB block, so blocks queued
+#: together go together.
 PUSH_THREADS = 2
+BATCH_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -60,13 +65,22 @@ class PushStats:
     failed: int = 0
 
 
+@dataclass(eq=False)
+class _Push:
+    inode: int
+    offset: int
+    data: bytes | memoryview
+    current: Callable[[], bool]
+
+
 class PageCache:
     """Pushes blocks of object versions into the kernel's page cache (module docstring)."""
 
     def __init__(self, nursery: trio.Nursery, store: StoreFunction | None = None) -> None:
         self._nursery = nursery
         self._store = store
-        self._limiter = trio.CapacityLimiter(PUSH_THREADS)
+        self._queue: deque[_Push] = deque()
+        self._pumps = 0
         self._pending_bytes = 0
         #: (inode, offset) of the pushes queued or running.
         self._pending: set[tuple[int, int]] = set()
@@ -98,7 +112,15 @@ class PageCache:
         self._pending.add((inode, offset))
         self._pending_bytes += len(data)
         self._per_inode[inode] = self._per_inode.get(inode, 0) + 1
-        self._nursery.start_soon(self._run, inode, offset, data, current)
+        self._queue.append(_Push(inode, offset, data, current))
+        if self._pumps < PUSH_THREADS:
+            self._pumps += 1
+            self._nursery.start_soon(self._pump)
+
+    def is_pending(self, inode: int, offset: int) -> bool:
+        """Whether a push of ``inode`` at ``offset`` is queued or running: a read there is
+        one that came before it landed, not one the kernel lost it to."""
+        return (inode, offset) in self._pending
 
     async def settle(self, inode: int) -> None:
         """Return once no push of ``inode`` is queued or running (see the module docstring:
@@ -107,41 +129,68 @@ class PageCache:
             event = self._settled.setdefault(inode, trio.Event())
             await event.wait()
 
-    async def _run(
-        self, inode: int, offset: int, data: bytes | memoryview, current: Callable[[], bool]
-    ) -> None:
+    async def _pump(self) -> None:
+        """Hand queued pushes to a worker thread, a batch at a time, until none is left."""
         try:
-            async with self._limiter:
-                store = self._store
-                if store is None or not current():
-                    self.stats.skipped += 1
-                    return
+            while self._queue:
+                batch: list[_Push] = []
+                size = 0
+                while self._queue and (not batch or size + len(self._queue[0].data) <= BATCH_BYTES):
+                    push = self._queue.popleft()
+                    batch.append(push)
+                    size += len(push.data)
                 try:
-                    await trio.to_thread.run_sync(store, inode, offset, data)
-                except OSError as e:
-                    self._failed(e)
-                else:
-                    self.stats.pushes += 1
-                    self.stats.pushed_bytes += len(data)
+                    store = self._store
+                    # Checked here, on the trio thread, right before the job: an inode that
+                    # changed since the block was queued must not get it (settle()).
+                    live = [p for p in batch if p.current()] if store is not None else []
+                    self.stats.skipped += len(batch) - len(live)
+                    if store is not None and live:
+                        errors = await trio.to_thread.run_sync(_store_all, store, live)
+                        self._count(live, errors)
+                finally:
+                    for push in batch:
+                        self._done(push)
         finally:
-            self._pending.discard((inode, offset))
-            self._pending_bytes -= len(data)
-            left = self._per_inode[inode] - 1
-            if left:
-                self._per_inode[inode] = left
-            else:
-                del self._per_inode[inode]
-                event = self._settled.pop(inode, None)
-                if event is not None:
-                    event.set()
+            self._pumps -= 1
 
-    def _failed(self, e: OSError) -> None:
-        self.stats.failed += 1
-        if e.errno == errno.ENOSYS:
-            log.info("the kernel cannot take pushed pages (%s): not pushing any more", e)
-            self._store = None
-        elif e.errno != errno.ENOENT:  # ENOENT: the kernel forgot the inode meanwhile
-            log.debug("page cache push failed: %s", e)
+    def _count(self, pushes: list[_Push], errors: list[OSError | None]) -> None:
+        for push, error in zip(pushes, errors, strict=True):
+            if error is None:
+                self.stats.pushes += 1
+                self.stats.pushed_bytes += len(push.data)
+                continue
+            self.stats.failed += 1
+            if error.errno == errno.ENOSYS:
+                log.info("the kernel cannot take pushed pages (%s): not pushing any more", error)
+                self._store = None
+            elif error.errno != errno.ENOENT:  # ENOENT: the kernel forgot the inode meanwhile
+                log.debug("page cache push failed: %s", error)
+
+    def _done(self, push: _Push) -> None:
+        self._pending.discard((push.inode, push.offset))
+        self._pending_bytes -= len(push.data)
+        left = self._per_inode[push.inode] - 1
+        if left:
+            self._per_inode[push.inode] = left
+            return
+        del self._per_inode[push.inode]
+        event = self._settled.pop(push.inode, None)
+        if event is not None:
+            event.set()
 
 
-__all__ = ["MAX_PENDING_BYTES", "PageCache", "PushStats", "StoreFunction"]
+def _store_all(store: StoreFunction, pushes: list[_Push]) -> list[OSError | None]:
+    """Runs in a worker thread: every push of a batch, each one's error or ``None``."""
+    errors: list[OSError | None] = []
+    for push in pushes:
+        try:
+            store(push.inode, push.offset, push.data)
+        except OSError as e:
+            errors.append(e)
+        else:
+            errors.append(None)
+    return errors
+
+
+__all__ = ["BATCH_BYTES", "MAX_PENDING_BYTES", "PageCache", "PushStats", "StoreFunction"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from blobfs.cache.blocks import Block
-from blobfs.cache.readahead import Pattern, Plan, random_group
+from blobfs.cache.readahead import WIDE_FETCH, Pattern, Plan, random_group
 from blobfs.errors import InvalidName, Stale, from_storage
 from blobfs.fs.handles import FileHandle, new_readahead
 from blobfs.fs.inodes import Node
@@ -115,15 +115,24 @@ class Reader:
     async def _whole_blocks(
         self, handle: FileHandle, plan: Plan, first: int, last: int
     ) -> list[Block]:
-        cache = self.state.cache
+        cache, pages = self.state.cache, self.state.pages
         key, etag, size = handle.key, handle.etag, handle.size
         push = self._pusher(handle)
         total = (size - 1) // cache.block_size + 1
         group = random_group(cache.fetched_blocks(key, etag), total, self._group_limit())
         if group > 1 or first != last:
             # The aligned group around the read, missing blocks in one GET per run.
-            lo, hi = first // group * group, (last // group + 1) * group - 1
+            lo, hi = first // group * group, min(total, (last // group + 1) * group) - 1
             cache.prefetch_range(key, etag, size, lo, hi, loaded=push)
+            bs = cache.block_size
+            if push is not None and group > 1 and not pages.is_pending(handle.node.ino, first * bs):
+                # A dense reader's kernel has lost (or never had) this part of the object:
+                # what of it is in memory goes back in the same batch.  (Not while a push of
+                # it is on its way: then the read only came before the push landed.)
+                for index in range(lo, hi + 1):
+                    block = cache.peek(key, etag, index)
+                    if block is not None and not first <= index <= last:
+                        push(index, block)
         for index in plan.ahead:
             cache.prefetch_range(key, etag, size, index, index, loaded=push)
         blocks: list[Block] = []
@@ -136,9 +145,11 @@ class Reader:
         return blocks
 
     def _group_limit(self) -> int:
-        """Most blocks a random miss may fetch: ``fetch_size``, and an eighth of memory."""
+        """Most blocks a random miss may fetch: :data:`WIDE_FETCH`, ``fetch_size`` and an
+        eighth of memory."""
         cache = self.state.cache
-        return max(1, min(cache.fetch_blocks, cache.memory_budget // 8 // cache.block_size))
+        most = min(WIDE_FETCH, cache.fetch_blocks * cache.block_size, cache.memory_budget // 8)
+        return max(1, most // cache.block_size)
 
     def _pusher(self, handle: FileHandle) -> Callable[[int, Block], None] | None:
         """What pushes a block of ``handle``'s version into the kernel's page cache (``None``

@@ -158,6 +158,8 @@ async def _serve_mounted(
     signals: AsyncIterator[int],
     ready: ReadyPipe,
 ) -> None:
+    memory.release_startup_memory()
+    memory.keep_freed_memory(options.fetch_size, options.memory)
     async with trio.open_nursery() as nursery:
         disk = await _open_disk_cache(options, source)
         cache = BlockCache(
@@ -282,7 +284,7 @@ def run_foreground(
     """Run the daemon in this process; return the exit code."""
     ready = ReadyPipe(ready_fd)
     setup_logging(options)
-    memory.keep_freed_memory(options.fetch_size, options.memory)
+    memory.limit_arenas()
     try:
         trio.run(lambda: serve(source, where, options, cluster=cluster, ready=ready))
     except Exception as raised:

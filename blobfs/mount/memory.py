@@ -9,12 +9,20 @@ Raising the mmap and trim thresholds makes freed bodies reusable in place.  Meas
 
 RSS no longer shrinks after a burst of reading, but it cannot grow past what the block cache
 and GETs in flight hold at once, which the memory budget already bounds.
+
+The settings are made once the daemon has started (:func:`release_startup_memory` first):
+what start-up parses and drops (botocore's data files, the registry) is handed back to the
+kernel rather than kept for reuse that never comes -- 3 MiB of an idle daemon.  glibc's
+arenas are limited to :data:`ARENAS` before any thread starts: each thread that allocates
+(the asyncio loop, disk and page-cache workers) would otherwise get an arena of its own,
+each keeping freed memory up to the trim threshold.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 import os
 from pathlib import Path
@@ -26,24 +34,50 @@ log = logging.getLogger(__name__)
 # mallopt parameters (glibc's malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+#: malloc arenas: the trio thread's and the asyncio thread's.
+ARENAS = 2
 #: glibc refuses an mmap threshold above HEAP_MAX_SIZE / 2 (32 MiB on 64-bit).
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.mallopt.restype = ctypes.c_int
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        libc.malloc_trim.restype = ctypes.c_int
+    except (OSError, AttributeError):
+        return None  # not glibc
+    return libc
+
+
+def limit_arenas() -> bool:
+    """At most :data:`ARENAS` malloc arenas (call before starting threads)."""
+    libc = _libc()
+    return libc is not None and bool(libc.mallopt(_M_ARENA_MAX, ARENAS))
+
+
+def release_startup_memory() -> None:
+    """Hand what start-up freed back to the kernel (call before :func:`keep_freed_memory`)."""
+    gc.collect()
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 def keep_freed_memory(largest_buffer: int, budget: int) -> bool:
     """Serve buffers up to ``largest_buffer`` bytes from the heap and keep up to ``budget``
     bytes of freed memory for reuse.  Returns whether the C library took the settings (it is
     glibc-specific; elsewhere this is a no-op)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
+    libc = _libc()
+    if libc is None:
         return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
+    mallopt = libc.mallopt
     threshold = min(_MMAP_THRESHOLD_MAX, max(largest_buffer + 4096, 128 * 1024))
     ok = bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(
         mallopt(_M_TRIM_THRESHOLD, min(budget, 2**31 - 1))
@@ -83,4 +117,11 @@ def cache_memory(options: MountOptions, baseline: int = 0) -> int:
     return max(4 * options.block_size, share)
 
 
-__all__ = ["cache_memory", "keep_freed_memory", "resident_bytes"]
+__all__ = [
+    "ARENAS",
+    "cache_memory",
+    "keep_freed_memory",
+    "limit_arenas",
+    "release_startup_memory",
+    "resident_bytes",
+]

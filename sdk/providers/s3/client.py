@@ -25,6 +25,7 @@ from sdk.errors import PermissionDenied, TransientError
 from sdk.providers.http1 import HttpReply
 from sdk.providers.s3.direct import S3Direct
 from sdk.providers.s3.errors import translated
+from sdk.providers.s3.models import LeanJSONLoader
 from sdk.providers.s3.wire import direct_etag, goes_direct
 from sdk.retry import retried, retrying
 
@@ -65,13 +66,14 @@ def botocore_session() -> AioSession:
 
     All sessions share one data loader: a fresh one parses the S3 service model again,
     150-600 ms of CPU per store; with the loader shared a client opens in 15-40 ms, which
-    matters because every bucket gets its own scoped store.  Timestamps are parsed by
-    :func:`_timestamp`.
+    matters because every bucket gets its own scoped store.  It keeps botocore's data lean
+    (:mod:`sdk.providers.s3.models`).  Timestamps are parsed by :func:`_timestamp`.
     """
     global _shared_loader
     session = AioSession()
     if _shared_loader is None:
         _shared_loader = session.get_component("data_loader")
+        _shared_loader.file_loader = LeanJSONLoader()
     else:
         session.register_component("data_loader", _shared_loader)
     session.get_component("response_parser_factory").set_parser_defaults(
