@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 Block = bytes | memoryview
 
 #: Bytes waiting to be written to the disk cache before further writes are skipped.
-MAX_PENDING_DISK_BYTES = 32 * 1024 * 1024
+MAX_PENDING_DISK_BYTES = 16 * 1024 * 1024
 
 #: Told of each block a background run brings (from the disk or the store):
 #: ``loaded(index, block)``.
@@ -136,6 +136,8 @@ class BlockCache:
         self._limiter = trio.CapacityLimiter(max_fetches)
         self._disk = disk
         self._pending_disk_bytes = 0
+        self._disk_idle = trio.Event()
+        self._disk_idle.set()
         self._ledger = FetchLedger()
         self.stats = CacheStats()
 
@@ -167,6 +169,10 @@ class BlockCache:
     def fetched_blocks(self, key: str, etag: str) -> int:
         """How many blocks of this version the mount has fetched from the store so far."""
         return self._ledger.count(key, etag)
+
+    def block_latency(self, key: str, etag: str) -> float | None:
+        """Typical seconds a one-block GET of this version (else of any) has taken."""
+        return self._ledger.latency(key, etag)
 
     def discard(self, key: str, etag: str, index: int) -> None:
         """Drop a block from memory (a sequential reader is past it; the kernel has it)."""
@@ -297,8 +303,11 @@ class BlockCache:
         lengths = [self.block_length(run.size, i) for i in stretch]
         length = sum(lengths)
         async with self._limiter:
+            started = trio.current_time()
             with from_storage(missing=Stale):
                 data = await self.store.read_view(key, offset, length, etag=etag)
+            if len(stretch) == 1:
+                self._ledger.note_latency(key, etag, trio.current_time() - started)
         self._count(key, etag, stretch, lengths, len(data))
         if len(data) != length:
             raise Stale(f"{key}: got {len(data)} bytes at {offset}, expected {length}")
@@ -362,8 +371,10 @@ class BlockCache:
                 self.stats.disk_hits += 1
                 return cached
         async with self._limiter:
+            started = trio.current_time()
             with from_storage(missing=Stale):
                 data = await self.store.read_view(key, index * self.block_size, expected, etag=etag)
+            self._ledger.note_latency(key, etag, trio.current_time() - started)
         self._count(key, etag, [index], [expected], len(data))
         if len(data) != expected:
             # The object is shorter than the version we were told about: it changed.
@@ -372,9 +383,16 @@ class BlockCache:
             self._to_disk(key, etag, [(index, data)])
         return data
 
+    async def settle_disk(self) -> None:
+        """Return once the blocks on their way to the disk cache are written (at unmount:
+        what was fetched is found again by the next mount)."""
+        await self._disk_idle.wait()
+
     def _to_disk(self, key: str, etag: str, blocks: list[tuple[int, Block]]) -> None:
         size = sum(len(data) for _, data in blocks)
         if self._disk is not None and self._pending_disk_bytes + size <= MAX_PENDING_DISK_BYTES:
+            if self._pending_disk_bytes == 0:
+                self._disk_idle = trio.Event()
             self._pending_disk_bytes += size
             self._nursery.start_soon(self._write_disk, key, etag, blocks, size)
 
@@ -386,3 +404,5 @@ class BlockCache:
             await self._disk.put_many(key, etag, blocks)
         finally:
             self._pending_disk_bytes -= size
+            if self._pending_disk_bytes == 0:
+                self._disk_idle.set()

@@ -1,4 +1,5 @@
-"""What this mount has fetched from the store, block by block, to count what it fetched twice.
+"""What this mount has fetched from the store: block by block, to count what it fetched twice,
+and how long a one-block fetch takes, for the read policy.
 
 A mount should never fetch the same bytes of one version twice unless every cache layer had
 let them go (the kernel dropped its pages, the memory cache evicted the block, the disk cache
@@ -8,6 +9,10 @@ the tests read that figure.  One bit per block: a 1 TiB object read whole costs 
 with 1 MiB blocks.  Only the :data:`MAX_VERSIONS` most recently fetched versions are
 remembered; an older one's blocks count as new (the figure can only be low, never wrong in
 the other direction).
+
+The latency of one-block GETs is kept per version and for the mount (exponentially
+weighted, :data:`LATENCY_WEIGHT`): the read policy fetches more per random miss where a
+request costs much more than the bytes it brings (:mod:`blobfs.cache.readahead`).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from __future__ import annotations
 from collections import OrderedDict
 
 MAX_VERSIONS = 4096
+#: Weight of the newest sample in the latency averages.
+LATENCY_WEIGHT = 0.25
 
 
 class FetchLedger:
@@ -24,6 +31,21 @@ class FetchLedger:
         self.max_versions = max_versions
         self._seen: OrderedDict[tuple[str, str], bytearray] = OrderedDict()
         self._counts: dict[tuple[str, str], int] = {}
+        self._latency: dict[tuple[str, str], float] = {}
+        #: The mount's one-block GET latency, for versions with no sample of their own.
+        self.mount_latency: float | None = None
+
+    def note_latency(self, key: str, etag: str, seconds: float) -> None:
+        """A one-block GET of this version took ``seconds``."""
+        version = (key, etag)
+        old = self._latency.get(version)
+        self._latency[version] = seconds if old is None else _mix(old, seconds)
+        mount = self.mount_latency
+        self.mount_latency = seconds if mount is None else _mix(mount, seconds)
+
+    def latency(self, key: str, etag: str) -> float | None:
+        """The typical one-block GET latency of this version (else of the mount)."""
+        return self._latency.get((key, etag), self.mount_latency)
 
     def count(self, key: str, etag: str) -> int:
         """Distinct blocks of this version fetched so far."""
@@ -39,6 +61,7 @@ class FetchLedger:
             if len(self._seen) > self.max_versions:
                 old, _ = self._seen.popitem(last=False)
                 self._counts.pop(old, None)
+                self._latency.pop(old, None)
         else:
             self._seen.move_to_end(version)
         again, new = 0, 0
@@ -55,4 +78,8 @@ class FetchLedger:
         return again
 
 
-__all__ = ["MAX_VERSIONS", "FetchLedger"]
+def _mix(average: float, sample: float) -> float:
+    return (1 - LATENCY_WEIGHT) * average + LATENCY_WEIGHT * sample
+
+
+__all__ = ["LATENCY_WEIGHT", "MAX_VERSIONS", "FetchLedger"]

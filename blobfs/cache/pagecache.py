@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 StoreFunction = Callable[[int, int, bytes | memoryview], None]
 
 #: Blocks waiting for a worker thread before new pushes are skipped.
-MAX_PENDING_BYTES = 16 * 1024 * 1024
+MAX_PENDING_BYTES = 8 * 1024 * 1024
 #: Worker threads pushing at once, and the most one hands the kernel per job: a job (a
 #: thread hop each way) costs more CPU than storing a 256 KiB block, so blocks queued
 #: together go together.

@@ -119,7 +119,12 @@ class Reader:
         key, etag, size = handle.key, handle.etag, handle.size
         push = self._pusher(handle)
         total = (size - 1) // cache.block_size + 1
-        group = random_group(cache.fetched_blocks(key, etag), total, self._group_limit())
+        group = random_group(
+            cache.fetched_blocks(key, etag),
+            total,
+            self._group_limit(),
+            cache.block_latency(key, etag),
+        )
         if group > 1 or first != last:
             # The aligned group around the read, missing blocks in one GET per run.
             lo, hi = first // group * group, min(total, (last // group + 1) * group) - 1

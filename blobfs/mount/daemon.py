@@ -50,6 +50,9 @@ from sdk import errors as sdk_errors
 
 log = logging.getLogger("blobfs.mount.daemon")
 
+#: How long the daemon waits at exit for blocks still on their way to the disk cache.
+DISK_SETTLE_SECONDS = 10.0
+
 
 def setup_logging(options: MountOptions) -> None:
     handler: logging.Handler
@@ -199,6 +202,8 @@ async def _serve_mounted(
             log.info("unmounted %s", where)
         sd_notify("STOPPING=1")
         _log_read_stats(fs, disk)
+        with trio.move_on_after(DISK_SETTLE_SECONDS):
+            await cache.settle_disk()
         await fs.drain()
         wstats = fs.writeback.stats
         log.info(

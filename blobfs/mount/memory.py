@@ -27,6 +27,10 @@ import logging
 import os
 from pathlib import Path
 
+from blobfs.cache.blocks import MAX_PENDING_DISK_BYTES
+from blobfs.cache.disk import DISK_THREADS
+from blobfs.cache.pagecache import MAX_PENDING_BYTES
+from blobfs.cache.readahead import WIDE_FETCH
 from blobfs.options import MountOptions
 
 log = logging.getLogger(__name__)
@@ -95,16 +99,22 @@ def resident_bytes() -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
+#: Blocks on their way between the layers at once: waiting to be pushed into the kernel's
+#: page cache, to be written to the disk cache, and being read from it (a dense reader's
+#: group per disk thread).
+PIPELINE = MAX_PENDING_BYTES + MAX_PENDING_DISK_BYTES + DISK_THREADS * WIDE_FETCH
+
+
 def cache_memory(options: MountOptions, baseline: int = 0) -> int:
     """The block LRU's share of the ``memory`` budget, which bounds the whole daemon.
 
     ``baseline`` is what the daemon holds before it caches anything (the interpreter, the
     libraries, the store's client), measured at start.  A GET's body is received into one
-    buffer of its length, so ``max_fetches * fetch_size`` is kept for GETs in flight, and
-    :attr:`~blobfs.options.MountOptions.write_memory` for upload data in flight; the rest
-    caches blocks.
+    buffer of its length, so ``max_fetches * fetch_size`` is kept for GETs in flight,
+    :attr:`~blobfs.options.MountOptions.write_memory` for upload data in flight and
+    :data:`PIPELINE` for blocks moving between the caches; the rest caches blocks.
     """
-    in_flight = options.max_fetches * options.fetch_size + options.write_memory
+    in_flight = options.max_fetches * options.fetch_size + options.write_memory + PIPELINE
     share = options.memory - baseline - in_flight
     if share < 4 * options.block_size:
         log.warning(
@@ -119,6 +129,7 @@ def cache_memory(options: MountOptions, baseline: int = 0) -> int:
 
 __all__ = [
     "ARENAS",
+    "PIPELINE",
     "cache_memory",
     "keep_freed_memory",
     "limit_arenas",

@@ -20,7 +20,7 @@ from blobfs import errors
 from blobfs.cache.blocks import BlockCache
 from blobfs.cache.disk import DiskCache
 from blobfs.cache.ledger import FetchLedger
-from blobfs.cache.readahead import WIDE_FETCH_COVERAGE, Pattern, ReadAhead
+from blobfs.cache.readahead import SLOW_GET, WIDE_FETCH_COVERAGE, Pattern, ReadAhead
 from blobfs.fs.filesystem import Filesystem
 from blobfs.options import MountOptions
 from tests.cache.test_block_cache import BLOCK, CountingStore
@@ -36,9 +36,12 @@ class FakeKernel:
         self.pages: dict[tuple[int, int], bytes] = {}
         self.stores: list[tuple[int, int, int]] = []
         self.gate: threading.Event | None = None
+        #: Set when a store is waiting at the gate.
+        self.waiting = threading.Event()
 
     def __call__(self, inode: int, offset: int, data: bytes | memoryview) -> None:
         if self.gate is not None:
+            self.waiting.set()
             self.gate.wait(10)
         self.stores.append((inode, offset, len(data)))
         self.pages[(inode, offset)] = bytes(data)
@@ -131,6 +134,21 @@ async def test_a_reader_covering_much_of_an_object_fetches_wide() -> None:
 
 
 @pytest.mark.trio
+async def test_a_slow_store_gets_wide_fetches_from_the_first_misses() -> None:
+    data = os.urandom(64 * BLOCK)
+    async with core({"f": data}) as c:
+        c.store.delay = SLOW_GET * 1.5  # every request costs more than its bytes
+        fh = await c.open("f")
+        for index in (40, 10, 55):
+            off = index * BLOCK + 7
+            assert await c.fs.read(fh, off, 10) == data[off : off + 10]
+            await trio.testing.wait_all_tasks_blocked()
+        # The first miss learnt the latency; the next fetched a whole aligned group.
+        assert [n // BLOCK for _, _, n in c.store.gets[:2]] == [1, FETCH // BLOCK]
+        assert c.cache.stats.refetched_bytes == 0
+
+
+@pytest.mark.trio
 async def test_strided_reader_gets_its_next_strides_ahead() -> None:
     data = os.urandom(100 * BLOCK)
     async with core({"f": data}) as c:
@@ -206,6 +224,7 @@ async def test_a_replaced_object_is_never_pushed_or_served_stale() -> None:
         # opened again: the open must not answer before they are done.
         c.kernel.gate = gate = threading.Event()
         assert await c.fs.read(fh, 9 * BLOCK, 10) == old[9 * BLOCK : 9 * BLOCK + 10]
+        await until(c.kernel.waiting.is_set)  # a push of the old version is in the kernel
         c.store.replace("f", new)
         opened = trio.Event()
 
