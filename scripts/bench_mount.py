@@ -352,6 +352,8 @@ def measure(tool: str, s: Setup, size_mib: int, runtime: int) -> Figures:
             peak = max(peak, peak_rss_mib(daemon_pid(where)))
             unmount(where)
         drop_caches()
+        # Cold means cold: blobfs's disk cache (on by default) is emptied as well.
+        shutil.rmtree(s.work / "xdg" / "blobfs" / "blocks", ignore_errors=True)
         mount(s, where, True)
         settle(s.server.pid)
 
@@ -499,6 +501,7 @@ def main() -> int:
             os.environ,
             BLOBFS_CONFIG=str(work / "config.toml"),
             BLOBFS_DATA_DIR=str(work / "data"),
+            XDG_CACHE_HOME=str(work / "xdg"),
             BENCH_ENTRIES=str(args.entries),
         )
         setup = Setup(server, work, uri, provider_bucket, env)

@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 Block = bytes | memoryview
 
 #: Bytes waiting to be written to the disk cache before further writes are skipped.
-MAX_PENDING_DISK_BYTES = 16 * 1024 * 1024
+MAX_PENDING_DISK_BYTES = 32 * 1024 * 1024
 
 #: Told of each block a background run brings (from the disk or the store):
 #: ``loaded(index, block)``.
@@ -216,6 +216,7 @@ class BlockCache:
         needed: int | None = None,
         to_disk: bool = True,
         loaded: Loaded | None = None,
+        per_get: int | None = None,
     ) -> int:
         """Start fetching blocks ``first..last`` in the background; return the last block
         index up to which every block is now cached or on its way.
@@ -225,10 +226,12 @@ class BlockCache:
         dominate small GETs).  With ``needed`` (a sequential reader's current block), a
         short run at the end waits until it can be a full GET -- the window moves a block
         at a time, and launching every new block alone would undo the coalescing -- unless
-        it holds ``needed`` or ends the object.  ``loaded`` is told of each block fetched.
+        it holds ``needed`` or ends the object.  ``loaded`` is told of each block fetched;
+        ``per_get`` lowers the blocks per GET (more GETs in parallel).
         """
         final = (size - 1) // self.block_size
         last = min(last, final)
+        most = min(per_get, self.fetch_blocks) if per_get else self.fetch_blocks
         run: list[int] = []
         for index in range(first, last + 1):
             bid = (key, etag, index)
@@ -237,7 +240,7 @@ class BlockCache:
                 run = []
                 continue
             run.append(index)
-            if len(run) >= self.fetch_blocks:
+            if len(run) >= most:
                 self._start_run(key, etag, size, run, to_disk, loaded)
                 run = []
         if run and needed is not None and needed not in run and run[-1] != final:

@@ -15,8 +15,9 @@ Each read is classified from the ones before it on the same handle:
 * **random** -- anything else.  Nothing is fetched ahead; the blocks the read touches are
   fetched whole (the reader keeps them in every cache layer, so the next read there is
   local).  How many blocks a random miss fetches is :func:`random_group`'s choice: one,
-  unless the mount has fetched :data:`WIDE_FETCH_COVERAGE` of the object or one-block GETs
-  of it take :data:`SLOW_GET` or longer; then :data:`WIDE_FETCH` at a time.
+  unless the mount has fetched :data:`WIDE_FETCH_COVERAGE` of the object (then
+  :data:`WIDE_FETCH`) or one-block GETs of it take :data:`SLOW_GET` or longer (then
+  ``fetch_size``, in parallel GETs of :data:`WIDE_FETCH`).
 
 Any break in a pattern resets its state.  This module only decides;
 :mod:`blobfs.fs.reader` does the fetching through the block cache.
@@ -45,20 +46,34 @@ WIDE_FETCH_COVERAGE = 0.25
 #: on SeaweedFS a 4 MiB GET costs 2.2 ms per MiB against 5.6 at 256 KiB, and 4 MiB is few
 #: enough bytes to hold per miss in flight.
 WIDE_FETCH = 4 * MiB
-#: A one-block GET this slow is mostly the request's fixed cost, not its bytes: then every
-#: random miss fetches :data:`WIDE_FETCH`, for little more time.  On SeaweedFS a 256 KiB GET
-#: takes 1.4 ms, but 40 ms (as does a 4 MiB one) from an object it stored compressed; S3's
-#: first byte takes 20-50 ms.  10 ms is 4 MiB at 400 MiB/s.
+#: A one-block GET this slow is mostly the request's fixed cost, not its bytes: then a
+#: random miss fetches ``fetch_size`` around it, in parallel GETs, for little more time than
+#: one.  On SeaweedFS a 256 KiB GET takes 1.4 ms, but 40 ms (as does a 4 MiB one) from an
+#: object it stored compressed; S3's first byte takes 20-50 ms.  10 ms is 4 MiB at
+#: 400 MiB/s.
 SLOW_GET = 0.010
 
 
-def random_group(fetched: int, total: int, limit: int, latency: float | None = None) -> int:
-    """Blocks a random miss fetches together (aligned to a multiple of the result), given
-    the ``fetched`` blocks of the object's ``total`` that the mount has fetched so far, the
-    typical ``latency`` of a one-block GET, and at most ``limit``."""
-    dense = total > 0 and fetched >= WIDE_FETCH_COVERAGE * total
-    slow = latency is not None and latency >= SLOW_GET
-    return max(1, limit) if dense or slow else 1
+@dataclass(frozen=True)
+class Group:
+    """What a random miss fetches: the aligned ``blocks`` around it, ``per_get`` at a time."""
+
+    blocks: int
+    per_get: int
+
+
+def random_group(
+    fetched: int, total: int, *, wide: int, most: int, latency: float | None = None
+) -> Group:
+    """What a random miss fetches, given the ``fetched`` blocks of the object's ``total``
+    that the mount has fetched so far and the typical ``latency`` of a one-block GET:
+    ``wide`` blocks (:data:`WIDE_FETCH`) for a dense reader, ``most`` (``fetch_size``) from
+    a slow store."""
+    if latency is not None and latency >= SLOW_GET:
+        return Group(max(1, most), max(1, min(wide, most)))
+    if total > 0 and fetched >= WIDE_FETCH_COVERAGE * total:
+        return Group(max(1, wide), max(1, wide))
+    return Group(1, 1)
 
 
 class Pattern(enum.Enum):

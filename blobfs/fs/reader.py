@@ -118,19 +118,23 @@ class Reader:
         cache, pages = self.state.cache, self.state.pages
         key, etag, size = handle.key, handle.etag, handle.size
         push = self._pusher(handle)
-        total = (size - 1) // cache.block_size + 1
-        group = random_group(
+        bs = cache.block_size
+        total = (size - 1) // bs + 1
+        # At most fetch_size (and an eighth of memory) per miss.
+        most = max(1, min(cache.fetch_blocks, cache.memory_budget // 8 // bs))
+        g = random_group(
             cache.fetched_blocks(key, etag),
             total,
-            self._group_limit(),
-            cache.block_latency(key, etag),
+            wide=min(most, WIDE_FETCH // bs),
+            most=most,
+            latency=cache.block_latency(key, etag),
         )
-        if group > 1 or first != last:
-            # The aligned group around the read, missing blocks in one GET per run.
-            lo, hi = first // group * group, min(total, (last // group + 1) * group) - 1
-            cache.prefetch_range(key, etag, size, lo, hi, loaded=push)
-            bs = cache.block_size
-            if push is not None and group > 1 and not pages.is_pending(handle.node.ino, first * bs):
+        if g.blocks > 1 or first != last:
+            # The aligned group around the read: its missing blocks, per_get blocks per GET.
+            n = g.blocks
+            lo, hi = first // n * n, min(total, (last // n + 1) * n) - 1
+            cache.prefetch_range(key, etag, size, lo, hi, loaded=push, per_get=g.per_get)
+            if push is not None and n > 1 and not pages.is_pending(handle.node.ino, first * bs):
                 # A dense reader's kernel has lost (or never had) this part of the object:
                 # what of it is in memory goes back in the same batch.  (Not while a push of
                 # it is on its way: then the read only came before the push landed.)
@@ -148,13 +152,6 @@ class Reader:
                 push(index, block)
             blocks.append(block)
         return blocks
-
-    def _group_limit(self) -> int:
-        """Most blocks a random miss may fetch: :data:`WIDE_FETCH`, ``fetch_size`` and an
-        eighth of memory."""
-        cache = self.state.cache
-        most = min(WIDE_FETCH, cache.fetch_blocks * cache.block_size, cache.memory_budget // 8)
-        return max(1, most // cache.block_size)
 
     def _pusher(self, handle: FileHandle) -> Callable[[int, Block], None] | None:
         """What pushes a block of ``handle``'s version into the kernel's page cache (``None``
