@@ -82,6 +82,7 @@ class DiskCache:
         self._limiter = trio.CapacityLimiter(DISK_THREADS)
         self.hits = 0
         self.misses = 0
+        self.evictions = 0
 
     @property
     def total_bytes(self) -> int:
@@ -146,4 +147,5 @@ class DiskCache:
         while self._total > self.max_bytes and self._index:
             name, _ = next(iter(self._index.items()))
             self._forget(name)
+            self.evictions += 1
             await trio.to_thread.run_sync(_unlink, self._path(name), limiter=self._limiter)

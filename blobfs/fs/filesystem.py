@@ -12,7 +12,9 @@ one :class:`~blobfs.fs.state.FsState` (whose docstring holds the concurrency rul
 * :mod:`~blobfs.fs.reader` -- opening a version and reading it through the block cache;
 * :mod:`~blobfs.fs.writer` and :mod:`~blobfs.fs.staging` -- writes, staging files, uploads,
   ``setattr``;
-* :mod:`~blobfs.fs.changes` and :mod:`~blobfs.fs.rename` -- namespace changes.
+* :mod:`~blobfs.fs.changes` and :mod:`~blobfs.fs.rename` -- namespace changes;
+* :mod:`~blobfs.fs.sync` and :mod:`~blobfs.fs.invalidation` -- what an operator asks of a
+  running mount (``blobfs flush``, ``blobfs invalidate``), over a :mod:`~blobfs.fs.scope`.
 
 Consistency is described in ``docs/SEMANTICS.md``.
 """
@@ -33,16 +35,20 @@ from blobfs.fs.changes import Changes
 from blobfs.fs.directories import Directories
 from blobfs.fs.handles import FileHandle
 from blobfs.fs.inodes import ROOT_INODE, InodeTable, Node
+from blobfs.fs.invalidation import Invalidated, Invalidator, KernelCache
 from blobfs.fs.listings import Listings
 from blobfs.fs.lookup import Lookup
 from blobfs.fs.names import NAME_MAX
 from blobfs.fs.reader import Reader
 from blobfs.fs.rename import Renamer
+from blobfs.fs.scope import Scope
 from blobfs.fs.staging import Staging
 from blobfs.fs.state import FsState, FsStats
+from blobfs.fs.sync import Syncer, SyncReport
 from blobfs.fs.writer import Writer
 from blobfs.options import MountOptions
 from blobfs.write.budget import WriteBudget
+from blobfs.write.staging import Staged
 from blobfs.write.writeback import WriteBack
 
 #: What ``statfs`` reports: a bucket has no real capacity, so report a large, fixed one
@@ -98,6 +104,8 @@ class Filesystem:
         self._writer = Writer(state, attributes, lookup, listings, staging)
         self._changes = Changes(state, attributes, lookup, listings, staging)
         self._renamer = Renamer(state, lookup, listings, staging)
+        self._syncer = Syncer(state, staging)
+        self._invalidator = Invalidator(state, listings)
         lookup.init_dir(state.inodes.root, None)
 
     # -- what the adapter, the daemon and the tests read ---------------------------------------
@@ -271,6 +279,29 @@ class Filesystem:
     async def drain(self) -> None:
         """Upload whatever is still dirty (called before the daemon exits)."""
         await self._staging.drain()
+
+    # -- what an operator asks of a running mount ----------------------------------------------
+
+    def scope(self, paths: list[str] | tuple[str, ...] = ()) -> Scope:
+        """The part of the mount ``paths`` (relative to its root) name; none: all of it."""
+        return Scope.of(self.state.inodes.root.key, paths)
+
+    def unsaved(self, scope: Scope | None = None) -> list[tuple[Node, Staged]]:
+        """The files whose data is not stored yet."""
+        return self._syncer.unsaved(scope)
+
+    async def sync(self, scope: Scope, report: SyncReport) -> None:
+        """Store every change made in ``scope`` before the call (see :mod:`blobfs.fs.sync`);
+        ``report`` fills in as it goes."""
+        await self._syncer.sync(scope, report)
+
+    async def invalidate(self, scope: Scope) -> Invalidated:
+        """Forget what the mount and the kernel cache about ``scope``."""
+        return await self._invalidator.invalidate(scope)
+
+    def attach_kernel(self, kernel: KernelCache) -> None:
+        """The kernel's caches, to invalidate (the FUSE layer attaches them once mounted)."""
+        self._invalidator.kernel = kernel
 
     def open_handles(self) -> int:
         """How many file and directory handles are open."""

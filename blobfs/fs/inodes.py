@@ -164,6 +164,10 @@ class InodeTable:
     def clear_negative(self, parent: int, name: str) -> None:
         self._negative.pop((parent, name), None)
 
+    def clear_negatives(self) -> None:
+        """Forget every name found missing."""
+        self._negative.clear()
+
     # -- changes -------------------------------------------------------------------------------
 
     def remember(self, parent: Node, name: str, kind: Kind, key: str) -> Node:

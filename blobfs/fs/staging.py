@@ -19,6 +19,7 @@ from blobfs.fs.listings import Listings
 from blobfs.fs.metadata import node_metadata
 from blobfs.fs.state import FsState
 from blobfs.write.staging import Staged
+from blobfs.write.transfers import KeptFile
 
 log = logging.getLogger(__name__)
 
@@ -80,16 +81,37 @@ class Staging:
                 elif changed:
                     # Only the mtime the writes themselves moved: show what is stored.
                     node.mtime_ns = node.ctime_ns = int(stored["mtime"]) * 1_000_000_000
-        except FsError:
+        except FsError as e:
+            self._failed(key, staged, e)
             raise
         except OSError as e:  # the staging disk
-            raise StorageFailure(f"staging file {staged.path}: {e}") from e
+            failure = StorageFailure(f"staging file {staged.path}: {e}")
+            self._failed(key, staged, failure)
+            raise failure from e
         node.etag = etag
         node.size = staged.size
         node.metadata_loaded = True
         node.attr_expires = state.clock() + state.options.attr_ttl
         self.attributes.remember(node)
         self.listings.put(node)
+
+    def _failed(self, key: str, staged: Staged, e: FsError) -> None:
+        """Record a failed upload for ``blobfs status``: a file still open stays dirty and
+        is tried again; one closed for the last time is recorded by :meth:`finish`."""
+        if staged.handles > 0:
+            self.state.writeback.failures.record(
+                key,
+                f"upload failed: {e}",
+                "at the file's next close or fsync, or blobfs flush",
+            )
+
+    def _kept(self, key: str, staged: Staged, e: FsError) -> None:
+        """The data of ``key`` stays on the staging disk, not stored: record it."""
+        wb = self.state.writeback
+        wb.kept.append(KeptFile(key, staged.path, str(e)))
+        wb.failures.record(
+            key, f"upload failed, data kept in {staged.path}: {e}", "at the next mount"
+        )
 
     async def finish(self, node: Node, staged: Staged) -> None:
         """The last handle is gone: upload if still dirty, then drop the staging file
@@ -106,6 +128,7 @@ class Staging:
                     e,
                     staged.path,
                 )
+                self._kept(node.key, staged, e)
                 staged.keep()
                 node.attr_expires = 0
                 return
@@ -172,6 +195,7 @@ class Staging:
                     e,
                     staged.path,
                 )
+                self._kept(node.key, staged, e)
         # Streaming uploads given up meanwhile are aborted, so they leave no parts.
         await state.writeback.settle()
         state.writeback.close_spares()

@@ -37,6 +37,10 @@ class FsStats:
     heads: int = 0
     lists: int = 0
     skipped_names: int = 0
+    #: Files opened for reading, and those whose kernel page cache was kept (``keep_cache``:
+    #: the same version as the last open, so the kernel reuses what it cached).
+    read_opens: int = 0
+    kernel_reuses: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 

@@ -1,5 +1,6 @@
 """The FUSE session: the kernel mount of a :class:`~blobfs.fs.filesystem.Filesystem`, its request
-loop, and its end.
+loop, and its end; the kernel's caches are handed to the file system to invalidate
+(:mod:`blobfs.fuse.kernel`).
 
 pyfuse3 keeps one session per process, so these are plain functions over it.  The daemon
 calls :func:`mount`, then :func:`serve` until the file system is unmounted or
@@ -14,7 +15,11 @@ from pathlib import Path
 import pyfuse3
 
 from blobfs.fs.filesystem import Filesystem
+from blobfs.fuse.kernel import KernelNotifier
 from blobfs.fuse.operations import Operations, kernel_options
+
+#: The kernel notifications of the session, while it is mounted.
+_notifier: KernelNotifier | None = None
 
 
 class MountFailed(Exception):
@@ -24,15 +29,22 @@ class MountFailed(Exception):
 def mount(fs: Filesystem, where: Path, source: str) -> None:
     """Mount ``fs`` on ``where``; raises :class:`MountFailed` if the kernel refuses.  Pair
     it with :func:`unmount` in a ``finally``."""
+    global _notifier
     try:
         pyfuse3.init(Operations(fs), str(where), kernel_options(fs, source))
     except RuntimeError as e:
         raise MountFailed(str(e)) from e
+    _notifier = KernelNotifier()
+    fs.attach_kernel(_notifier)
 
 
 def unmount() -> None:
     """End the session and remove the kernel mount (after :func:`mount`, whatever
     happened since)."""
+    global _notifier
+    if _notifier is not None:
+        _notifier.close()
+        _notifier = None
     pyfuse3.close(unmount=True)
 
 

@@ -17,6 +17,7 @@ upload failed stays staged and dirty.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -63,6 +64,8 @@ class Staged:
         self._original = Original(fetch, source_size)
         self.size = self._original.source_size
         self._dirty = dirty
+        #: When the file last went from stored to dirty (Unix time; for ``blobfs status``).
+        self.dirty_since = time.time()
         self._base_etag = base_etag
         self._new = new
         self._metadata_of = metadata
@@ -109,6 +112,8 @@ class Staged:
     def dirty(self, value: bool) -> None:
         if value != self._dirty:
             self._dirty = value
+            if value:
+                self.dirty_since = time.time()
             self._save_sidecar()
 
     @property
@@ -225,6 +230,11 @@ class Staged:
                 if self.wb.failed_aborts:  # the server answers again
                     await self.wb.retry_aborts()
             return etag
+
+    async def settled(self) -> None:
+        """Return once no upload (nor write) of the file is in progress."""
+        async with self._lock:
+            pass
 
     # -- lifetime --------------------------------------------------------------------------------
 

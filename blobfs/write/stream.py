@@ -42,7 +42,9 @@ from collections.abc import Callable, Mapping
 
 import trio
 
+from blobfs.bridge.requests import describe
 from blobfs.write.parts import MAX_PARTS, TrioUpload, Uploader, stream_part_size
+from blobfs.write.transfers import Transfer
 from blobfs.write.writeback import WriteBack
 
 log = logging.getLogger(__name__)
@@ -76,12 +78,15 @@ class Stream:
         self._slots = trio.Semaphore(wb.max_in_flight)
         self.done = trio.Event()
         self._during_flush = False
+        #: Its progress, for ``blobfs status``: registered while :meth:`run` runs.
+        self.transfer = Transfer(key, "stream", 0)
 
     def hand(self, length: int) -> None:
         """Give the next ``length`` bytes to the upload as its next part."""
         self._send.send_nowait((self.next_number, self.handed, length))
         self.next_number += 1
         self.handed += length
+        self.transfer.total = self.handed
 
     def finish(self) -> None:
         """No more parts: the flush has handed the tail."""
@@ -107,6 +112,7 @@ class Stream:
         """The background task: start the upload, store handed parts; :attr:`done` is set
         when it ends (the upload aborted if it was abandoned or failed)."""
         self.wb.running.add(self.done)
+        self.wb.transfers.add(self.transfer)
         try:
             self.upload = await self.store.start_multipart(self.key, metadata=self.metadata)
             self.wb.stats.multipart_uploads += 1
@@ -124,6 +130,7 @@ class Stream:
             if self.abandoned or self.error is not None:
                 await self.abort_once()
             os.close(self.fd)
+            self.wb.transfers.end(self.transfer)
             self.wb.running.discard(self.done)
             self.done.set()
 
@@ -132,6 +139,11 @@ class Stream:
             self.error = e
             self.wb.stats.part_failures += 1
             log.warning("background upload of a part of %r failed: %s", self.key, e)
+            self.wb.failures.record(
+                self.key,
+                f"upload of a part failed: {describe(e)}",
+                "at the file's next close or fsync, as a whole file",
+            )
 
     async def _part(self, number: int, start: int, length: int, held: int) -> None:
         try:
@@ -143,6 +155,8 @@ class Stream:
             assert self.upload is not None
             await self.upload.upload_part(number, data)
             self.parts_stored += 1
+            self.transfer.sent += length
+            self.transfer.parts += 1
             if self._during_flush:
                 self.wb.stats.parts_at_flush += 1
             else:

@@ -28,9 +28,13 @@ async def upload_fd(
     """Store bytes ``[0, size)`` of ``fd`` under ``key``: one PUT, or a multipart upload
     completed only when every part is stored (aborted on any failure).  Returns the ETag."""
     if size <= wb.single_put_max:
-        async with wb.budget.hold(size):
-            data = os.pread(fd, size, 0) if size else b""
-            etag = await store.put(key, data, metadata=metadata)
+        transfer = wb.transfers.start(key, "put", size)
+        try:
+            async with wb.budget.hold(size):
+                data = os.pread(fd, size, 0) if size else b""
+                etag = await store.put(key, data, metadata=metadata)
+        finally:
+            wb.transfers.end(transfer)
         wb.stats.puts += 1
         return etag
     part = part_size_for(size, wb.part_size)
@@ -39,6 +43,7 @@ async def upload_fd(
     wb.stats.multipart_uploads += 1
     limit = trio.Semaphore(wb.max_in_flight)
     failures: list[BaseException] = []
+    transfer = wb.transfers.start(key, "multipart", size)
 
     async def one(number: int, held: int) -> None:
         try:
@@ -48,6 +53,8 @@ async def upload_fd(
             data = os.pread(fd, min(part, size - offset), offset)
             await upload.upload_part(number, data)
             wb.stats.parts_at_flush += 1
+            transfer.sent += len(data)
+            transfer.parts += 1
         except Exception as e:  # collected: the first failure is raised below
             failures.append(e)
         finally:
@@ -71,6 +78,8 @@ async def upload_fd(
     except BaseException:
         await wb.abort(upload, key)
         raise
+    finally:
+        wb.transfers.end(transfer)
 
 
 __all__ = ["upload_fd"]

@@ -1,8 +1,9 @@
 """What the staging files of one mount share: :class:`WriteBack`.
 
 That is the staging directory, the nursery where streamed uploads run in the background,
-the memory budget, the upload shape, the counters, the uploads whose abort failed, and
-the spare staging files.
+the memory budget, the upload shape, the counters, the uploads in flight and the failures
+(:mod:`blobfs.write.transfers`, for ``blobfs status``), the uploads whose abort failed,
+and the spare staging files.
 
 Spares: creating, locking and deleting a staging file and its sidecar for every file
 written is a good part of a small file's cost on the daemon's side, so a staging file whose
@@ -20,10 +21,12 @@ from pathlib import Path
 
 import trio
 
+from blobfs.bridge.requests import FailureLog
 from blobfs.write.budget import WriteBudget
 from blobfs.write.files import StagingFiles
 from blobfs.write.parts import MAX_IN_FLIGHT, PART_SIZE, SINGLE_PUT_MAX, TrioUpload
 from blobfs.write.sidecar import Sidecar
+from blobfs.write.transfers import KeptFile, Transfers
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,12 @@ class WriteBack:
     #: emptying and reusing one 27 us.
     spares: list[StagingFiles] = field(default_factory=list)
     max_spares: int = 8
+    #: Uploads in flight, with their progress.
+    transfers: Transfers = field(default_factory=Transfers)
+    #: Uploads that failed, and whether they will be tried again.
+    failures: FailureLog = field(default_factory=FailureLog)
+    #: Files whose upload failed after their last close (stored at the next mount).
+    kept: list[KeptFile] = field(default_factory=list)
 
     def staging_files(self) -> StagingFiles:
         """A spare staging file pair if one is kept, else a new pair in :attr:`directory`."""
