@@ -39,20 +39,30 @@ class ControlError(Exception):
 
 
 def find_mount(where: Path) -> MountEntry:
-    """The blobfs mount on ``where`` (:class:`ControlError` if there is none)."""
-    real = os.path.realpath(where)
-    for entry in mountpoint.mount_table():
-        if entry.path == real:
-            if not entry.is_blobfs:
-                raise ControlError(f"{where} is a {entry.fstype} mount, not blobfs", "not_mounted")
-            return entry
+    """The blobfs mount on ``where`` (:class:`ControlError` if there is none).
+
+    The mount point itself is not looked at, only the directory above it: the mount of a
+    daemon that is hung would never answer."""
+    absolute = os.path.abspath(where)
+    near = os.path.join(os.path.realpath(os.path.dirname(absolute)), os.path.basename(absolute))
+    table = mountpoint.mount_table()
+    for candidate in (near, None):
+        real = candidate if candidate is not None else os.path.realpath(absolute)
+        # The last mount on a path is the one that shows.
+        for entry in reversed(table):
+            if entry.path == real:
+                if not entry.is_blobfs:
+                    raise ControlError(
+                        f"{where} is a {entry.fstype} mount, not blobfs", "not_mounted"
+                    )
+                return entry
     raise ControlError(f"{where} is not a mount point (nothing is mounted there)", "not_mounted")
 
 
 def _candidates(entry: MountEntry) -> list[Path]:
     """Where the daemon's socket may be: this user's runtime directory, then the mounting
     user's (root looking at a user's mount, or a user at root's)."""
-    name = mountpoint.control_socket_name(Path(entry.path))
+    name = mountpoint.control_socket_name(entry.path)
     out = [mountpoint.runtime_dir() / name]
     if entry.uid == 0:
         out.append(Path("/run/blobfs") / name)

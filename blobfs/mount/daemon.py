@@ -145,12 +145,15 @@ async def _serve_mounted(
             for path, key in writeback.leftovers(wb.directory):
                 log.warning("staged data of %r (read-only mount: not uploaded) in %s", key, path)
         fs = Filesystem(store, cache, options, prefix=prefix, writeback=wb)
+        # Named before mounting: resolving the mount point later would ask the mount itself,
+        # which does not serve requests yet.
+        control = mountpoint.control_socket_name(os.path.realpath(where))
         try:
             fuse_session.mount(fs, where, source)
         except fuse_session.MountFailed as e:
             raise MountError(f"FUSE mount on {where} failed: {e}") from e
         try:
-            await _observe(Observed(source, where, options, fs, disk), nursery)
+            await _observe(Observed(source, where, options, fs, disk), nursery, control)
             nursery.start_soon(_watch_signals, signals)
             nursery.start_soon(_announce_ready, where, options, ready)
             # What exists by now (botocore's service models above all, ~100,000 objects)
@@ -189,12 +192,13 @@ async def _serve_mounted(
         nursery.cancel_scope.cancel()
 
 
-async def _observe(observed: Observed, nursery: trio.Nursery) -> None:
+async def _observe(observed: Observed, nursery: trio.Nursery, control: str) -> None:
     """Open the control socket and, if asked for, the metrics endpoint of the mount, as
     tasks of ``nursery`` (closed when it ends).  Without a control socket the mount still
-    serves; a metrics endpoint that was asked for and cannot be opened fails the mount."""
+    serves; a metrics endpoint that was asked for and cannot be opened fails the mount.
+    ``control`` is the control socket's file name."""
     try:
-        path = mountpoint.secure_runtime_dir() / mountpoint.control_socket_name(observed.where)
+        path = mountpoint.secure_runtime_dir() / control
         await nursery.start(ControlServer(observed, nursery).serve, path)
     except OSError as e:
         log.warning("no control socket (blobfs status, flush, invalidate): %s", e)

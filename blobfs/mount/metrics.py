@@ -170,11 +170,13 @@ class _UnixWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
         self.server_name, self.server_port = "localhost", 0
         self.setup_environ()
 
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        # A Unix peer has no address; the request handler wants a host and port.
+        request, _ = self.socket.accept()
+        return request, ("unix", 0)
+
 
 class _QuietHandler(WSGIRequestHandler):
-    def address_string(self) -> str:
-        return "unix"
-
     def log_message(self, format: str, *args: Any) -> None:
         pass
 

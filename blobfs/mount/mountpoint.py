@@ -153,18 +153,19 @@ def runtime_dir() -> Path:
     return Path(xdg) / "blobfs" if xdg else Path(f"/tmp/blobfs-{os.getuid()}")
 
 
-def _digest(mountpoint: Path) -> str:
-    return hashlib.sha1(os.path.realpath(mountpoint).encode()).hexdigest()[:16]
+def _digest(real: str) -> str:
+    return hashlib.sha1(real.encode()).hexdigest()[:16]
 
 
 def pid_file(mountpoint: Path) -> Path:
-    return runtime_dir() / f"mount-{_digest(mountpoint)}.pid"
+    return runtime_dir() / f"mount-{_digest(os.path.realpath(mountpoint))}.pid"
 
 
-def control_socket_name(mountpoint: Path) -> str:
-    """The file name of the control socket of the mount on ``mountpoint`` (in the runtime
-    directory of the user who mounted it)."""
-    return f"mount-{_digest(mountpoint)}.sock"
+def control_socket_name(real: str) -> str:
+    """The file name of the control socket of the mount on ``real`` (the mount point's
+    real path, as the mount table has it), in the runtime directory of the user who mounted
+    it.  Takes the path resolved: resolving a mount point stats the mount itself."""
+    return f"mount-{_digest(real)}.sock"
 
 
 def secure_runtime_dir() -> Path:

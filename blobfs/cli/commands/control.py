@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from rich.console import Console
 from rich.live import Live
 
 from blobfs.cli.commands.common import Exit, state
@@ -20,6 +21,8 @@ from blobfs.mount.mountpoint import MountEntry
 
 #: How long ``status`` waits for a daemon's answer.
 STATUS_TIMEOUT = 10.0
+#: Width of ``status`` output that is not a terminal (table cells are never cut).
+PIPED_WIDTH = 1000
 #: How long ``invalidate`` waits (a large inode table takes a while to walk).
 INVALIDATE_TIMEOUT = 120.0
 
@@ -112,7 +115,9 @@ def status_command(
         if entry is None and not document:
             output.line("no blobfs mounts")
             return
-        output.stdout.print(render(document))
+        # Piped: whole lines, never cut to a terminal's width.
+        console = output.stdout if output.tty else Console(width=PIPED_WIDTH, highlight=False)
+        console.print(render(document))
         return
     try:
         with Live(render(fetch()), console=output.stdout, auto_refresh=False) as live:
