@@ -117,7 +117,10 @@ def request(where: Path | MountEntry, op: str, *, timeout: float | None = 30.0, 
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(str(path))
-            sock.sendall(message)
+            try:
+                sock.sendall(message)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused at once: the reason is waiting to be read
             reply = _receive_line(sock, timeout)
     except TimeoutError:
         raise ControlError(

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: The protocol version this daemon speaks.
 PROTOCOL = 1
+#: How long a refused connection is kept open for the client to read why.
+REFUSED_LINGER = 2.0
 #: Longest request line accepted.
 MAX_REQUEST = 1 << 20
 
@@ -99,24 +101,38 @@ class ControlServer:
                 pass
 
     async def _connection(self, stream: trio.SocketStream) -> None:
-        async with stream:
-            uid = peer_uid(stream.socket)
-            if not allowed(uid):
-                log.warning("control socket: refused a connection of uid %d", uid)
-                await _send(stream, _error(f"uid {uid} may not control this mount"))
-                return
-            buffer = b""
-            while True:
-                while b"\n" not in buffer:
-                    if len(buffer) > MAX_REQUEST:
-                        await _send(stream, _error("request too long"))
-                        return
-                    chunk = await stream.receive_some(65536)
-                    if not chunk:
-                        return
-                    buffer += chunk
-                line, buffer = buffer.split(b"\n", 1)
-                await _send(stream, await self.handle(line))
+        # Whatever happens on one connection stays there: an exception escaping here would
+        # end the listener's nursery, and with it the daemon.
+        try:
+            async with stream:
+                await self._converse(stream)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            pass  # the client went away
+        except Exception:
+            log.exception("control socket: a connection failed")
+
+    async def _converse(self, stream: trio.SocketStream) -> None:
+        uid = peer_uid(stream.socket)
+        if not allowed(uid):
+            log.warning("control socket: refused a connection of uid %d", uid)
+            await _send(stream, _error(f"uid {uid} may not control this mount"))
+            # Let the client finish sending (else its send fails before it reads why).
+            with trio.move_on_after(REFUSED_LINGER):
+                while await stream.receive_some(65536):
+                    pass
+            return
+        buffer = b""
+        while True:
+            while b"\n" not in buffer:
+                if len(buffer) > MAX_REQUEST:
+                    await _send(stream, _error("request too long"))
+                    return
+                chunk = await stream.receive_some(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+            line, buffer = buffer.split(b"\n", 1)
+            await _send(stream, await self.handle(line))
 
     async def handle(self, line: bytes) -> dict[str, Any]:
         """The reply to one request line."""
@@ -142,6 +158,9 @@ class ControlServer:
                 return _ok(await self.invalidate(paths))
         except FsError as e:  # a path that can name nothing
             return _error(str(e))
+        except Exception as e:
+            log.exception("control socket: %s failed", op)
+            return _error(f"{op} failed in the daemon: {type(e).__name__}: {e}")
         return _error(f"unknown operation {op!r} (status, flush, invalidate)")
 
     async def flush(self, paths: list[str], wait: object) -> dict[str, Any]:

@@ -146,8 +146,8 @@ async def _serve_mounted(
                 log.warning("staged data of %r (read-only mount: not uploaded) in %s", key, path)
         fs = Filesystem(store, cache, options, prefix=prefix, writeback=wb)
         # Named before mounting: resolving the mount point later would ask the mount itself,
-        # which does not serve requests yet.
-        control = mountpoint.control_socket_name(os.path.realpath(where))
+        # which does not serve requests yet.  (Blocking is fine: nothing is served yet.)
+        control = mountpoint.control_socket_name(os.path.realpath(where))  # noqa: ASYNC240
         try:
             fuse_session.mount(fs, where, source)
         except fuse_session.MountFailed as e:
