@@ -164,7 +164,9 @@ def detail(s: dict[str, Any]) -> RenderableType:
     for kind, q in r["kinds"].items():
         if not q["count"]:
             continue
-        failed = q["count"] - q["outcomes"]["ok"]
+        # Missing objects and changed versions are answers, not failures.
+        outcomes = q["outcomes"]
+        failed = outcomes["error"] + outcomes["denied"]
         t.add_row(
             kind,
             str(q["count"]),
