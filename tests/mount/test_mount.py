@@ -401,6 +401,9 @@ def test_killed_daemon_leaves_a_mount_that_umount_clears(world: World) -> None:
         time.sleep(0.05)
     proc = world.blobfs("mount", f"blob:{world.bucket}", str(where))
     assert proc.returncode != 0 and "dead FUSE mount" in proc.stderr
+    # blobfs status names the dead mount and what to do.
+    proc = world.blobfs("status", str(where))
+    assert proc.returncode == 1 and "is not running (a dead mount" in proc.stderr, proc.stderr
     world.umount(where)
     # And the mount point is usable again.
     world.mount(f"blob:{world.bucket}", where)
