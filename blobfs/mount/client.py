@@ -144,7 +144,14 @@ def request(where: Path | MountEntry, op: str, *, timeout: float | None = 30.0, 
         ) from None
     if not reply:
         raise ControlError(f"the daemon of {entry.path} closed the connection", "unreachable")
-    answer = json.loads(reply)
+    try:
+        answer = json.loads(reply)
+    except ValueError:
+        raise ControlError(
+            f"the daemon of {entry.path} answered something that is not JSON", "unreachable"
+        ) from None
+    if not isinstance(answer, dict):
+        raise ControlError(f"the daemon of {entry.path} answered {answer!r}", "unreachable")
     if not answer.get("ok"):
         kind = "denied" if "may not control" in str(answer.get("error")) else "refused"
         raise ControlError(f"{entry.path}: {answer.get('error')}", kind)
