@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from blobfs.bridge.requests import describe
 from blobfs.errors import FsError, Stale, StorageFailure, from_storage
 from blobfs.fs.attributes import Attributes
 from blobfs.fs.inodes import Node
@@ -108,7 +109,7 @@ class Staging:
     def _kept(self, key: str, staged: Staged, e: FsError) -> None:
         """The data of ``key`` stays on the staging disk, not stored: record it."""
         wb = self.state.writeback
-        wb.kept.append(KeptFile(key, staged.path, str(e)))
+        wb.kept.append(KeptFile(key, staged.path, describe(e)))
         wb.failures.record(
             key, f"upload failed, data kept in {staged.path}: {e}", "at the next mount"
         )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from blobfs.bridge.requests import describe
 from blobfs.errors import FsError
 from blobfs.fs.inodes import Node
 from blobfs.fs.scope import Scope
@@ -99,7 +100,7 @@ class Syncer:
                         return
             report.stored.append(key)
         except FsError as e:
-            report.failed[key] = str(e) or type(e).__name__
+            report.failed[key] = describe(e)
         finally:
             report.pending.discard(node.key)
             report.pending.discard(key)
