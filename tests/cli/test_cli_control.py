@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from blobfs.options import parse_options
+
 BLOBFS = str(Path(sys.executable).with_name("blobfs"))
 
 
@@ -29,7 +31,16 @@ def test_commands_name_what_is_not_a_blobfs_mount(tmp_path: Path) -> None:
     assert proc.returncode == 66 and "not blobfs" in proc.stderr
 
 
-def test_bad_metrics_address_is_a_usage_error(tmp_path: Path) -> None:
+def test_metrics_address_is_loopback_unless_named(tmp_path: Path) -> None:
+    def address(value: str) -> str | None:
+        return parse_options([f"metrics={value}"]).metrics
+
+    assert parse_options([]).metrics is None
+    assert address("9100") == "127.0.0.1:9100"
+    assert address("0.0.0.0:9100") == "0.0.0.0:9100"
+    assert address("[::1]:9100") == "[::1]:9100"
+    assert address("/run/blobfs-metrics.sock") == "/run/blobfs-metrics.sock"
+    # A bad one stops the mount before anything starts, as a usage error.
     for value in ("nonsense", "127.0.0.1:99999", "relative/path.sock"):
         proc = blobfs("mount", "blob:x", str(tmp_path), "-o", f"metrics={value}")
         assert proc.returncode == 2, proc.stderr
