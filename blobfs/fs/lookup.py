@@ -165,9 +165,14 @@ class Lookup:
                 first = await state.store.first_entry(dir_key, delimiter="/")
 
         # Both questions at once: one round trip of latency for a lookup.
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(do_head)
-            nursery.start_soon(do_list)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(do_head)
+                nursery.start_soon(do_list)
+        except* FsError as failed:
+            # The nursery groups what failed; the lookup fails with the first, as itself,
+            # so the adapter gives its errno (one failing or both alike, e.g. no server).
+            raise failed.exceptions[0] from None
 
         existing = state.inodes.child(parent.ino, name)
         if first is not None:
