@@ -23,6 +23,7 @@ boundary and retry transient failures themselves (:mod:`sdk.retry`).
 from __future__ import annotations
 
 import builtins
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -315,6 +316,11 @@ class PreparedRequests(Protocol[Credentials]):
     @property
     def read_timeout(self) -> float:
         """Longest wait for a reply to a sent request."""
+        ...
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A new TLS context for an https origin, trusting what the store's own client
+        trusts (``None`` over http)."""
         ...
 
     async def credentials(self) -> Credentials:

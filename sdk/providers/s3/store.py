@@ -35,7 +35,7 @@ from sdk.providers.s3.prepared import S3PreparedRequests
 from sdk.providers.s3.reading import BodyStream, no_chunks
 from sdk.providers.s3.upload import S3Upload
 from sdk.providers.s3.wire import plain_body, put_headers
-from sdk.retry import retried, retrying
+from sdk.retry import retrying
 
 #: S3's limit of keys per DeleteObjects request.
 DELETE_BATCH = 1000
@@ -180,14 +180,17 @@ class S3Store:
             await self._check_etag(key, etag)
             return b""
         what = self._what("read", key)
-        getter = self.client.direct
-        if getter is not None and key:  # botocore refuses an empty key
-            fast = await retried(lambda: getter.get(self.bucket_name, key, offset, length, etag))
-            body = plain_body(key, fast)
+        if key:  # botocore refuses an empty key
+            body = await self.client.try_direct(
+                what,
+                lambda d: d.get(self.bucket_name, key, offset, length, etag),
+                lambda reply: plain_body(key, reply),
+            )
             if body is not None:
                 return body
-            # Anything but a plain body (404, 412, 416, an implicit directory ...) is
-            # asked again through botocore, whose translation gives the right error.
+            # Anything but a plain body (404, 412, 416, an implicit directory, a broken
+            # connection ...) is asked again through botocore, whose translation gives the
+            # right error.
         # One retry loop around request and body: a body cut short is fetched again whole.
         async for attempt in retrying():
             with attempt:
@@ -251,6 +254,7 @@ class S3Store:
             direct.credentials,
             connect_timeout=direct.connect_timeout,
             read_timeout=direct.read_timeout,
+            transport=self.client.transport,
         )
 
     async def start_multipart(
