@@ -269,6 +269,10 @@ def test_glob_sources(cli: Cli) -> None:
     # a pattern that matches nothing is an error for that source only
     proc = cli("cp", cli.blob("up/*.none"), cli.blob("up/a.txt"), "down2/", code=None)
     assert "cannot copy" in proc.stderr
+    # a malformed pattern is bad input (65), said plainly
+    for args in (["glob", cli.blob("up/[z-a].txt")], ["cp", cli.blob("up/[z-a]"), "down"]):
+        proc = cli(*args, code=65)
+        assert "range z-a is empty" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_rm(cli: Cli) -> None:
