@@ -183,7 +183,8 @@ def test_a_registry_of_a_newer_blobfs_is_refused_untouched(tmp_path: Path) -> No
     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     db.close()
     before = hashlib.sha256(path.read_bytes()).hexdigest()
-    with pytest.raises(ConfigError, match=f"schema version {SCHEMA_VERSION + 1}, written by a newer"):
+    newer = f"schema version {SCHEMA_VERSION + 1}, written by a newer blobfs"
+    with pytest.raises(ConfigError, match=newer):
         Registry(path)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.sqlite3"], "no journal was made"
