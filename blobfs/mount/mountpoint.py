@@ -1,5 +1,6 @@
 """Everything about the mount point itself: checks before mounting, the daemon's pid
-record and control socket paths, the blobfs mounts in the mount table, unmounting, and the
+record and control socket paths, the blobfs mounts in the mount table, unmounting (a busy
+mount is refused naming the processes that hold it: :mod:`blobfs.mount.holders`), and the
 kernel's read-ahead for the mount.
 
 The checks run before anything is started so that common mistakes get a one-line reason
@@ -20,6 +21,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from blobfs.mount.holders import holders
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +223,8 @@ def unmount(mountpoint: Path, *, timeout: float, lazy: bool = False) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             reason = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+            if "busy" in reason[0].lower():
+                raise _busy(mountpoint, alive=pid is not None)
             raise MountError(f"cannot unmount {mountpoint}: {reason[0]}")
     elif pid is None:
         raise MountError(f"{mountpoint} is not mounted")
@@ -232,6 +237,17 @@ def unmount(mountpoint: Path, *, timeout: float, lazy: bool = False) -> None:
                     f"{timeout:.0f} s (pending uploads?)"
                 )
             time.sleep(0.05)
+
+
+def _busy(mountpoint: Path, *, alive: bool) -> MountError:
+    """The refusal of a busy mount, saying who holds it and what to do."""
+    state = "" if alive else " (its daemon is gone)"
+    return MountError(
+        f"cannot unmount {mountpoint}{state}: it is busy, {holders(mountpoint).describe()}. "
+        f"Let those processes leave it (cd elsewhere, close the files), or run "
+        f"'blobfs umount -z {mountpoint}' to detach it now; it is then freed once the last "
+        "of them lets go."
+    )
 
 
 def set_kernel_readahead(dev: int, size: int) -> bool:
