@@ -25,6 +25,7 @@ import trio
 from blobfs.bridge.direct import TrioDirect
 from blobfs.bridge.loop import AsyncioThread
 from blobfs.bridge.requests import RequestStats, metered
+from sdk.errors import ResourceNotFound
 from sdk.providers.base import (
     BlobStore,
     CopySettings,
@@ -32,6 +33,9 @@ from sdk.providers.base import (
     ObjectInfo,
     OffersPreparedRequests,
     PrefixInfo,
+    ResumableUpload,
+    ResumesUploads,
+    StoredPart,
 )
 
 T = TypeVar("T")
@@ -79,6 +83,10 @@ class TrioMultipart:
         self._aio = aio
         self.requests = requests if requests is not None else RequestStats()
 
+    @property
+    def upload_id(self) -> str:
+        return self.upload.upload_id
+
     @metered("put_part", sent=lambda number, data, **_: len(data))
     async def upload_part(self, part_number: int, data: bytes) -> None:
         await self._aio.run(self.upload.upload_part, part_number, data)
@@ -90,6 +98,22 @@ class TrioMultipart:
     @metered("abort_multipart")
     async def abort(self) -> None:
         await self._aio.run(self.upload.abort)
+
+
+class TrioResumed(TrioMultipart):
+    """A :class:`ResumableUpload` callable from trio."""
+
+    def __init__(self, upload: ResumableUpload, aio: AsyncioThread) -> None:
+        super().__init__(upload, aio)
+        self.resumed = upload
+
+    async def stored_parts(self) -> dict[int, StoredPart]:
+        return await self._aio.run(self.resumed.stored_parts)
+
+    def keep_part(self, part: StoredPart) -> None:
+        # Bookkeeping of the upload object only, no I/O: the loop's thread is not needed,
+        # and the upload is not in use on the loop while recovery decides its parts.
+        self.resumed.keep_part(part)
 
 
 class TrioStore:
@@ -197,6 +221,17 @@ class TrioStore:
         upload = await self._aio.run(self.store.start_multipart, key, metadata=metadata)
         return TrioMultipart(upload, self._aio, self.requests)
 
+    async def resume_multipart(
+        self, key: str, upload_id: str, *, metadata: Mapping[str, str] | None = None
+    ) -> TrioResumed:
+        """The unfinished upload ``upload_id`` of ``key``
+        (:meth:`ResumesUploads.resume_multipart`); a store that cannot take uploads up
+        again raises :class:`~sdk.errors.ResourceNotFound`, as for an upload that is gone."""
+        if not isinstance(self.store, ResumesUploads):
+            raise ResourceNotFound(f"{self.bucket_name}: uploads cannot be resumed here")
+        upload = await self._aio.run(self.store.resume_multipart, key, upload_id, metadata=metadata)
+        return TrioResumed(upload, self._aio)
+
     @metered("copy")
     async def copy(
         self,
@@ -228,4 +263,4 @@ class TrioStore:
         await self._aio.run(self.store.close)
 
 
-__all__ = ["LIST_PAGE", "ListItem", "TrioMultipart", "TrioStore"]
+__all__ = ["LIST_PAGE", "ListItem", "TrioMultipart", "TrioResumed", "TrioStore"]

@@ -7,11 +7,11 @@ reads the original object (:mod:`blobfs.write.fill`) and an
 :class:`~blobfs.write.parts.Uploader` that stores the file, either streamed while it is
 written (:mod:`blobfs.write.stream`) or whole at flush (:mod:`blobfs.write.upload`).
 
-Its sidecar records what :mod:`blobfs.write.recovery` needs (the key, the base version,
-how much of it was filled in, whether there are unsaved writes) and is rewritten when that
-changes.  An upload is completed only after every part is stored, and aborted on failure:
-the object under the key is either the old one or the complete new one, and a file whose
-upload failed stays staged and dirty.
+Its sidecar records what :mod:`blobfs.write.recovery` needs (the key, the base version, how
+much of it was filled in, whether there are unsaved writes, the multipart upload in
+progress) and is rewritten when that changes.  An upload is completed only after every part
+is stored, and aborted on failure: the object under the key is either the old one or the
+complete new one, and a file whose upload failed stays staged and dirty.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from blobfs.write.budget import WriteBudget
 from blobfs.write.files import StagingFiles
 from blobfs.write.fill import Fetch, Original
 from blobfs.write.parts import MAX_IN_FLIGHT, PART_SIZE, Uploader
-from blobfs.write.sidecar import Sidecar
+from blobfs.write.sidecar import Sidecar, UploadRecord
 from blobfs.write.stream import Streaming
 from blobfs.write.upload import upload_fd
 from blobfs.write.writeback import WriteBack
@@ -77,7 +77,9 @@ class Staged:
         #: A ``utime`` set the mtime while the file was dirty (the caller's bookkeeping).
         self.mtime_explicit = False
         self._lock = trio.Lock()
-        self._streaming = Streaming(self.wb, store, metadata)
+        #: The multipart upload of this file in progress (streamed or whole), for recovery.
+        self._upload: UploadRecord | None = None
+        self._streaming = Streaming(self.wb, store, metadata, self._record_upload)
         self._streaming.reset(empty=self.size == 0)
         self._save_sidecar()
 
@@ -135,6 +137,12 @@ class Staged:
         """A streamed upload is in progress (parts are going up while the file is written)."""
         return self._streaming.active
 
+    def _record_upload(self, record: UploadRecord | None) -> None:
+        """An upload of the file started (or ended: ``None``): recorded at once."""
+        if record != self._upload:
+            self._upload = record
+            self._save_sidecar()
+
     def _save_sidecar(self) -> None:
         if self._unlinked:
             return
@@ -148,6 +156,7 @@ class Staged:
                 filled=self._original.filled,
                 dirty=self._dirty,
                 metadata=meta,
+                upload=self._upload,
             )
         )
 
@@ -182,11 +191,13 @@ class Staged:
         """Cut or extend the file to ``size`` bytes."""
         async with self._lock:
             await self._fill(size)
+            # Before the file changes: a stream whose parts it cuts is given up (and its
+            # record cleared) first.
+            self._streaming.truncated(size)
             self._original.cut(size)
             os.ftruncate(self._files.fd, size)
             self.size = size
             self.dirty = True
-            self._streaming.truncated(size)
             self._save_sidecar()
 
     async def fill_all(self) -> None:
@@ -222,10 +233,13 @@ class Staged:
                 if self._streaming.active:
                     etag, self.stored_metadata = await self._streaming.finish(size)
                 else:
-                    etag = await upload_fd(self._files.fd, size, store, key, metadata, self.wb)
+                    etag = await upload_fd(
+                        self._files.fd, size, store, key, metadata, self.wb, self._record_upload
+                    )
                     self.stored_metadata = dict(metadata)
                 self._base_etag, self._new = etag, False
                 self._dirty = False
+                self._upload = None
                 self._save_sidecar()
                 if self.wb.failed_aborts:  # the server answers again
                     await self.wb.retry_aborts()

@@ -118,10 +118,13 @@ class MultipartUpload(Protocol):
     """An upload assembled from parts; invisible until :meth:`complete`.
 
     Parts are numbered from 1, may be uploaded concurrently and in any order, and every part
-    but the last must be at least :data:`MIN_PART_SIZE` bytes.
+    but the last must be at least :data:`MIN_PART_SIZE` bytes.  ``upload_id`` names the
+    upload on the server: another process may take it up again
+    (:meth:`ResumesUploads.resume_multipart`).
     """
 
     key: str
+    upload_id: str
 
     async def upload_part(self, part_number: int, data: bytes) -> None: ...
 
@@ -131,6 +134,57 @@ class MultipartUpload(Protocol):
 
     async def abort(self) -> None:
         """Drop the uploaded parts; safe to call more than once and after a failure."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    """A part an unfinished multipart upload holds on the server.
+
+    ``md5`` is the MD5 (hex) of the part's bytes where the server tells it (S3's part
+    ETags; ``None`` where it does not: Azure's uncommitted blocks, S3 parts encrypted with
+    KMS), so a caller can tell whether the part holds the bytes it means to send.  ``tag``
+    is what completing the upload needs of it (S3's ETag)."""
+
+    number: int
+    size: int
+    md5: str | None = None
+    tag: str | None = None
+
+
+class ResumableUpload(MultipartUpload, Protocol):
+    """A multipart upload taken up again by its id, with the parts it already holds."""
+
+    async def stored_parts(self) -> dict[int, StoredPart]:
+        """The parts the server holds, by number; :class:`~sdk.errors.ResourceNotFound`
+        if the upload is gone (completed, aborted, expired)."""
+        ...
+
+    def keep_part(self, part: StoredPart) -> None:
+        """Count a stored part (from :meth:`stored_parts`) in :meth:`complete` without
+        sending its bytes again."""
+        ...
+
+
+@runtime_checkable
+class ResumesUploads(Protocol):
+    """A :class:`BlobStore` whose multipart uploads outlive the process that started them,
+    so a later one can finish them: S3 (an upload stays until completed or aborted), Azure
+    (uncommitted blocks stay for 7 days, or until the blob is next written), the in-memory
+    store (while the store lives)."""
+
+    async def resume_multipart(
+        self,
+        key: str,
+        upload_id: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> ResumableUpload:
+        """The unfinished upload ``upload_id`` of ``key``, as :meth:`BlobStore.start_multipart`
+        began it.  No request is made: :meth:`ResumableUpload.stored_parts` finds out whether
+        it is still there.  ``metadata`` and ``content_type`` are those it was started with
+        (Azure applies them at completion; S3 kept them from the start)."""
         ...
 
 

@@ -26,6 +26,8 @@ import pytest
 
 from blobfs.mount import mountpoint
 from blobfs.write import writeback
+from blobfs.write.sidecar import Sidecar
+from sdk.errors import ResourceNotFound
 from tests.mount.world import World, new_world, objects, unmount_all
 
 pytestmark = pytest.mark.mount
@@ -403,6 +405,28 @@ def read_object(world: World, key: str) -> bytes:
     return result
 
 
+def stored_parts(world: World, key: str) -> list[int]:
+    """The parts the server holds of the upload a staging file of ``key`` records."""
+    root = world.tmp / "cache" / "blobfs" / "staging"
+    records = [
+        side.upload
+        for path in root.glob("*/*.key")
+        if (side := Sidecar.load(path)) is not None and side.key == key and side.upload
+    ]
+    if not records:
+        return []
+
+    async def parts(store: Any) -> list[int]:
+        upload = await store.resume_multipart(key, records[0].upload_id)
+        try:
+            return sorted(await upload.stored_parts())
+        except ResourceNotFound:
+            return []
+
+    found: list[int] = world.sdk(parts)
+    return found
+
+
 def eventually(condition: Any, what: str, limit: float = 120) -> None:
     """Wait for ``condition()`` (an event in another process; the limit only turns a hang
     into a failure)."""
@@ -444,6 +468,8 @@ def test_killed_daemon_data_is_uploaded_by_the_next_mount(world: World) -> None:
     os.write(fds[0], new_data)  # a new file, partly streamed already
     os.pwrite(fds[1], b"CHANGED", 1000)  # in place: most of the original never fetched
     os.write(fds[2], b"mine")
+    # The stream's first part (8 MiB) is on the server in the upload its sidecar records.
+    eventually(lambda: stored_parts(world, "crash/new.bin") == [1], "part 1 stored", 60)
     pid = mountpoint.read_pid(where)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
@@ -470,6 +496,8 @@ def test_killed_daemon_data_is_uploaded_by_the_next_mount(world: World) -> None:
         assert [p.read_bytes() for p in staging] == [b"mine"]
         log = (world.tmp / "crash.log").read_text()
         assert "crash/conflict.bin" in log and str(staging[0]) in log
+        # new.bin's upload was taken up: only the tail after part 1 was sent again.
+        assert f"({len(new_data) - 8 * MiB} bytes sent, {8 * MiB} held by its upload" in log
     finally:
         world.umount(where)
     for p in staging:

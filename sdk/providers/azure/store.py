@@ -248,8 +248,27 @@ class AzureStore:
         check_key(key)
         return self._upload(key, metadata=check_metadata(metadata), content_type=content_type)
 
+    async def resume_multipart(
+        self,
+        key: str,
+        upload_id: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> AzureMultipartUpload:
+        """The unfinished upload ``upload_id`` of ``key``: its uncommitted blocks, committed
+        with ``metadata`` and ``content_type`` (those it was started with); no request."""
+        check_key(key)
+        meta = check_metadata(metadata)
+        return self._upload(key, metadata=meta, content_type=content_type, upload_id=upload_id)
+
     def _upload(
-        self, key: str, *, metadata: Mapping[str, str], content_type: str | None
+        self,
+        key: str,
+        *,
+        metadata: Mapping[str, str],
+        content_type: str | None,
+        upload_id: str | None = None,
     ) -> AzureMultipartUpload:
         return AzureMultipartUpload(
             self._blob(key),
@@ -258,6 +277,7 @@ class AzureStore:
             metadata=metadata,
             content_type=content_type,
             source_url=self._part_source_url,
+            upload_id=upload_id,
         )
 
     async def copy(

@@ -275,6 +275,18 @@ class S3Store:
         )
         return S3Upload(self, key, r["UploadId"])
 
+    async def resume_multipart(
+        self,
+        key: str,
+        upload_id: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> S3Upload:
+        """The unfinished upload ``upload_id`` of ``key`` (S3 kept its metadata and content
+        type from its start); no request is made."""
+        return S3Upload(self, key, upload_id)
+
     async def copy(
         self,
         src_key: str,
