@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,14 +100,21 @@ def assert_gone(where: Path, pid: int | None) -> None:
 
 
 def new_world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    *,
+    endpoint_url: str | None = None,
 ) -> World:
     """A private configuration and registry with one new, empty bucket, on the provider
-    named by ``request.param``; shared by the read and write mount tests."""
+    named by ``request.param``; shared by the read and write mount tests.
+    ``endpoint_url`` replaces the server's (a proxy in front of it)."""
     kind = str(request.param)
     server = request.getfixturevalue(f"{kind}_server")
     tmp = tmp_path_factory.mktemp(f"{name}-{kind}")
     cluster = cluster_for(kind, server)
+    if endpoint_url is not None:
+        cluster = replace(cluster, endpoint_url=endpoint_url)
     config = Config(
         clusters={cluster.name: cluster},
         current_cluster=cluster.name,
