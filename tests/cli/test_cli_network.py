@@ -28,14 +28,15 @@ from tests.harness.proxies import KINDS, FaultProxy, Faults
 
 MiB = 1024 * 1024
 
+#: Every kind of fault at once, on about a quarter of the requests, 30 faults at most.
 FAULTS = Faults(
     latency=0.001,
-    drop=0.1,
-    reset_request=0.1,
-    reset_response=0.1,
-    truncate=0.1,
-    stall=0.05,
-    slowdown=0.1,
+    drop=0.04,
+    reset_request=0.04,
+    reset_response=0.04,
+    truncate=0.04,
+    stall=0.02,
+    slowdown=0.05,
     after=512 * 1024,
     stall_for=1.0,
     most=30,
@@ -98,7 +99,7 @@ def test_copies_over_a_faulty_network_are_exact_or_fail_cleanly(
     down = cli("cp", "-r", cli.blob("src"), "back", code=None) if up.returncode == 0 else None
     proxy.set(None)
     print(f"{cli.kind}: {dict(proxy.stats)}; up {up.returncode}, down {down and down.returncode}")
-    assert sum(proxy.stats[k] for k in KINDS) >= 5, "the network hardly misbehaved"
+    assert sum(proxy.stats[k] for k in KINDS) >= 5, f"too few faults: {dict(proxy.stats)}"
     for proc in (up, down):
         if proc is not None and proc.returncode != 0:
             assert "cannot copy" in proc.stderr and "Traceback" not in proc.stderr

@@ -9,8 +9,11 @@ thread (so synchronous tests, trio tests and subprocesses can all use them):
 * :class:`HttpProxy`, a plain HTTP proxy (``CONNECT`` tunnels and absolute-form requests),
   which records what went through it: the proxy ``HTTPS_PROXY``/``HTTP_PROXY`` name.
 
-Every fault is drawn per connection from a seeded generator and bounded (:attr:`Faults.most`),
-so a test is repeatable and ends.
+Every fault is drawn per request from a seeded generator and bounded (:attr:`Faults.most`),
+so a test is repeatable and ends.  Requests are told apart by their heads and
+``Content-Length`` bodies (the clients here never pipeline, so a new request head means the
+previous response was read whole); after a chunked request body the connection is only
+forwarded.
 """
 
 from __future__ import annotations
@@ -46,12 +49,12 @@ KINDS = ("drop", "reset_request", "reset_response", "truncate", "stall", "slowdo
 
 @dataclass(frozen=True)
 class Faults:
-    """What :class:`FaultProxy` does to each new connection: each kind strikes a connection
-    with its probability (at most one kind per connection)."""
+    """What :class:`FaultProxy` does to each request: each kind strikes a request with its
+    probability (at most one kind per request)."""
 
     #: Seconds each chunk (up to 64 KiB) is held back before it is forwarded, both ways.
     latency: float = 0.0
-    #: The connection is reset as soon as the first request head has arrived.
+    #: The connection is reset as soon as the request's head has arrived.
     drop: float = 0.0
     #: Reset after a random number of the request's bytes (1..``after``): mid-request.
     reset_request: float = 0.0
@@ -61,11 +64,12 @@ class Faults:
     truncate: float = 0.0
     #: The response stops after a random number of bytes for ``stall_for`` seconds.
     stall: float = 0.0
-    #: The first request is answered ``503`` (SlowDown / ServerBusy) by the proxy.
+    #: The request is answered ``503`` (SlowDown / ServerBusy) by the proxy, which then
+    #: closes the connection.
     slowdown: float = 0.0
     after: int = 32 * 1024
     stall_for: float = 2.0
-    #: Strike only connections whose first request head this accepts.
+    #: Strike only requests whose head this accepts.
     only: Callable[[bytes], bool] | None = None
     #: At most this many faults in all; then the proxy forwards faithfully.
     most: int | None = None
@@ -189,8 +193,7 @@ class FaultProxy(_LoopThread):
         self._random = random.Random(seed)
         #: ``connections``, each fault kind struck, ``bytes_up`` and ``bytes_down``.
         self.stats: Counter[str] = Counter()
-        #: The first request head of each connection, in order, and when it came
-        #: (:func:`time.monotonic`).
+        #: Every request head, in order, and when it came (:func:`time.monotonic`).
         self.heads: list[bytes] = []
         self.head_times: list[float] = []
 
@@ -218,81 +221,160 @@ class FaultProxy(_LoopThread):
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.stats["connections"] += 1
-        faults = self.faults
-        head = await _read_head(reader)
-        self.heads.append(head)
-        self.head_times.append(time.monotonic())
-        kind = self._draw(faults, head) if head else None
-        if kind is not None:
-            self.stats[kind] += 1
-        if kind == "drop":
-            _reset(writer)
-            return
-        if kind == "slowdown":
-            writer.write(
-                b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
-                b"x-ms-error-code: ServerBusy\r\nConnection: close\r\n"
-                b"Content-Length: %d\r\n\r\n%s" % (len(self.busy_reply), self.busy_reply)
-            )
-            await writer.drain()
-            return
-        up_reader, up_writer = await asyncio.open_connection(*self.upstream, limit=_HEAD_LIMIT)
-        cut = self._random.randint(1, max(1, faults.after))
+        strike = _Strike()
+        up_writer: asyncio.StreamWriter | None = None
+        responses: asyncio.Task[None] | None = None
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(
-                    self._pump(reader, up_writer, writer, faults, head, cut, kind, up=True)
-                )
-                tg.create_task(
-                    self._pump(up_reader, writer, up_writer, faults, b"", cut, kind, up=False)
-                )
-        except* (OSError, _Closed):
+            head = await _next_head(reader)
+            while head:
+                faults = self.faults
+                self.heads.append(head)
+                self.head_times.append(time.monotonic())
+                kind = self._draw(faults, head)
+                if kind is not None:
+                    self.stats[kind] += 1
+                if kind == "drop":
+                    _reset(writer)
+                    return
+                if kind == "slowdown":
+                    writer.write(
+                        b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\n"
+                        b"x-ms-error-code: ServerBusy\r\nConnection: close\r\n"
+                        b"Content-Length: %d\r\n\r\n%s" % (len(self.busy_reply), self.busy_reply)
+                    )
+                    await writer.drain()
+                    return
+                if up_writer is None:
+                    up_reader, up_writer = await asyncio.open_connection(
+                        *self.upstream, limit=_HEAD_LIMIT
+                    )
+                    responses = asyncio.create_task(
+                        self._responses(up_reader, writer, up_writer, strike)
+                    )
+                cut = self._random.randint(1, max(1, faults.after))
+                # The client sends a request only once it has the whole previous response
+                # (no pipelining), so the response side is between responses now.
+                strike.arm(kind if kind in _RESPONSE_KINDS else None, cut, faults)
+                length = _body_length(head)
+                mid_request = cut if kind == "reset_request" else None
+                await self._request(reader, up_writer, writer, head, length, faults, mid_request)
+                if length is None:  # a chunked body: no more request boundaries to see
+                    await _tunnel(reader, up_writer, b"")
+                head = await _next_head(reader)
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, _Closed):
             pass
         finally:
-            up_writer.close()
+            if responses is not None:
+                responses.cancel()
+                with contextlib.suppress(BaseException):
+                    await responses
+            if up_writer is not None:
+                up_writer.close()
 
-    async def _pump(
+    async def _request(
+        self,
+        reader: asyncio.StreamReader,
+        up: asyncio.StreamWriter,
+        down: asyncio.StreamWriter,
+        head: bytes,
+        length: int | None,
+        faults: Faults,
+        cut: int | None,
+    ) -> None:
+        """Forward one request (head, then ``length`` bytes of body); reset both sides
+        after ``cut`` bytes of it when given."""
+        pending, left, sent = head, length or 0, 0
+        while pending:
+            if faults.latency:
+                await asyncio.sleep(faults.latency)
+            if cut is not None and sent + len(pending) >= cut:
+                up.write(pending[: cut - sent])
+                await up.drain()
+                _reset(up)
+                _reset(down)
+                raise _Closed
+            up.write(pending)
+            await up.drain()
+            sent += len(pending)
+            self.stats["bytes_up"] += len(pending)
+            pending = await reader.read(min(_CHUNK, left)) if left else b""
+            if left and not pending:
+                raise _Closed
+            left -= len(pending)
+
+    async def _responses(
         self,
         source: asyncio.StreamReader,
         sink: asyncio.StreamWriter,
         other: asyncio.StreamWriter,
-        faults: Faults,
-        first: bytes,
-        cut: int,
-        kind: str | None,
-        *,
-        up: bool,
+        strike: _Strike,
     ) -> None:
-        """Forward one direction; apply this connection's fault where it strikes."""
-        sent = 0
-        pending = first
-        mine = ("reset_request",) if up else ("reset_response", "truncate", "stall")
-        strike = kind if kind in mine else None
-        while True:
-            chunk = pending or await source.read(_CHUNK)
-            pending = b""
-            if not chunk:
-                raise _Closed  # one side closed: end both
-            if faults.latency:
-                await asyncio.sleep(faults.latency)
-            if strike is not None and sent + len(chunk) >= cut:
-                sink.write(chunk[: cut - sent])
+        """Forward the server's responses; apply the fault the request in progress drew."""
+        try:
+            while chunk := await source.read(_CHUNK):
+                faults = strike.faults
+                if faults.latency:
+                    await asyncio.sleep(faults.latency)
+                if strike.kind is not None and strike.sent + len(chunk) >= strike.cut:
+                    keep = strike.cut - strike.sent
+                    sink.write(chunk[:keep])
+                    await sink.drain()
+                    if strike.kind == "stall":
+                        await asyncio.sleep(faults.stall_for)
+                        chunk, strike.kind = chunk[keep:], None
+                    elif strike.kind == "truncate":
+                        sink.close()
+                        other.close()
+                        return
+                    else:
+                        _reset(sink)
+                        _reset(other)
+                        return
+                sink.write(chunk)
                 await sink.drain()
-                if strike == "stall":
-                    await asyncio.sleep(faults.stall_for)
-                    chunk, sent, strike = chunk[cut - sent :], cut, None
-                elif strike == "truncate":
-                    sink.close()
-                    other.close()
-                    raise _Closed
-                else:
-                    _reset(sink)
-                    _reset(other)
-                    raise _Closed
-            sink.write(chunk)
-            await sink.drain()
-            sent += len(chunk)
-            self.stats["bytes_up" if up else "bytes_down"] += len(chunk)
+                strike.sent += len(chunk)
+                self.stats["bytes_down"] += len(chunk)
+            sink.close()  # the server closed: so does the client's side
+        except OSError:
+            sink.close()
+
+
+#: Fault kinds that strike the response to a request.
+_RESPONSE_KINDS = ("reset_response", "truncate", "stall")
+
+
+@dataclass
+class _Strike:
+    """The response fault the request in progress on a connection drew, and where."""
+
+    kind: str | None = None
+    cut: int = 0
+    sent: int = 0
+    faults: Faults = Faults()
+
+    def arm(self, kind: str | None, cut: int, faults: Faults) -> None:
+        self.kind, self.cut, self.sent, self.faults = kind, cut, 0, faults
+
+
+async def _next_head(reader: asyncio.StreamReader) -> bytes:
+    """The next request head on a kept-alive connection; ``b""`` when the client closed."""
+    try:
+        return await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError:
+        return b""
+
+
+def _body_length(head: bytes) -> int | None:
+    """The request body's length (0 without one); ``None`` for a chunked body."""
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        name = name.strip().lower()
+        if name == b"transfer-encoding" and b"chunked" in value.lower():
+            return None
+        if name == b"content-length":
+            length = int(value.strip())
+    return length
 
 
 class _Closed(Exception):
