@@ -270,11 +270,12 @@ def main() -> int:
         for t in threads:
             t.start()
         samples: list[tuple[float, float]] = [(0.0, rss_mib(pid))]
-        while any(t.is_alive() for t in threads):
-            time.sleep(min(args.sample, max(0.1, deadline - time.monotonic())))
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(args.sample, left))
             samples.append((time.monotonic() - started, rss_mib(pid)))
         for t in threads:
-            t.join()
+            t.join()  # each ends after the operation in progress
+        samples.append((time.monotonic() - started, rss_mib(pid)))
         proxy.set(None)
         elapsed = time.monotonic() - started
         unmount(where)
