@@ -157,13 +157,13 @@ def main() -> int:
             quiet = proxy.stats["bytes_up"]
         found = staged(staging)
         assert found is not None, "nothing staged"
-        data_file, side = found
+        data_file, _ = found
         staged_bytes = data_file.stat().st_size
         s3 = boto3.client("s3", **server.boto3_kwargs())
-        held = 0
-        if side.upload is not None:
-            parts = s3.list_parts(Bucket="bench", Key="big.bin", UploadId=side.upload.upload_id)
-            held = sum(p["Size"] for p in parts.get("Parts", []))
+        held = 0  # in every upload of the file the server has (whatever the tree recorded)
+        for upload in s3.list_multipart_uploads(Bucket="bench").get("Uploads", []):
+            parts = s3.list_parts(Bucket="bench", Key="big.bin", UploadId=upload["UploadId"])
+            held += sum(p["Size"] for p in parts.get("Parts", []))
         before = proxy.stats["bytes_up"]
         seconds = mount(env, uri, where, work / "second.log")
         sent = proxy.stats["bytes_up"] - before
