@@ -242,7 +242,8 @@ class S3Store:
     def prepared_requests(self) -> S3PreparedRequests | None:
         """This store's small PUTs and ranged GETs as signed request bytes for a caller
         doing its own I/O (:class:`~sdk.providers.base.OffersPreparedRequests`), or ``None``
-        where the direct client does not serve the endpoint (AWS).  Their credentials are
+        where the direct client does not serve the endpoint (AWS, a proxy:
+        :mod:`sdk.providers.s3.transport`).  Their credentials are
         the direct client's, so renewing ones keep renewing in one place."""
         direct = self.client.direct
         if direct is None:
