@@ -125,6 +125,8 @@ class TrioStore:
     def __init__(self, store: BlobStore, aio: AsyncioThread) -> None:
         self.store = store
         self.bucket_name = store.bucket_name
+        #: How much user metadata one object may carry.
+        self.metadata_rules = store.metadata_rules
         self._aio = aio
         #: The requests made, counted (read by ``blobfs status`` and the metrics).
         self.requests = RequestStats()

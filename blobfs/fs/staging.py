@@ -17,7 +17,7 @@ from blobfs.errors import FsError, Stale, StorageFailure, from_storage
 from blobfs.fs.attributes import Attributes
 from blobfs.fs.inodes import Node
 from blobfs.fs.listings import Listings
-from blobfs.fs.metadata import node_metadata
+from blobfs.fs.metadata import TIME_NAMES, node_metadata, parse_time
 from blobfs.fs.state import FsState
 from blobfs.write.staging import Staged
 from blobfs.write.transfers import KeptFile
@@ -74,14 +74,19 @@ class Staging:
                 etag = await staged.upload(store, key, wanted)
                 stored = staged.stored_metadata
                 changed = {name for name, value in wanted.items() if stored.get(name) != value}
-                if changed - {"mtime"} or (changed and staged.mtime_explicit):
-                    # A streamed upload carries the metadata of its start: a chmod, chown
-                    # or utime made while it ran is applied now, by a copy onto itself.
+                changed |= set(stored) - set(wanted)
+                if changed - TIME_NAMES or (changed and staged.mtime_explicit):
+                    # A streamed upload carries the metadata of its start: a chmod, chown,
+                    # utime or extended attribute change made while it ran is applied
+                    # now, by a copy onto itself.
                     await store.copy(key, key, metadata=wanted)
                     etag = (await store.head(key)).etag
                 elif changed:
-                    # Only the mtime the writes themselves moved: show what is stored.
-                    node.mtime_ns = node.ctime_ns = int(stored["mtime"]) * 1_000_000_000
+                    # Only the times the writes themselves moved: show what is stored.
+                    mtime = parse_time(stored.get("mtime"))
+                    if mtime is not None:
+                        node.mtime_ns = mtime
+                        node.ctime_ns = parse_time(stored.get("ctime")) or mtime
         except FsError as e:
             self._failed(key, staged, e)
             raise

@@ -2,8 +2,9 @@
 
 :class:`FsState` is the one object the collaborating classes of :mod:`blobfs.fs` hold in
 common: the store and block cache, the mount's options and clock, the inode table, the open
-handles, the staging file of every inode being written, and the request counters.  Each
-part owns its own caches besides (listings, known metadata); this is what they all see.
+handles, the staging file of every inode being written, the times directories got here,
+and the request counters.  Each part owns its own caches besides (listings, known
+metadata); this is what they all see.
 
 Concurrency: the file system runs on the one trio thread.  State (the inode table, handle
 tables, staging map, listings) is changed only between awaits, so it needs no locks; the
@@ -25,6 +26,7 @@ from blobfs.errors import ReadOnly
 from blobfs.fs.handles import Handles
 from blobfs.fs.inodes import InodeTable
 from blobfs.fs.names import root_key
+from blobfs.fs.times import DirectoryTimes
 from blobfs.options import MountOptions
 from blobfs.write.staging import Staged
 from blobfs.write.writeback import WriteBack
@@ -68,6 +70,8 @@ class FsState:
         #: Inode -> its staging file, while open for writing (or being truncated).
         self.staged: dict[int, Staged] = {}
         self.writeback = writeback
+        #: Directories' times from entries made and removed here (memory only).
+        self.dir_times = DirectoryTimes()
         self.stats = FsStats()
 
     def check_writable(self) -> None:

@@ -91,6 +91,24 @@ class CopySettings:
 
 
 @dataclass(frozen=True)
+class MetadataRules:
+    """How much user metadata one object may carry, as a provider counts it.
+
+    ``limit`` bytes of names and values in UTF-8, each name counted with ``name_prefix``
+    (the header it travels in) where the provider's documentation leaves open whether the
+    prefix counts -- the stricter reading, so nothing the limit allows is refused.
+    """
+
+    limit: int
+    name_prefix: str = ""
+
+    def size(self, metadata: Mapping[str, str]) -> int:
+        """The bytes ``metadata`` takes of :attr:`limit`."""
+        prefix = len(self.name_prefix)
+        return sum(prefix + len(k.encode()) + len(v.encode()) for k, v in metadata.items())
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     """What the store says about one object.
 
@@ -208,6 +226,8 @@ class BlobStore(Protocol):
 
     #: Provider-side name of the bucket (S3 bucket name, Azure container name).
     bucket_name: str
+    #: How much user metadata one object may carry (S3 2 KiB, Azure 8 KiB).
+    metadata_rules: MetadataRules
 
     async def head(self, key: str) -> ObjectInfo:
         """Metadata of ``key``; :class:`~sdk.errors.ResourceNotFound` if it does not exist."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from blobfs.fs.metadata import parse_time
 from blobfs.mount import mountpoint
 from blobfs.write import writeback
 from blobfs.write.sidecar import Sidecar
@@ -526,6 +527,6 @@ def test_kernel_writeback_cache_keeps_the_durability_contract(world: World) -> N
         st = (where / "wbc.bin").stat()
         assert st.st_size == len(data) and abs(st.st_mtime - time.time()) < 60
         info = objects(world, "wbc.bin")["wbc.bin"]
-        assert int(info.metadata["mtime"]) == int(st.st_mtime)
+        assert parse_time(info.metadata["mtime"]) // 10**9 == int(st.st_mtime)
     finally:
         world.umount(where)

@@ -22,6 +22,7 @@ from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClien
 from sdk.errors import InvalidRequest, PreconditionFailed, ResourceNotFound, TransientError
 from sdk.providers.azure.blocks import PUT_BLOCK_SIZE, AzureMultipartUpload, put_blocks
 from sdk.providers.azure.checks import (
+    AZURE_METADATA,
     check_key,
     check_metadata,
     check_range,
@@ -50,6 +51,8 @@ class AzureStore:
     Owns one :class:`BlobServiceClient` (and so one connection pool) for its lifetime; every
     blob client is derived from it and shares the pool.
     """
+
+    metadata_rules = AZURE_METADATA
 
     def __init__(
         self,

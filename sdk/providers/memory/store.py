@@ -39,7 +39,12 @@ from sdk.providers.memory.bucket import (
     md5,
     now,
 )
-from sdk.providers.memory.checks import check_key, check_metadata, check_range
+from sdk.providers.memory.checks import (
+    MEMORY_METADATA,
+    check_key,
+    check_metadata,
+    check_range,
+)
 from sdk.providers.memory.faults import Faults, Hook, Op
 from sdk.providers.memory.upload import MemoryUpload
 from sdk.providers.part_copy import copy_in_parts
@@ -56,6 +61,8 @@ _UPLOAD_IDS = itertools.count(1)
 
 class MemoryStore:
     """A :class:`~sdk.providers.base.BlobStore` on one bucket of a :class:`MemoryAdmin`."""
+
+    metadata_rules = MEMORY_METADATA
 
     def __init__(self, admin: BucketSource, bucket_name: str, *, allowed: bool = True) -> None:
         self.bucket_name = bucket_name

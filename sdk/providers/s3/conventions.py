@@ -14,9 +14,16 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from sdk.providers.base import MetadataRules
+
 #: Sent when the caller names no content type: SeaweedFS would sniff one, and every provider
 #: should report the same.
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+#: S3 allows 2 KiB of user metadata ("the sum of the bytes of each key and value"); names are
+#: counted with their ``x-amz-meta-`` prefix, the stricter reading.
+S3_METADATA = MetadataRules(2048, "x-amz-meta-")
 
 
 def is_aws(endpoint_url: str | None) -> bool:
@@ -64,6 +71,7 @@ def multipart_etag(part_etags: list[str]) -> str:
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
+    "S3_METADATA",
     "as_utc",
     "is_aws",
     "is_implicit_directory",

@@ -24,6 +24,7 @@ from sdk.providers.part_copy import copy_in_parts
 from sdk.providers.s3.client import S3Client
 from sdk.providers.s3.conventions import (
     DEFAULT_CONTENT_TYPE,
+    S3_METADATA,
     as_utc,
     is_implicit_directory,
     lower_metadata,
@@ -44,6 +45,8 @@ DELETE_CONCURRENCY = 4
 
 class S3Store:
     """A :class:`~sdk.providers.base.BlobStore` on one S3 bucket."""
+
+    metadata_rules = S3_METADATA
 
     def __init__(self, bucket_name: str) -> None:
         self.bucket_name = bucket_name
