@@ -198,6 +198,10 @@ async def test_read_only_mount_refuses_writing() -> None:
             env.fs.link(node.ino, ROOT_INODE, "h"),
             env.fs.setattr(node.ino, size=0),
             env.fs.setattr(node.ino, mode=0o600),
+            env.fs.setattr(node.ino, atime_ns=0),
+            env.fs.mknod(ROOT_INODE, "fifo", 0o010000, 0o644, 0),
+            env.fs.setxattr(node.ino, b"user.a", b"1"),
+            env.fs.removexattr(node.ino, b"user.a"),
         ):
             with pytest.raises(errors.ReadOnly):
                 await call
