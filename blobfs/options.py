@@ -129,6 +129,9 @@ class MountOptions:
     #: in its page cache and sends them later (before close/fsync return).  Off: measured,
     #: writes returned faster but objects were complete later (docs/MOUNT.md).
     writeback_cache: bool = False
+    #: No extended attributes: the kernel is told so once and stops asking, which saves the
+    #: ``security.capability`` request it otherwise makes before every write (docs/MOUNT.md).
+    no_xattr: bool = False
     log_level: str = "WARNING"
     log_file: Path | None = None
     fsname: str | None = None
@@ -181,8 +184,13 @@ class MountOptions:
         return out
 
 
-_FLAGS = {"ro": "read_only", "allow_other": "allow_other", "writeback_cache": "writeback_cache"}
-_REVERSE = {"read_only": "ro"}
+_FLAGS = {
+    "ro": "read_only",
+    "allow_other": "allow_other",
+    "writeback_cache": "writeback_cache",
+    "noxattr": "no_xattr",
+}
+_REVERSE = {"read_only": "ro", "no_xattr": "noxattr"}
 _VALUED: dict[str, Callable[[str], object]] = {
     "uid": _parse_id,
     "gid": _parse_id,

@@ -175,6 +175,10 @@ class Writer:
         state = self.state
         node = state.inodes.get(ino)
         if (mode, uid, gid, size, mtime_ns, atime_ns) == (None, None, None, None, None, None):
+            # What the kernel sends for chown(-1, -1) or utime with both times omitted:
+            # nothing but ctime changes (in memory, as there is nothing else to store).
+            if not state.options.read_only:
+                changed(node)
             return node
         state.check_writable()
         if node.is_dir and size is not None:

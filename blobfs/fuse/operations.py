@@ -335,13 +335,19 @@ class Operations(pyfuse3.Operations):
         raise AssertionError("unreachable")
 
     # -- extended attributes ------------------------------------------------------------------
-    # The kernel asks for security.capability before writes and `ls -l` for POSIX ACLs of
-    # every entry: the core answers names it does not keep at once, without a request.
-    # XATTR_CREATE and XATTR_REPLACE are pyfuse3's (it asks getxattr first).
+    # The kernel asks for security.capability before every write and `ls -l` for POSIX ACLs
+    # of every entry: the core answers names it does not keep at once, without a request.
+    # XATTR_CREATE and XATTR_REPLACE are pyfuse3's (it asks getxattr first).  With -o noxattr
+    # each answers ENOSYS, after which the kernel sends none of them again.
+
+    def _xattrs_off(self) -> None:
+        if self.fs.options.no_xattr:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
 
     async def getxattr(
         self, inode: pyfuse3.InodeT, name: pyfuse3.XAttrNameT, ctx: pyfuse3.RequestContext
     ) -> bytes:
+        self._xattrs_off()
         async with _errno("getxattr"):
             return await self.fs.getxattr(inode, bytes(name))
         raise AssertionError("unreachable")
@@ -349,6 +355,7 @@ class Operations(pyfuse3.Operations):
     async def listxattr(
         self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext
     ) -> Sequence[pyfuse3.XAttrNameT]:
+        self._xattrs_off()
         async with _errno("listxattr"):
             return [pyfuse3.XAttrNameT(name) for name in await self.fs.listxattr(inode)]
         raise AssertionError("unreachable")
@@ -360,12 +367,14 @@ class Operations(pyfuse3.Operations):
         value: bytes,
         ctx: pyfuse3.RequestContext,
     ) -> None:
+        self._xattrs_off()
         async with _errno("setxattr"):
             await self.fs.setxattr(inode, bytes(name), value)
 
     async def removexattr(
         self, inode: pyfuse3.InodeT, name: pyfuse3.XAttrNameT, ctx: pyfuse3.RequestContext
     ) -> None:
+        self._xattrs_off()
         async with _errno("removexattr"):
             await self.fs.removexattr(inode, bytes(name))
 

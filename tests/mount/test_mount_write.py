@@ -341,6 +341,12 @@ def test_ro_mount_refuses_every_change(world: World) -> None:
             (os.chmod, (where / "existing.txt", 0o600)),
             (os.truncate, (where / "existing.txt", 0)),
             (os.symlink, ("t", where / "s")),
+            (os.mkfifo, (where / "fifo",)),
+            (os.mknod, (where / "dev", stat.S_IFCHR | 0o600, os.makedev(1, 3))),
+            (os.setxattr, (where / "existing.txt", "user.a", b"1")),
+            (os.removexattr, (where / "existing.txt", "user.a")),
+            (os.utime, (where / "existing.txt", (1, 1))),
+            (os.utime, (where / "existing.txt", None)),
         ]:
             with pytest.raises(OSError) as info:
                 fn(*args)
