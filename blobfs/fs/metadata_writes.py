@@ -68,6 +68,12 @@ class MetadataWrites:
             if times_set:
                 staged.mtime_explicit = True
             return  # the new metadata goes up with the data at close
+        if staged is not None:
+            # Open for writing, nothing written: its content is the object's, read lazily by
+            # the version's ETag, which the copy replaces (on Azure, and for copies in
+            # parts).  Fill it all first, so it never needs the old version again.
+            with from_storage(missing=Stale):
+                await staged.fill_all()
         with from_storage():
             await state.store.copy(node.key, node.key, metadata=node_metadata(node))
             # The ETag a copy returns is not always the one listings report (SeaweedFS):
@@ -77,9 +83,4 @@ class MetadataWrites:
         node.metadata_loaded = True
         node.attr_expires = state.clock() + state.options.attr_ttl
         self.attributes.remember(node)
-        if staged is not None:
-            # Not dirty: its content is the object's, now under a new ETag; fill it all now
-            # so it never needs the old version again.
-            with from_storage(missing=Stale):
-                await staged.fill_all()
         self.listings.put(node)

@@ -9,11 +9,14 @@ written, and moves ctime.
 
 Namespaces: ``user.*`` and ``trusted.*`` are stored (the kernel allows ``user.*`` on regular
 files and directories only, and ``trusted.*`` to privileged processes only).  ``security.*``
-and ``system.*`` are not: the mount enforces neither security labels nor POSIX ACLs, so
-keeping them would promise what it does not do.  Setting one is ``EOPNOTSUPP``; reading one
-is ``ENODATA`` at once, without a request -- which matters, because the kernel asks for
-``security.capability`` before writes and ``ls -l`` asks for ``system.posix_acl_access`` of
-every entry.  Such attributes in a bucket written by s3fs are kept, and not shown.
+and ``system.*`` are not: the mount enforces neither security labels, capabilities nor
+POSIX ACLs, so keeping them would promise what it does not do.  Every call on them is
+``EOPNOTSUPP``, answered at once without a request: the kernel asks for
+``security.capability`` before every write, and ``ls -l`` asks for
+``system.posix_acl_access`` and ``security.selinux`` -- of every entry when the answer is
+``ENODATA``, but only once per file system when it is ``EOPNOTSUPP`` (coreutils remembers
+a file system without them; ``docs/BENCHMARKS.md`` has the figures).  Such attributes in a
+bucket written by s3fs are kept, and not shown.
 
 Size: an attribute that could never fit in the provider's metadata limit is ``E2BIG``, one
 that does not fit beside the others ``ENOSPC`` (:meth:`MetadataWrites.check_xattr`); nothing
@@ -51,7 +54,7 @@ class Xattrs:
         """The value of ``name`` (:class:`NoAttribute` if the node has none)."""
         node = self.state.inodes.get(ino)
         if not stored(name):
-            raise NoAttribute(name.decode(errors="replace"))
+            raise NotSupported(f"{name.decode(errors='replace')}: not kept by this mount")
         await self._load(node)
         value = decode_xattrs(node.xattr).get(name)
         if value is None:
@@ -84,7 +87,7 @@ class Xattrs:
         node = state.inodes.get(ino)
         state.check_writable()
         if not stored(name):
-            raise NoAttribute(name.decode(errors="replace"))
+            raise NotSupported(f"{name.decode(errors='replace')}: not kept by this mount")
         await self._load(node, writing=True)
         attrs = decode_xattrs(node.xattr)
         if attrs.pop(name, None) is None:

@@ -56,13 +56,17 @@ def errno_of(exc: errors.FsError) -> int:
     return errno.EIO
 
 
+#: Answers too common to log above DEBUG.
+_ROUTINE = (errno.ENOENT, pyfuse3.ENOATTR)
+
+
 @asynccontextmanager
-async def _errno(op: str) -> AsyncIterator[None]:
+async def _errno(op: str, routine: tuple[int, ...] = _ROUTINE) -> AsyncIterator[None]:
     try:
         yield
     except errors.FsError as e:
         code = errno_of(e)
-        level = logging.DEBUG if code in (errno.ENOENT, pyfuse3.ENOATTR) else logging.INFO
+        level = logging.DEBUG if code in routine else logging.INFO
         log.log(level, "%s: %s: %s", op, type(e).__name__, e)
         raise pyfuse3.FUSEError(code) from e
     except pyfuse3.FUSEError:
@@ -348,7 +352,8 @@ class Operations(pyfuse3.Operations):
         self, inode: pyfuse3.InodeT, name: pyfuse3.XAttrNameT, ctx: pyfuse3.RequestContext
     ) -> bytes:
         self._xattrs_off()
-        async with _errno("getxattr"):
+        # EOPNOTSUPP: the security.capability the kernel asks for before every write.
+        async with _errno("getxattr", (*_ROUTINE, errno.EOPNOTSUPP)):
             return await self.fs.getxattr(inode, bytes(name))
         raise AssertionError("unreachable")
 
