@@ -23,9 +23,12 @@ from blobfs.fs.metadata import FILE_TYPES, decode, to_ns
 from blobfs.fs.state import FsState
 from sdk.providers.base import ObjectInfo
 
-#: Versions whose metadata is remembered beyond the life of their nodes (~250 bytes each,
-#: more for extended attributes).
+#: Versions whose metadata is remembered beyond the life of their nodes (~250 bytes each).
 KNOWN_METADATA = 65536
+#: Versions carrying more extended attributes and foreign metadata than this (bytes, as
+#: stored) are not remembered -- a node made again asks with a HEAD -- so the memo stays
+#: within ~60 MiB however large those are (up to 8 KiB each on Azure).
+KNOWN_EXTRA_MAX = 512
 
 
 class _Known(NamedTuple):
@@ -122,6 +125,10 @@ class Attributes:
         if node.etag is None or not node.metadata_loaded:
             return
         memo = self._known
+        extra = len(node.xattr or "") + sum(len(k) + len(v) for k, v in node.extra_metadata)
+        if extra > KNOWN_EXTRA_MAX:
+            memo.pop((node.key, node.etag), None)
+            return
         memo[(node.key, node.etag)] = _Known(
             node.mode,
             node.uid,

@@ -122,6 +122,22 @@ async def test_xattrs_round_trip_through_the_objects_metadata() -> None:
 
 
 @pytest.mark.trio
+async def test_large_attributes_are_not_remembered_beyond_their_node() -> None:
+    async with make_env({"small": b"1", "large": b"2"}) as env:
+        for name, size in (("small", 10), ("large", 600)):
+            node = await env.path(name)
+            await env.fs.setxattr(node.ino, b"user.a", b"v" * size)
+        assert sorted(await env.listdir()) == ["large", "small"]
+        env.forget_all()
+        await env.listdir()  # new nodes, from the listing and what is remembered
+        small, large = await env.path("small"), await env.path("large")
+        assert small.metadata_loaded and not large.metadata_loaded
+        async with recorded(env) as ops:
+            assert await env.fs.getxattr(large.ino, b"user.a") == b"v" * 600
+        assert [op for op, _ in ops] == ["head"]
+
+
+@pytest.mark.trio
 async def test_xattrs_written_by_s3fs_are_read_and_kept() -> None:
     meta = {"mode": str(stat.S_IFREG | 0o600), "xattr": S3FS_XATTR, "md5chksum": "abc=="}
     async with make_env() as env:
