@@ -13,8 +13,8 @@ Measured, per mount:
 * ``ls -l``     -- seconds for ``ls -l`` of 10,000 entries, warm (the names and attributes
   cached, so what is left is what the file system is asked per entry);
 * ``setxattr``  -- seconds to set one attribute on a 1 GiB object, and the bytes the daemon
-  read and wrote meanwhile (``/proc/PID/io``: sockets, files, ``/dev/fuse``) -- where the
-  mount has extended attributes.
+  sent and received on its TCP connections meanwhile (the kernel's counters, from ``ss``)
+  -- where the mount has extended attributes.
 
 Each phase runs ``--rounds`` times on every mount in turn (A B C, C B A, ...) and reports
 the median.  Needs root, fuse3, s3fs and rclone (all from Debian)::
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import shutil
 import statistics
@@ -137,11 +138,17 @@ def ls_warm(where: Path) -> float:
     return time.perf_counter() - started
 
 
-def io_of(pid: int | None) -> int:
-    if pid is None:
-        return 0
-    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
-    return int(fields["rchar"]) + int(fields["wchar"])
+def tcp_bytes(pid: int) -> dict[str, int]:
+    """Bytes sent plus received on each TCP connection of ``pid`` (``ss``: the store
+    clients' send/recv calls do not show in ``/proc/PID/io``)."""
+    out: dict[str, int] = {}
+    lines = run(["ss", "-tinpH"]).stdout.splitlines()
+    for head, detail in itertools.pairwise(lines):
+        if f"pid={pid}," in head:
+            fields = dict(f.split(":", 1) for f in detail.split() if f.startswith("bytes_"))
+            key = " ".join(head.split()[3:5])
+            out[key] = int(fields.get("bytes_sent", 0)) + int(fields.get("bytes_received", 0))
+    return out
 
 
 def set_one_xattr(where: Path, size_mib: int, round_no: int) -> tuple[float, int]:
@@ -150,11 +157,12 @@ def set_one_xattr(where: Path, size_mib: int, round_no: int) -> tuple[float, int
     assert pid is not None, f"no daemon for {where}"
     path = where / "seq" / f"{size_mib}m.bin"
     os.stat(path)
-    before = io_of(pid)
+    before = tcp_bytes(pid)
     started = time.perf_counter()
     os.setxattr(path, "user.round", b"%d" % round_no)
     seconds = time.perf_counter() - started
-    return seconds, io_of(pid) - before
+    after = tcp_bytes(pid)
+    return seconds, sum(n - before.get(conn, 0) for conn, n in after.items())
 
 
 def main() -> int:
