@@ -121,7 +121,7 @@ def decode(meta: Mapping[str, str]) -> Stored:
     if not meta:
         return Stored()
     mode = _int(meta, "mode")
-    ftype = None if mode is None or not mode & stat.S_IFMT(mode) else stat.S_IFMT(mode)
+    ftype = (stat.S_IFMT(mode) or None) if mode is not None else None
     extra = tuple(sorted((k, v) for k, v in meta.items() if k not in KNOWN_NAMES))
     return Stored(
         ftype=ftype,
