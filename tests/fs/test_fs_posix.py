@@ -21,7 +21,8 @@ from blobfs.fs.metadata import (
     parse_time,
 )
 from blobfs.fs.names import KEY_MAX
-from tests.fs.env import Env, create_file, head, make_env
+from sdk.providers.base import MIN_PART_SIZE, CopySettings
+from tests.fs.env import Env, body, create_file, head, make_env
 
 #: What s3fs-fuse stores for {"user.a": "value", "user.b": ""} (its build_xattrs: names in
 #: order, base64 values, the JSON URL-encoded keeping unreserved characters and "/").
@@ -200,6 +201,25 @@ async def test_setting_an_attribute_does_not_send_the_data_again() -> None:
         info = await head(env, "big")
         assert info.size == 3 * 1024 * 1024 and node.etag == info.etag
         assert etag_before is not None
+        # Over the copy threshold (S3's 5 GiB; lowered here) the copy is made of parts,
+        # each copied server-side: still no data sent.
+        env.store.copy_settings = CopySettings(threshold=MIN_PART_SIZE, part_size=MIN_PART_SIZE)
+        await env.put("huge", b"h" * (3 * MIN_PART_SIZE))
+        huge = await env.path("huge")
+        async with recorded(env) as ops:
+            await env.fs.setxattr(huge.ino, b"user.a", b"2")
+        assert {op for op, _ in ops} == {
+            "head",
+            "copy",
+            "start_multipart",
+            "copy_part",
+            "complete",
+        }
+        info = await head(env, "huge")
+        assert info.etag.endswith("-3") and decode_xattrs(info.metadata["xattr"]) == {
+            b"user.a": b"2"
+        }
+        assert await body(env, "huge") == b"h" * (3 * MIN_PART_SIZE)
 
 
 @pytest.mark.trio
