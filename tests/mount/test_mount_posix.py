@@ -431,7 +431,8 @@ def _read(path: Path) -> None:
 
 #: name -> (preparation, operation): each runs in a fresh directory ``row`` holding a file
 #: ``f`` (6 bytes), a directory ``e``, and whatever the preparation made; the operation
-#: returns the file's path afterwards (``None`` if it is gone).
+#: returns the file's path afterwards (``None`` if it is gone).  The file whose times are
+#: watched is ``f``, or the one :data:`SUBJECT` names.
 OPS: dict[str, tuple[Callable[[Path], None] | None, Callable[[Path], Path | None]]] = {
     "stat": (None, lambda r: (os.stat(r / "f"), r / "f")[1]),
     "read": (None, lambda r: (_read(r / "f"), r / "f")[1]),
@@ -465,9 +466,16 @@ OPS: dict[str, tuple[Callable[[Path], None] | None, Callable[[Path], Path | None
     "rmdir": (lambda r: os.mkdir(r / "gone"), lambda r: (os.rmdir(r / "gone"), r / "f")[1]),
     "symlink": (None, lambda r: (os.symlink("f", r / "s"), r / "f")[1]),
     "mkfifo": (None, lambda r: (os.mkfifo(r / "p"), r / "f")[1]),
+    "readlink": (
+        lambda r: os.symlink("f", r / "s"),
+        lambda r: (os.readlink(r / "s"), r / "s")[1],
+    ),
     "readdir": (None, lambda r: (os.listdir(r), r / "f")[1]),
     "readdir of e": (None, lambda r: (os.listdir(r / "e"), r / "f")[1]),
 }
+
+
+SUBJECT = {"readlink": "s"}
 
 
 def _overwrite(path: Path) -> None:
@@ -528,7 +536,8 @@ def test_times_each_operation_changes_match_a_local_directory(world: World, mnt:
         changes = {}
         for where, root in roots.items():
             row = root / f"row{i}"
-            before = {"file": _times(row / "f"), "dir": _times(row), "e": _times(row / "e")}
+            subject = row / SUBJECT.get(name, "f")
+            before = {"file": _times(subject), "dir": _times(row), "e": _times(row / "e")}
             path = op(row)
             after = {"file": _times(path), "dir": _times(row), "e": _times(row / "e")}
             changes[where] = _changes(before, after)
