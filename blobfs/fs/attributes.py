@@ -109,12 +109,15 @@ class Attributes:
 
     def apply_head(self, node: Node, info: ObjectInfo) -> None:
         """A file's attributes from a HEAD of its object: final, and remembered.  The same
-        version keeps the atime reads gave it here (stored only with the next change)."""
-        read_ns = node.atime_ns if node.metadata_loaded and node.etag == info.etag else 0
+        version keeps the atime and ctime it got here and has not stored (a read, a rename:
+        see :mod:`blobfs.fs.times`) where they are later than the stored ones."""
+        same = node.metadata_loaded and node.etag == info.etag
+        atime, ctime = (node.atime_ns, node.ctime_ns) if same else (0, 0)
         self.init_file(node, info.size, to_ns(info.modified_at, 0), info.etag)
         node.size, node.etag = info.size, info.etag
         self.apply_metadata(node, info)
-        node.atime_ns = max(node.atime_ns, read_ns)
+        node.atime_ns = max(node.atime_ns, atime)
+        node.ctime_ns = max(node.ctime_ns, ctime)
         node.metadata_loaded = True
         self.remember(node)
 
