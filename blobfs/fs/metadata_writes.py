@@ -80,6 +80,8 @@ class MetadataWrites:
             # take the stored version's own, so a listing does not look like a change.
             info = await state.store.head(node.key)
         node.etag = info.etag
+        if staged is not None:
+            staged.rebase(info.etag)  # the copy is a new version (Azure, copies in parts)
         node.metadata_loaded = True
         node.attr_expires = state.clock() + state.options.attr_ttl
         self.attributes.remember(node)

@@ -153,6 +153,8 @@ class Renamer:
             await state.store.delete(src.key, missing_ok=True)
         if staged is not None:
             staged.rename_key(new_key)
+            if not staged.dirty and not staged.unlinked and src.etag is not None:
+                staged.rebase(src.etag)  # the copy under the new name is the version now
 
     async def _rename_dir(self, src: Node, new_key: str, dst: Node | None) -> None:
         """Move every key under ``src`` to ``new_key``: all copies first, then the deletes.

@@ -210,6 +210,16 @@ class Staged:
         self.key = key
         self._save_sidecar()
 
+    def rebase(self, etag: str) -> None:
+        """This mount replaced the object with the same content under a new version
+        ``etag`` (a metadata copy onto itself, the copy of a rename): recovery must take
+        ``etag``, not the version the file was opened on, for the object it started from.
+        Only for a file filled in whole, which needs nothing of the old version any more."""
+        if self._original.filled < self._original.source_size:
+            raise ValueError(f"{self.key}: rebased before the original was filled in")
+        self._base_etag = etag
+        self._save_sidecar()
+
     # -- upload ----------------------------------------------------------------------------------
 
     async def upload(

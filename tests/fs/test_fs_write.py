@@ -993,3 +993,41 @@ async def test_writes_after_a_listing_keep_the_objects_metadata() -> None:
             "ctime": stored["ctime"],
         }
         assert parse_time(stored["ctime"]) > parse_time(stored["atime"])
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("change", ["chmod", "rename"])
+async def test_a_copy_by_this_mount_becomes_the_staged_files_base_version(change: str) -> None:
+    """A file open for writing but unwritten, copied by this mount (a chmod's copy onto
+    itself, a rename): where the copy is a new version (Azure, copies in parts), crash
+    recovery must compare the object with that version, not the one the file was opened on,
+    or it would keep the file's later writes instead of storing them."""
+    async with make_env({"f": data_of(1000)}) as env:
+        copies = 0
+
+        async def new_version_per_copy(op: str, key: str) -> None:
+            nonlocal copies
+            if op == "head" and copies:
+                # What a store whose copies are new versions would answer.
+                bucket = env.store._data()
+                for name, obj in bucket.objects.items():
+                    bucket.objects[name] = replace(obj, etag=f"copy{copies}")
+            elif op == "copy":
+                copies += 1
+
+        node = await env.path("f")
+        handle = await env.fs.open(node.ino, os.O_RDWR)
+        env.store.hook = new_version_per_copy
+        if change == "chmod":
+            await env.fs.setattr(node.ino, mode=0o600)
+            key = "f"
+        else:
+            await env.fs.rename(ROOT_INODE, "f", ROOT_INODE, "g", 0)
+            key = "g"
+        env.store.hook = None
+        assert handle.staged is not None
+        side = Sidecar.load(handle.staged.key_path)
+        assert side is not None and side.key == key
+        assert side.base_etag == (await head(env, key)).etag == "copy1"
+        await env.fs.release(handle.fh)
+        env.fs.check_consistency()
