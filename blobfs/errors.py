@@ -34,7 +34,8 @@ class IsADirectory(FsError):
 
 
 class NameTooLong(FsError):
-    """A name component longer than 255 bytes (ENAMETOOLONG)."""
+    """A name component longer than 255 bytes, or a path whose key would be longer than
+    the store allows (ENAMETOOLONG)."""
 
 
 class InvalidName(FsError):
@@ -67,6 +68,14 @@ class StorageFailure(FsError):
 
 class NoAttribute(FsError):
     """No such extended attribute (ENODATA)."""
+
+
+class TooBig(FsError):
+    """An extended attribute that could never fit in an object's metadata (E2BIG)."""
+
+
+class NoSpace(FsError):
+    """An extended attribute that does not fit beside the object's others (ENOSPC)."""
 
 
 class NotEmpty(FsError):

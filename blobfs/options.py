@@ -56,6 +56,23 @@ def _parse_seconds(text: str) -> float:
     return value
 
 
+def _parse_listen(text: str) -> str:
+    """``[HOST:]PORT`` (``PORT`` alone: loopback) or an absolute Unix socket path, normalised
+    to ``HOST:PORT`` or the path."""
+    text = text.strip()
+    if text.startswith("/"):
+        return text
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = "127.0.0.1", text
+    if not port.isdigit() or not 0 < int(port) < 65536 or not host or host.startswith(":"):
+        raise OptionError(
+            f"metrics={text!r}: expected [HOST:]PORT (e.g. 9100, 127.0.0.1:9100, [::1]:9100) "
+            "or the absolute path of a Unix socket"
+        )
+    return f"{host}:{int(port)}"
+
+
 def _parse_id(text: str) -> int:
     try:
         value = int(text)
@@ -119,9 +136,14 @@ class MountOptions:
     #: in its page cache and sends them later (before close/fsync return).  Off: measured,
     #: writes returned faster but objects were complete later (docs/MOUNT.md).
     writeback_cache: bool = False
+    #: No extended attributes: the kernel is told so once and stops asking, which saves the
+    #: ``security.capability`` request it otherwise makes before every write (docs/MOUNT.md).
+    no_xattr: bool = False
     log_level: str = "WARNING"
     log_file: Path | None = None
     fsname: str | None = None
+    #: Where to serve Prometheus metrics: ``HOST:PORT`` or a Unix socket path; off if None.
+    metrics: str | None = None
 
     @property
     def write_memory(self) -> int:
@@ -169,8 +191,13 @@ class MountOptions:
         return out
 
 
-_FLAGS = {"ro": "read_only", "allow_other": "allow_other", "writeback_cache": "writeback_cache"}
-_REVERSE = {"read_only": "ro"}
+_FLAGS = {
+    "ro": "read_only",
+    "allow_other": "allow_other",
+    "writeback_cache": "writeback_cache",
+    "noxattr": "no_xattr",
+}
+_REVERSE = {"read_only": "ro", "no_xattr": "noxattr"}
 _VALUED: dict[str, Callable[[str], object]] = {
     "uid": _parse_id,
     "gid": _parse_id,
@@ -194,6 +221,7 @@ _VALUED: dict[str, Callable[[str], object]] = {
     "log_level": str.upper,
     "log_file": Path,
     "fsname": str,
+    "metrics": _parse_listen,
 }
 #: Accepted and meaningless for this file system (mount(8) passes them along).
 _IGNORED = {"rw", "defaults", "dev", "nodev", "suid", "nosuid", "exec", "noexec", "async"}

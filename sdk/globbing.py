@@ -33,6 +33,8 @@ def translate(pattern: str) -> re.Pattern[str]:
     """Compile ``pattern`` to a regex that must match a whole key (or key suffix).
 
     A trailing ``/`` is optional in what matches, so ``a/*`` matches the prefix ``a/b/``.
+    Inside ``[...]`` every character stands for itself but ``a-z`` ranges (and a leading
+    ``!``/``^``); a backwards range such as ``[z-a]`` raises :class:`ValueError`.
     """
     out: list[str] = []
     parts = pattern.split("/")
@@ -69,14 +71,36 @@ def _translate_part(part: str) -> str:
             if j >= n:
                 res.append(re.escape(c))
                 continue
-            body = part[i:j].replace("\\", "\\\\")
+            body = part[i:j]
             i = j + 1
-            if body[:1] in "!^":
-                body = "^" + body[1:]
-            res.append(f"(?![/])[{body}]")
+            negate = body[:1] in ("!", "^")
+            body = _class(body[1:] if negate else body, part)
+            res.append(f"(?![/])[{'^' if negate else ''}{body}]")
         else:
             res.append(re.escape(c))
     return "".join(res)
+
+
+def _class(body: str, part: str) -> str:
+    """The inside of a ``[...]`` class as a regex: every character literal (so ``&&``,
+    ``~~``, ``||`` and ``[`` are characters, never regex set operations), ``a-z`` ranges
+    kept; :class:`ValueError` for a range that runs backwards."""
+    out: list[str] = []
+    i = 0
+    while i < len(body):
+        if i + 2 < len(body) and body[i + 1] == "-":
+            low, high = body[i], body[i + 2]
+            if low > high:
+                raise ValueError(
+                    f"invalid glob pattern {part!r}: the range {low}-{high} is empty "
+                    f"(write {high}-{low})"
+                )
+            out.append(f"{re.escape(low)}-{re.escape(high)}")
+            i += 3
+        else:
+            out.append(re.escape(body[i]))
+            i += 1
+    return "".join(out)
 
 
 async def glob(

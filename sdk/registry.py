@@ -7,6 +7,10 @@ imported with.  It can hold secrets: the file is created with mode 0600.
 Two processes may use it at once (a mount daemon and a CLI command): SQLite's WAL journal
 lets readers run beside one writer, and a busy timeout makes a second writer wait instead of
 failing.  Calls are synchronous because each is a few hundred microseconds on a local file.
+
+The schema has a version (``PRAGMA user_version``, :data:`SCHEMA_VERSION`); opening a
+registry of an older blobfs migrates it in one transaction, and a registry of a newer one is
+refused with :class:`~sdk.errors.ConfigError`, untouched.
 """
 
 from __future__ import annotations
@@ -21,11 +25,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sdk.errors import AlreadyExists, ResourceNotFound
+from sdk.errors import AlreadyExists, ConfigError, ResourceNotFound
 from sdk.types import Bucket, Provider
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS buckets (
+#: The schema this blobfs reads and writes, kept in SQLite's ``PRAGMA user_version``.  A
+#: registry written before versions were kept has none (0).
+SCHEMA_VERSION = 1
+
+#: The tables of a new registry, at :data:`SCHEMA_VERSION`.
+_TABLES = (
+    """CREATE TABLE buckets (
     id              TEXT PRIMARY KEY,
     cluster         TEXT NOT NULL,
     org             TEXT NOT NULL DEFAULT '',
@@ -37,11 +46,11 @@ CREATE TABLE IF NOT EXISTS buckets (
     imported        INTEGER NOT NULL DEFAULT 0,
     public          INTEGER NOT NULL DEFAULT 0,
     credentials     TEXT
-);
-CREATE UNIQUE INDEX IF NOT EXISTS buckets_name
-    ON buckets (cluster, org, owner, name) WHERE name IS NOT NULL;
-
-CREATE TABLE IF NOT EXISTS persistent_credentials (
+)""",
+    """CREATE UNIQUE INDEX buckets_name
+    ON buckets (cluster, org, owner, name) WHERE name IS NOT NULL""",
+    "CREATE INDEX buckets_cluster ON buckets (cluster, created_at)",
+    """CREATE TABLE persistent_credentials (
     id          TEXT PRIMARY KEY,
     cluster     TEXT NOT NULL,
     owner       TEXT NOT NULL,
@@ -50,10 +59,17 @@ CREATE TABLE IF NOT EXISTS persistent_credentials (
     bucket_ids  TEXT NOT NULL,
     data        TEXT NOT NULL,
     created_at  TEXT NOT NULL
-);
-CREATE UNIQUE INDEX IF NOT EXISTS credentials_name
-    ON persistent_credentials (cluster, owner, name) WHERE name IS NOT NULL;
-"""
+)""",
+    """CREATE UNIQUE INDEX credentials_name
+    ON persistent_credentials (cluster, owner, name) WHERE name IS NOT NULL""",
+)
+
+#: ``_MIGRATIONS[n]`` takes a registry from version ``n`` to ``n + 1``.  0 -> 1: the
+#: registries of blobfs before versioning get the index every bucket listing uses.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    ("CREATE INDEX IF NOT EXISTS buckets_cluster ON buckets (cluster, created_at)",),
+)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
 @dataclass(frozen=True)
@@ -106,9 +122,16 @@ class Registry:
         os.chmod(path, 0o600)
         self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(_SCHEMA)
+        try:
+            # Before anything is written, not even the journal mode: a registry of a newer
+            # blobfs is left exactly as it is.
+            self._check_version(self._version())
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            self._migrate()
+        except BaseException:
+            self._db.close()
+            raise
         for suffix in ("-wal", "-shm"):
             side = path.with_name(path.name + suffix)
             if side.exists():
@@ -116,6 +139,39 @@ class Registry:
 
     def close(self) -> None:
         self._db.close()
+
+    # -- the schema ---------------------------------------------------------------------------
+
+    def _version(self) -> int:
+        version: int = self._db.execute("PRAGMA user_version").fetchone()[0]
+        return version
+
+    def _check_version(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"the registry {self.path} has schema version {version}, written by a newer "
+                f"blobfs (this one knows versions up to {SCHEMA_VERSION}); upgrade blobfs, or "
+                "point BLOBFS_DATA_DIR elsewhere. The file was not changed."
+            )
+
+    def _migrate(self) -> None:
+        """Create the tables of a new registry, or bring an older one to
+        :data:`SCHEMA_VERSION`: in one transaction, so a registry is at one version or the
+        next, never between; a second process waits for the first and finds it done."""
+        with self._write() as db:
+            version = self._version()  # again: another process may have migrated meanwhile
+            self._check_version(version)
+            if version == SCHEMA_VERSION:
+                return
+            tables = db.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name='buckets'"
+            ).fetchone()[0]
+            steps = _MIGRATIONS[version:] if tables else (_TABLES,)
+            for step in steps:
+                for statement in step:
+                    db.execute(statement)
+            # PRAGMA takes no parameters; the value is this module's own integer.
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION:d}")
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     before_sleep_log,
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
+    wait_fixed,
+    wait_random,
     wait_random_exponential,
 )
 
@@ -41,6 +43,26 @@ FIRST_WAIT = 0.1
 MAX_WAIT = 5.0
 
 
+#: Before repeating a request the server refused as busy (429, 5xx: S3's SlowDown, Azure's
+#: ServerBusy) by another route: at least FIRST_WAIT, at most twice that, so that a fleet of
+#: clients told to slow down does not come back all at once.
+_BUSY_WAIT = wait_fixed(FIRST_WAIT) + wait_random(0, FIRST_WAIT)
+
+
+def busy_delay() -> float:
+    """Seconds to wait before repeating a request a server answered busy (callers that
+    sleep on another event loop use this; asyncio callers :func:`back_off_busy`)."""
+    return float(_BUSY_WAIT(RetryCallState(AsyncRetrying(), None, (), {})))
+
+
+async def back_off_busy(what: str, status: int) -> None:
+    """Wait :func:`busy_delay` after ``what`` was answered ``status`` (busy), before the
+    caller repeats it."""
+    delay = busy_delay()
+    log.info("%s: server busy (HTTP %d); trying again in %.2f s", what, status, delay)
+    await asyncio.sleep(delay)
+
+
 def retrying(attempts: int = ATTEMPTS, first_wait: float = FIRST_WAIT) -> AsyncRetrying:
     """A fresh retry controller: ``async for attempt in retrying(): with attempt: ...``."""
     return AsyncRetrying(
@@ -50,23 +72,6 @@ def retrying(attempts: int = ATTEMPTS, first_wait: float = FIRST_WAIT) -> AsyncR
         before_sleep=before_sleep_log(log, logging.INFO),
         reraise=True,
     )
-
-
-async def retried(fn: Callable[[], Awaitable[T]]) -> T:
-    """``await fn()`` with :func:`retrying`'s policy, the first attempt made without a retry
-    controller: building one costs ~0.1 ms of CPU, which shows on the small requests of a
-    mount (a PUT per small file closed, a GET per random read)."""
-    try:
-        return await fn()
-    except TransientError as e:
-        delay = random.uniform(0, FIRST_WAIT)  # what retrying() waits after a first attempt
-        log.info("%s; trying again in %.2f s", e, delay)
-        await asyncio.sleep(delay)
-    # The rest as retrying() would go on: one attempt fewer, waits from the second on.
-    async for attempt in retrying(ATTEMPTS - 1, first_wait=2 * FIRST_WAIT):
-        with attempt:
-            return await fn()
-    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
 
 def retry_transient(fn: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:

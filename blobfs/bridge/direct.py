@@ -20,7 +20,11 @@ one ranged GET.  The store builds and signs the requests and judges the replies
 
 Only plain successes are answered: for anything else (errors, broken connections, timeouts)
 :class:`TrioDirect` answers ``None`` and its caller asks the store on its loop, which retries
-and returns or raises what it always does.
+and returns or raises what it always does.  Two rules keep a failing network from costing
+more here: a reply saying the server is busy (429, 5xx: SlowDown) is followed by a pause
+(:func:`sdk.retry.busy_delay`) before the caller asks again, and after repeated connection
+failures the trio path steps aside for a while (:class:`~sdk.providers.step_aside.StepAside`).
+TLS trusts what the store's own client trusts (its prepared requests' ``ssl_context``).
 """
 
 from __future__ import annotations
@@ -35,7 +39,9 @@ import trio
 
 from sdk.errors import TransientError
 from sdk.providers.base import PreparedRequest, PreparedRequests
-from sdk.providers.http1 import MAX_HEAD, HttpOrigin, HttpReply, parse_reply_head
+from sdk.providers.http1 import BUSY, MAX_HEAD, HttpOrigin, HttpReply, parse_reply_head
+from sdk.providers.step_aside import StepAside
+from sdk.retry import busy_delay
 
 log = logging.getLogger(__name__)
 
@@ -257,8 +263,10 @@ class TrioDirect:
             requests.origin,
             connect_timeout=requests.connect_timeout,
             read_timeout=requests.read_timeout,
-            ssl_context=ssl_context,
+            ssl_context=ssl_context or requests.ssl_context(),
         )
+        #: Whether to try the trio path now (connection failures in a row set it aside).
+        self.health = StepAside(f"trio-side requests to {requests.origin.host}")
 
     async def put(
         self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None
@@ -267,16 +275,13 @@ class TrioDirect:
         <sdk.providers.base.BlobStore.put>` would; return the new ETag, or ``None`` when not
         handled here (a body too large, headers that need encoding, a refusal, a broken
         connection, a timeout ...): the caller then calls the store's own PUT."""
+        if not self.health.usable:
+            return None
         request = self.prepared.put_request(key, data, metadata=metadata)
         if request is None:
             return None
-        try:
-            reply = await self.send(request)
-        except TransientError as e:
-            # The caller repeats it on the store's loop, which retries with backoff.
-            log.debug("put %s from trio: %s", key, e)
-            return None
-        return self.prepared.put_etag(reply)
+        reply = await self._send_judged(request, f"put {key}")
+        return None if reply is None else await self._busy(self.prepared.put_etag(reply), reply)
 
     async def read_view(
         self, key: str, offset: int, length: int, *, etag: str | None = None
@@ -285,17 +290,34 @@ class TrioDirect:
         returns when it is a plain ranged read of at most :data:`SMALL_GET` bytes that the
         server answered with bytes; ``None`` for everything else: the caller then calls the
         store's own read."""
-        if length > SMALL_GET:
+        if length > SMALL_GET or not self.health.usable:
             return None
         request = self.prepared.read_request(key, offset, length, etag=etag)
         if request is None:
             return None
+        reply = await self._send_judged(request, f"read {key}")
+        return (
+            None if reply is None else await self._busy(self.prepared.read_view(key, reply), reply)
+        )
+
+    async def _send_judged(self, request: PreparedRequest[Any], what: str) -> HttpReply | None:
+        """:meth:`send`, a connection failure counted and answered ``None`` (the caller
+        repeats the request on the store's loop, which retries with backoff)."""
         try:
             reply = await self.send(request)
         except TransientError as e:
-            log.debug("read %s from trio: %s", key, e)
+            self.health.failed(e)
+            log.debug("%s from trio: %s", what, e)
             return None
-        return self.prepared.read_view(key, reply)
+        self.health.succeeded()
+        return reply
+
+    async def _busy(self, result: T | None, reply: HttpReply) -> T | None:
+        """``result``, after a pause when it is ``None`` because the server said it was
+        busy: the caller's repeat of the request must not come at once."""
+        if result is None and reply.status in BUSY:
+            await trio.sleep(busy_delay())
+        return result
 
     async def send(self, request: PreparedRequest[Any]) -> HttpReply:
         """``request`` signed with the credentials snapshot, sent, and its reply (for

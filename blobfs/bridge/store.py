@@ -8,11 +8,15 @@ one back) are made on the trio thread when the store prepares them
 :mod:`blobfs.bridge.direct`; anything those do not plainly succeed at is repeated through
 the loop, where the store retries and translates errors as for every other call.
 
+Every call is counted, by kind and outcome, with its latency and bytes
+(:mod:`blobfs.bridge.requests`).
+
 Nothing above this package calls the sdk's coroutines directly.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any, TypeVar
 
@@ -20,6 +24,8 @@ import trio
 
 from blobfs.bridge.direct import TrioDirect
 from blobfs.bridge.loop import AsyncioThread
+from blobfs.bridge.requests import RequestStats, metered
+from sdk.errors import ResourceNotFound
 from sdk.providers.base import (
     BlobStore,
     CopySettings,
@@ -27,6 +33,9 @@ from sdk.providers.base import (
     ObjectInfo,
     OffersPreparedRequests,
     PrefixInfo,
+    ResumableUpload,
+    ResumesUploads,
+    StoredPart,
 )
 
 T = TypeVar("T")
@@ -66,19 +75,45 @@ async def _aclose(it: Any) -> None:
 class TrioMultipart:
     """A :class:`MultipartUpload` callable from trio."""
 
-    def __init__(self, upload: MultipartUpload, aio: AsyncioThread) -> None:
+    def __init__(
+        self, upload: MultipartUpload, aio: AsyncioThread, requests: RequestStats | None = None
+    ) -> None:
         self.upload = upload
         self.key = upload.key
         self._aio = aio
+        self.requests = requests if requests is not None else RequestStats()
 
+    @property
+    def upload_id(self) -> str:
+        return self.upload.upload_id
+
+    @metered("put_part", sent=lambda number, data, **_: len(data))
     async def upload_part(self, part_number: int, data: bytes) -> None:
         await self._aio.run(self.upload.upload_part, part_number, data)
 
+    @metered("complete_multipart")
     async def complete(self) -> str:
         return await self._aio.run(self.upload.complete)
 
+    @metered("abort_multipart")
     async def abort(self) -> None:
         await self._aio.run(self.upload.abort)
+
+
+class TrioResumed(TrioMultipart):
+    """A :class:`ResumableUpload` callable from trio."""
+
+    def __init__(self, upload: ResumableUpload, aio: AsyncioThread) -> None:
+        super().__init__(upload, aio)
+        self.resumed = upload
+
+    async def stored_parts(self) -> dict[int, StoredPart]:
+        return await self._aio.run(self.resumed.stored_parts)
+
+    def keep_part(self, part: StoredPart) -> None:
+        # Bookkeeping of the upload object only, no I/O: the loop's thread is not needed,
+        # and the upload is not in use on the loop while recovery decides its parts.
+        self.resumed.keep_part(part)
 
 
 class TrioStore:
@@ -90,7 +125,11 @@ class TrioStore:
     def __init__(self, store: BlobStore, aio: AsyncioThread) -> None:
         self.store = store
         self.bucket_name = store.bucket_name
+        #: How much user metadata one object may carry.
+        self.metadata_rules = store.metadata_rules
         self._aio = aio
+        #: The requests made, counted (read by ``blobfs status`` and the metrics).
+        self.requests = RequestStats()
         #: Small PUTs and reads made on this (trio) thread, where the store offers them;
         #: the connections it keeps are closed by :meth:`close_trio_side`.
         self.trio_direct: TrioDirect | None = None
@@ -99,6 +138,7 @@ class TrioStore:
             if requests is not None:
                 self.trio_direct = TrioDirect(requests, aio.run)
 
+    @metered("head")
     async def head(self, key: str) -> ObjectInfo:
         return await self._aio.run(self.store.head, key)
 
@@ -109,6 +149,7 @@ class TrioStore:
         # contract tests check it): one path, and the trio-side GET serves both.
         return bytes(await self.read_view(key, offset, length, etag=etag))
 
+    @metered("get", received=True)
     async def read_view(
         self, key: str, offset: int, length: int, *, etag: str | None = None
     ) -> memoryview:
@@ -121,6 +162,7 @@ class TrioStore:
             # what that answer means.
         return await self._aio.run(self.store.read_view, key, offset, length, etag=etag)
 
+    @metered("get", received=True)
     async def read_all(self, key: str, *, etag: str | None = None) -> bytes:
         return await self._aio.run(_read_all, self.store, key, etag)
 
@@ -135,7 +177,14 @@ class TrioStore:
         it = self.store.list(prefix, delimiter=delimiter)
         try:
             while True:
-                chunk: list[ListItem] = await self._aio.run(_pull, it, page)
+                # Counted per page: a page is what one LIST request returns (S3: 1000 keys).
+                started = time.perf_counter()
+                try:
+                    chunk: list[ListItem] = await self._aio.run(_pull, it, page)
+                except BaseException as e:
+                    self.requests.failed("list", started, prefix, e)
+                    raise
+                self.requests.done("list", started)
                 if chunk:
                     yield chunk
                 if len(chunk) < page:
@@ -144,6 +193,7 @@ class TrioStore:
             with trio.CancelScope(shield=True):
                 await self._aio.run(_aclose, it)
 
+    @metered("list")
     async def first_entry(self, prefix: str, *, delimiter: str | None = "/") -> ListItem | None:
         """The first listing entry under ``prefix`` (``None`` if there is none)."""
         it = self.store.list(prefix, delimiter=delimiter)
@@ -156,6 +206,7 @@ class TrioStore:
 
     # -- the write path --------------------------------------------------------------------------
 
+    @metered("put", sent=lambda key, data, **_: len(data))
     async def put(self, key: str, data: bytes, *, metadata: Mapping[str, str] | None = None) -> str:
         if self.trio_direct is not None:
             etag = await self.trio_direct.put(key, data, metadata=metadata)
@@ -165,12 +216,25 @@ class TrioStore:
             # store's own PUT retries, and raises the sdk error a refusal means.
         return await self._aio.run(self.store.put, key, data, metadata=metadata)
 
+    @metered("start_multipart")
     async def start_multipart(
         self, key: str, *, metadata: Mapping[str, str] | None = None
     ) -> TrioMultipart:
         upload = await self._aio.run(self.store.start_multipart, key, metadata=metadata)
-        return TrioMultipart(upload, self._aio)
+        return TrioMultipart(upload, self._aio, self.requests)
 
+    async def resume_multipart(
+        self, key: str, upload_id: str, *, metadata: Mapping[str, str] | None = None
+    ) -> TrioResumed:
+        """The unfinished upload ``upload_id`` of ``key``
+        (:meth:`ResumesUploads.resume_multipart`); a store that cannot take uploads up
+        again raises :class:`~sdk.errors.ResourceNotFound`, as for an upload that is gone."""
+        if not isinstance(self.store, ResumesUploads):
+            raise ResourceNotFound(f"{self.bucket_name}: uploads cannot be resumed here")
+        upload = await self._aio.run(self.store.resume_multipart, key, upload_id, metadata=metadata)
+        return TrioResumed(upload, self._aio)
+
+    @metered("copy")
     async def copy(
         self,
         src_key: str,
@@ -186,6 +250,7 @@ class TrioStore:
         serves requests: each copy reads it once, on the loop's thread, when it starts."""
         self.store.copy_settings = settings
 
+    @metered("delete")
     async def delete(self, key: str, *, missing_ok: bool = False) -> None:
         await self._aio.run(self.store.delete, key, missing_ok=missing_ok)
 
@@ -200,4 +265,4 @@ class TrioStore:
         await self._aio.run(self.store.close)
 
 
-__all__ = ["LIST_PAGE", "ListItem", "TrioMultipart", "TrioStore"]
+__all__ = ["LIST_PAGE", "ListItem", "TrioMultipart", "TrioResumed", "TrioStore"]

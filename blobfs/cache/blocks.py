@@ -96,6 +96,10 @@ class CacheStats:
     """Counters for tests, logs and the benchmark."""
 
     memory_hits: int = 0
+    #: Blocks asked for that were not in memory (read from disk, fetched, or waited for).
+    memory_misses: int = 0
+    #: Blocks the memory LRU dropped to make room.
+    evictions: int = 0
     #: GETs, the bytes they brought, and how many of those had been fetched before.
     fetches: int = 0
     fetched_bytes: int = 0
@@ -106,6 +110,18 @@ class CacheStats:
     shared_waits: int = 0
     #: Blocks dropped from memory behind a sequential reader.
     dropped_behind: int = 0
+
+
+class _CountingLRU(LRUCache[tuple[str, str, int], Block]):
+    """The memory LRU, counting what it evicts (``popitem`` runs only to make room)."""
+
+    def __init__(self, stats: CacheStats, maxsize: int, getsizeof: Callable[[Block], int]):
+        super().__init__(maxsize=maxsize, getsizeof=getsizeof)
+        self._stats = stats
+
+    def popitem(self) -> tuple[tuple[str, str, int], Block]:
+        self._stats.evictions += 1
+        return super().popitem()
 
 
 class BlockCache:
@@ -129,8 +145,9 @@ class BlockCache:
         self._nursery = nursery
         #: The nursery background work runs in (the write-back's streams use it too).
         self.nursery = nursery
-        self._memory: LRUCache[tuple[str, str, int], Block] = LRUCache(
-            maxsize=memory, getsizeof=len
+        self.stats = CacheStats()
+        self._memory: LRUCache[tuple[str, str, int], Block] = _CountingLRU(
+            self.stats, maxsize=memory, getsizeof=len
         )
         self._inflight: dict[tuple[str, str, int], _Fetch] = {}
         self._limiter = trio.CapacityLimiter(max_fetches)
@@ -162,6 +179,14 @@ class BlockCache:
         """The block if it is in memory (not counted as a read's hit)."""
         return self._memory.get((key, etag, index))
 
+    def forget_keys(self, holds: Callable[[str], bool]) -> int:
+        """Drop the cached blocks of the keys ``holds`` is true of; return how many.  Blocks
+        on their way are left to arrive (they are of the version their reader opened)."""
+        gone = [bid for bid in self._memory if holds(bid[0])]
+        for bid in gone:
+            del self._memory[bid]
+        return len(gone)
+
     def is_pending(self, key: str, etag: str, index: int) -> bool:
         bid = (key, etag, index)
         return bid in self._memory or bid in self._inflight
@@ -192,6 +217,7 @@ class BlockCache:
             if data is not None:
                 self.stats.memory_hits += 1
                 return data
+            self.stats.memory_misses += 1
             fetch = self._inflight.get(bid)
             if fetch is None:
                 return await self._load(bid, size, to_disk)

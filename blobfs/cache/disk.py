@@ -129,6 +129,7 @@ class DiskCache:
         self.misses = 0
         #: Blocks not written for want of free space.
         self.skipped_writes = 0
+        self.evictions = 0
 
     @property
     def total_bytes(self) -> int:
@@ -235,4 +236,5 @@ class DiskCache:
         while self._total > bound and self._index:
             name, _ = next(iter(self._index.items()))
             self._forget(name)
+            self.evictions += 1
             await trio.to_thread.run_sync(_unlink, self._path(name), limiter=self._limiter)

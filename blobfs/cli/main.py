@@ -68,11 +68,12 @@ from blobfs.cli.commands import (  # noqa: E402
     blobs,
     buckets,
     config,
+    control,
     copy,
     credentials,
     mount,
 )
 
-for _module in (buckets, blobs, copy, config, credentials, mount):
+for _module in (buckets, blobs, copy, config, credentials, mount, control):
     for _command in _module.COMMANDS:
         main.add_command(_command)

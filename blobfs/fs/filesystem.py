@@ -11,14 +11,19 @@ one :class:`~blobfs.fs.state.FsState` (whose docstring holds the concurrency rul
   directory listings, :mod:`~blobfs.fs.directories` serves ``readdir``;
 * :mod:`~blobfs.fs.reader` -- opening a version and reading it through the block cache;
 * :mod:`~blobfs.fs.writer` and :mod:`~blobfs.fs.staging` -- writes, staging files, uploads,
-  ``setattr``;
-* :mod:`~blobfs.fs.changes` and :mod:`~blobfs.fs.rename` -- namespace changes.
+  ``setattr``; :mod:`~blobfs.fs.metadata_writes` stores metadata changes alone;
+* :mod:`~blobfs.fs.xattrs` -- extended attributes;
+* :mod:`~blobfs.fs.changes` and :mod:`~blobfs.fs.rename` -- namespace changes;
+* :mod:`~blobfs.fs.times` -- the rules of atime, mtime and ctime;
+* :mod:`~blobfs.fs.sync` and :mod:`~blobfs.fs.invalidation` -- what an operator asks of a
+  running mount (``blobfs flush``, ``blobfs invalidate``), over a :mod:`~blobfs.fs.scope`.
 
 Consistency is described in ``docs/SEMANTICS.md``.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -34,16 +39,23 @@ from blobfs.fs.changes import Changes
 from blobfs.fs.directories import Directories
 from blobfs.fs.handles import FileHandle
 from blobfs.fs.inodes import ROOT_INODE, InodeTable, Node
+from blobfs.fs.invalidation import Invalidated, Invalidator, KernelCache
 from blobfs.fs.listings import Listings
 from blobfs.fs.lookup import Lookup
+from blobfs.fs.metadata_writes import MetadataWrites
 from blobfs.fs.names import NAME_MAX
 from blobfs.fs.reader import Reader
 from blobfs.fs.rename import Renamer
+from blobfs.fs.scope import Scope
 from blobfs.fs.staging import Staging
 from blobfs.fs.state import FsState, FsStats
+from blobfs.fs.sync import Syncer, SyncReport
+from blobfs.fs.times import accessed
 from blobfs.fs.writer import Writer
+from blobfs.fs.xattrs import Xattrs
 from blobfs.options import MountOptions
 from blobfs.write.budget import WriteBudget
+from blobfs.write.staging import Staged
 from blobfs.write.writeback import WriteBack
 
 #: What ``statfs`` reports: a bucket has no real capacity, so report a large, fixed one
@@ -96,9 +108,13 @@ class Filesystem:
         self._directories = Directories(state, listings, lookup)
         self._reader = Reader(state, lookup)
         self._staging = staging
-        self._writer = Writer(state, attributes, lookup, listings, staging)
+        metadata = MetadataWrites(state, attributes, listings)
+        self._writer = Writer(state, lookup, listings, staging, metadata)
+        self._xattrs = Xattrs(state, lookup, metadata)
         self._changes = Changes(state, attributes, lookup, listings, staging)
         self._renamer = Renamer(state, lookup, listings, staging)
+        self._syncer = Syncer(state, staging)
+        self._invalidator = Invalidator(state, listings)
         lookup.init_dir(state.inodes.root, None)
 
     # -- what the adapter, the daemon and the tests read ---------------------------------------
@@ -171,7 +187,7 @@ class Filesystem:
         atime_ns: int | None = None,
         fh: int | None = None,
     ) -> Node:
-        """Change mode, owner, size or mtime (atime is not stored)."""
+        """Change mode, owner, size or times."""
         node = await self._writer.setattr(
             ino, mode=mode, uid=uid, gid=gid, size=size, mtime_ns=mtime_ns, atime_ns=atime_ns, fh=fh
         )
@@ -186,8 +202,13 @@ class Filesystem:
 
     async def readdir(self, fh: int, start_id: int, emit: Callable[[str, Node, int], bool]) -> None:
         """Hand entries from position ``start_id`` to ``emit(name, node, next_id)``; see
-        :meth:`Directories.readdir <blobfs.fs.directories.Directories.readdir>`."""
+        :meth:`Directories.readdir <blobfs.fs.directories.Directories.readdir>`.  Reading
+        from the start is an access of the directory (its atime, by ``relatime``)."""
         await self._directories.readdir(fh, start_id, emit)
+        if start_id == 0:
+            handle = self.state.handles.dirs.get(fh)
+            if handle is not None:
+                self.state.dir_times.accessed(handle.node)
 
     async def releasedir(self, fh: int) -> None:
         """Close directory handle ``fh``."""
@@ -201,14 +222,23 @@ class Filesystem:
         node = self.state.inodes.get(ino)
         if node.is_dir:
             raise IsADirectory(node.key)
-        handle = await self._writer.open(node, flags) or await self._reader.open(node)
+        handle = await self._writer.open(node, flags)
+        if handle is None:
+            handle = await self._reader.open(node)
+        handle.noatime = bool(flags & os.O_NOATIME)
         # No push of what the kernel must now forget may land after the reply.
         await self.state.pages.settle(ino)
         return handle
 
     async def read(self, fh: int, offset: int, size: int) -> bytes | memoryview:
-        """Up to ``size`` bytes at ``offset`` (a view into a cached block when it can)."""
-        return await self._reader.read(fh, offset, size)
+        """Up to ``size`` bytes at ``offset`` (a view into a cached block when it can).
+        A read moves the file's atime by the ``relatime`` rule (unless opened
+        ``O_NOATIME``), in memory only."""
+        handle = self.state.handles.file(fh)
+        data = await self._reader.read(fh, offset, size)
+        if not handle.noatime:
+            accessed(handle.node)
+        return data
 
     async def write(self, fh: int, offset: int, data: bytes) -> int:
         """Write ``data`` at ``offset``; returns the bytes written."""
@@ -256,12 +286,39 @@ class Filesystem:
         return await self._changes.symlink(parent_ino, name, target)
 
     async def readlink(self, ino: int) -> bytes:
-        """The target of the symbolic link ``ino``."""
-        return await self._reader.readlink(ino)
+        """The target of the symbolic link ``ino`` (an access: its atime moves)."""
+        target = await self._reader.readlink(ino)
+        node = self.state.inodes.find(ino)
+        if node is not None:
+            accessed(node)
+        return target
+
+    async def mknod(self, parent_ino: int, name: str, kind: int, mode: int, rdev: int) -> Node:
+        """Make the FIFO, socket or device node ``name`` (``kind``: its ``S_IFMT`` bits)."""
+        return await self._changes.mknod(parent_ino, name, kind, mode, rdev)
 
     async def link(self, ino: int, new_parent_ino: int, new_name: str) -> Node:
         """Hard links are not supported."""
         return await self._changes.link(ino, new_parent_ino, new_name)
+
+    # -- extended attributes -------------------------------------------------------------------
+
+    async def getxattr(self, ino: int, name: bytes) -> bytes:
+        """The value of the extended attribute ``name`` (:class:`~blobfs.errors.NoAttribute`
+        if there is none)."""
+        return await self._xattrs.get(ino, name)
+
+    async def listxattr(self, ino: int) -> list[bytes]:
+        """The names of the node's extended attributes."""
+        return await self._xattrs.names(ino)
+
+    async def setxattr(self, ino: int, name: bytes, value: bytes) -> None:
+        """Set the extended attribute ``name`` and store it."""
+        await self._xattrs.set(ino, name, value)
+
+    async def removexattr(self, ino: int, name: bytes) -> None:
+        """Remove the extended attribute ``name``."""
+        await self._xattrs.remove(ino, name)
 
     # -- the file system as a whole ------------------------------------------------------------
 
@@ -279,6 +336,29 @@ class Filesystem:
     async def drain(self) -> None:
         """Upload whatever is still dirty (called before the daemon exits)."""
         await self._staging.drain()
+
+    # -- what an operator asks of a running mount ----------------------------------------------
+
+    def scope(self, paths: list[str] | tuple[str, ...] = ()) -> Scope:
+        """The part of the mount ``paths`` (relative to its root) name; none: all of it."""
+        return Scope.of(self.state.inodes.root.key, paths)
+
+    def unsaved(self, scope: Scope | None = None) -> list[tuple[Node, Staged]]:
+        """The files whose data is not stored yet."""
+        return self._syncer.unsaved(scope)
+
+    async def sync(self, scope: Scope, report: SyncReport) -> None:
+        """Store every change made in ``scope`` before the call (see :mod:`blobfs.fs.sync`);
+        ``report`` fills in as it goes."""
+        await self._syncer.sync(scope, report)
+
+    async def invalidate(self, scope: Scope) -> Invalidated:
+        """Forget what the mount and the kernel cache about ``scope``."""
+        return await self._invalidator.invalidate(scope)
+
+    def attach_kernel(self, kernel: KernelCache) -> None:
+        """The kernel's caches, to invalidate (the FUSE layer attaches them once mounted)."""
+        self._invalidator.kernel = kernel
 
     def open_handles(self) -> int:
         """How many file and directory handles are open."""

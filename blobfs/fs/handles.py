@@ -34,6 +34,8 @@ class FileHandle:
     #: The inode's staging file while it is open for writing (reads go there too).
     staged: Staged | None = None
     writable: bool = False
+    #: Opened ``O_NOATIME``: its reads leave the file's atime alone.
+    noatime: bool = False
 
 
 @dataclass(eq=False)

@@ -19,6 +19,7 @@ only touched from the trio thread, so it needs no locks (see :mod:`blobfs.fs.sta
 from __future__ import annotations
 
 import enum
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -70,14 +71,16 @@ class Node:
     key: str
     kind: Kind
     size: int = 0
+    atime_ns: int = 0
     mtime_ns: int = 0
     ctime_ns: int = 0
-    #: Permission bits only; the file type comes from ``kind``.
+    #: Permission bits only; the file type comes from ``kind`` and, for files, ``ftype``.
     mode: int = 0
     uid: int = 0
     gid: int = 0
     etag: str | None = None
-    #: The object's s3fs metadata has been read (by a HEAD), so mode/uid/gid/mtime are final.
+    #: The object's s3fs metadata has been read (by a HEAD), so mode/uid/gid/times, the file
+    #: type and the extended attributes are final.
     metadata_loaded: bool = False
     #: Monotonic deadline after which attributes must be re-checked with the store.
     attr_expires: float = 0.0
@@ -87,12 +90,24 @@ class Node:
     listing: Listing | None = None
     #: The ETag the kernel's page cache holds data of (set on open, used for keep_cache).
     cached_etag: str | None = field(default=None)
-    #: Files only: the object is a symbolic link (s3fs: ``S_IFLNK`` in its ``mode`` metadata).
-    symlink: bool = False
+    #: Files only: the file type (s3fs: the type bits of its ``mode`` metadata) -- a regular
+    #: file, a symbolic link, a FIFO, a socket or a device node.
+    ftype: int = stat.S_IFREG
+    #: Device nodes only: the device number.
+    rdev: int = 0
+    #: The extended attributes as stored (s3fs's ``xattr`` metadata), ``None`` for none.
+    xattr: str | None = None
+    #: Metadata other tools stored under names blobfs does not use, kept through changes.
+    extra_metadata: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_dir(self) -> bool:
         return self.kind is Kind.DIR
+
+    @property
+    def symlink(self) -> bool:
+        """A symbolic link (its target is the object's content)."""
+        return self.kind is Kind.FILE and self.ftype == stat.S_IFLNK
 
 
 class InodeTable:
@@ -163,6 +178,10 @@ class InodeTable:
 
     def clear_negative(self, parent: int, name: str) -> None:
         self._negative.pop((parent, name), None)
+
+    def clear_negatives(self) -> None:
+        """Forget every name found missing."""
+        self._negative.clear()
 
     # -- changes -------------------------------------------------------------------------------
 

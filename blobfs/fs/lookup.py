@@ -20,7 +20,7 @@ from blobfs.fs.attributes import Attributes
 from blobfs.fs.inodes import Entry, Kind, Node
 from blobfs.fs.listings import Listings
 from blobfs.fs.metadata import to_ns
-from blobfs.fs.names import check_name, child_key, valid_name
+from blobfs.fs.names import check_name, child_key, key_fits, valid_name
 from blobfs.fs.state import FsState
 from sdk.providers.base import ObjectInfo, PrefixInfo
 
@@ -47,7 +47,7 @@ class Lookup:
             check_name(name)
             node = await self.resolve(parent, name)
             if node.is_dir and not node.metadata_loaded:
-                await self._load_dir_metadata(node)
+                await self.load_dir_metadata(node)
         inodes.ref(node)
         return node
 
@@ -146,6 +146,8 @@ class Lookup:
         state = self.state
         file_key = child_key(parent.key, name, directory=False)
         dir_key = child_key(parent.key, name, directory=True)
+        if not key_fits(file_key):
+            return self._missing(parent, name, state.inodes.child(parent.ino, name))
         head: ObjectInfo | None = None
         first: ObjectInfo | PrefixInfo | None = None
 
@@ -165,9 +167,14 @@ class Lookup:
                 first = await state.store.first_entry(dir_key, delimiter="/")
 
         # Both questions at once: one round trip of latency for a lookup.
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(do_head)
-            nursery.start_soon(do_list)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(do_head)
+                nursery.start_soon(do_list)
+        except* FsError as failed:
+            # The nursery groups what failed; the lookup fails with the first, as itself,
+            # so the adapter gives its errno (one failing or both alike, e.g. no server).
+            raise failed.exceptions[0] from None
 
         existing = state.inodes.child(parent.ino, name)
         if first is not None:
@@ -182,9 +189,9 @@ class Lookup:
             return node
         return self._missing(parent, name, existing)
 
-    async def _load_dir_metadata(self, node: Node) -> None:
-        """Mode, owner and mtime of a directory from its marker's metadata (one HEAD per
-        directory node; an implicit directory keeps the defaults)."""
+    async def load_dir_metadata(self, node: Node) -> None:
+        """Mode, owner, times and extended attributes of a directory from its marker's
+        metadata (one HEAD per directory node; an implicit directory keeps the defaults)."""
         state = self.state
         state.stats.heads += 1
         try:
@@ -197,6 +204,8 @@ class Lookup:
             log.debug("cannot read the metadata of %r: %s", node.key, e)
             return
         if info.modified_at is not None:
-            node.mtime_ns = node.ctime_ns = to_ns(info.modified_at, node.mtime_ns)
+            written = to_ns(info.modified_at, node.mtime_ns)
+            node.atime_ns = node.mtime_ns = node.ctime_ns = written
         self.attributes.apply_metadata(node, info)
+        state.dir_times.recall(node)
         node.metadata_loaded = True

@@ -10,6 +10,9 @@ The rules (also in ``docs/SEMANTICS.md``, whose examples are tested):
   cannot be looked up, and listing the rest of the directory is unaffected.
 * A file and a directory of the same name (keys ``x`` and ``x/...``): **the directory
   wins**; the object ``x`` is hidden while the directory exists.
+* A key is at most :data:`KEY_MAX` bytes (S3's and Azure's limit), the mount's prefix and a
+  directory's trailing ``/`` included: a path whose key would be longer cannot be made
+  (:func:`check_key`) and cannot exist.
 
 What an object's metadata says about the node is :mod:`blobfs.fs.metadata`'s.
 """
@@ -19,6 +22,8 @@ from __future__ import annotations
 from blobfs.errors import InvalidName, NameTooLong
 
 NAME_MAX = 255
+#: The longest key S3 and Azure store, in bytes of UTF-8.
+KEY_MAX = 1024
 
 
 def valid_name(name: str) -> bool:
@@ -38,6 +43,17 @@ def check_name(name: str) -> None:
         raise NameTooLong(name[:40] + "...")
     if "\0" in name or "/" in name:
         raise InvalidName(repr(name))
+
+
+def key_fits(key: str) -> bool:
+    """Whether the store can hold ``key`` (at most :data:`KEY_MAX` bytes)."""
+    return len(key.encode("utf-8", "surrogateescape")) <= KEY_MAX
+
+
+def check_key(key: str) -> None:
+    """Refuse to make ``key`` if the store cannot hold it: :class:`NameTooLong`."""
+    if not key_fits(key):
+        raise NameTooLong(f"{key[:40]}...: the key would be over {KEY_MAX} bytes")
 
 
 def name_from_kernel(raw: bytes) -> str | None:

@@ -58,6 +58,8 @@ class Reader:
             keep_cache=node.cached_etag == node.etag,
         )
         node.cached_etag = node.etag
+        state.stats.read_opens += 1
+        state.stats.kernel_reuses += handle.keep_cache
         state.handles.files[fh] = handle
         state.inodes.opened(node)
         return handle

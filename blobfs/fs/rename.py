@@ -6,7 +6,9 @@ A directory rename is not atomic but safe to re-run after an interruption; what 
 do is decided by :func:`blobfs.fs.rename_plan.rename_plan`.  Files being written under a
 moved directory are uploaded first and then store under their new keys.  A rename that
 fails half way leaves the caches of the target name unknown (its negative entry and the
-new parent's listing are dropped).
+new parent's listing are dropped).  A rename that would give any key more bytes than the
+store allows is refused before anything is copied.  The node moved gets a new ctime, both
+parents a new mtime and ctime (in memory: :mod:`blobfs.fs.times`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from blobfs.errors import (
     FsError,
     InvalidName,
     IsADirectory,
+    NameTooLong,
     NotADirectory,
     NotEmpty,
     NotFound,
@@ -32,10 +35,11 @@ from blobfs.fs.inodes import Node
 from blobfs.fs.listings import Listings
 from blobfs.fs.lookup import Lookup
 from blobfs.fs.metadata import node_metadata
-from blobfs.fs.names import check_name, child_key
+from blobfs.fs.names import KEY_MAX, check_key, check_name, child_key
 from blobfs.fs.rename_plan import directories_deepest_first, rename_plan
 from blobfs.fs.staging import Staging
 from blobfs.fs.state import FsState
+from blobfs.fs.times import changed
 from sdk.providers.base import ObjectInfo
 
 #: renameat2 flags (linux/fs.h).
@@ -109,9 +113,12 @@ class Renamer:
             new_key = child_key(new_parent.key, new_name, directory=True)
             if new_key.startswith(src.key):
                 raise InvalidName("cannot move a directory into itself")
+            check_key(new_key)
             await self._rename_dir(src, new_key, dst)
+            self.state.dir_times.forget(src.key, below=True)
         else:
             new_key = child_key(new_parent.key, new_name, directory=False)
+            check_key(new_key)
             await self._rename_file(src, new_key, dst)
         self.listings.drop(parent, name)
         self.state.inodes.move(src, new_parent, new_name, new_key)
@@ -121,6 +128,9 @@ class Renamer:
         self.listings.put(src)
         if src.is_dir:
             self.listings.put_dir(new_parent, new_name, new_key)
+        changed(src)
+        self.state.dir_times.entries_changed(parent)
+        self.state.dir_times.entries_changed(new_parent)
 
     async def _rename_file(self, src: Node, new_key: str, dst: Node | None) -> None:
         state = self.state
@@ -143,6 +153,8 @@ class Renamer:
             await state.store.delete(src.key, missing_ok=True)
         if staged is not None:
             staged.rename_key(new_key)
+            if not staged.dirty and not staged.unlinked and src.etag is not None:
+                staged.rebase(src.etag)  # the copy under the new name is the version now
 
     async def _rename_dir(self, src: Node, new_key: str, dst: Node | None) -> None:
         """Move every key under ``src`` to ``new_key``: all copies first, then the deletes.
@@ -162,6 +174,10 @@ class Renamer:
         # Everything written under the directory goes up first, under the old names.
         await self.staging.upload_under(src)
         src_tree = await self._tree(src.key)
+        room = KEY_MAX - len(new_key.encode("utf-8", "surrogateescape"))
+        longest = max((len(rel.encode("utf-8", "surrogateescape")) for rel in src_tree), default=0)
+        if longest > room:
+            raise NameTooLong(f"{new_key}: a key under it would be over {KEY_MAX} bytes")
         # Listed even when the caches say the name is free: keys under it written since
         # (another mount, an earlier interrupted rename) must not be merged into unseen.
         dst_tree = await self._tree(new_key)

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import logging
 
+from blobfs.bridge.requests import describe
 from blobfs.errors import FsError, Stale, StorageFailure, from_storage
 from blobfs.fs.attributes import Attributes
 from blobfs.fs.inodes import Node
 from blobfs.fs.listings import Listings
-from blobfs.fs.metadata import node_metadata
+from blobfs.fs.metadata import TIME_NAMES, node_metadata, parse_time
 from blobfs.fs.state import FsState
 from blobfs.write.staging import Staged
+from blobfs.write.transfers import KeptFile
 
 log = logging.getLogger(__name__)
 
@@ -72,24 +74,50 @@ class Staging:
                 etag = await staged.upload(store, key, wanted)
                 stored = staged.stored_metadata
                 changed = {name for name, value in wanted.items() if stored.get(name) != value}
-                if changed - {"mtime"} or (changed and staged.mtime_explicit):
-                    # A streamed upload carries the metadata of its start: a chmod, chown
-                    # or utime made while it ran is applied now, by a copy onto itself.
+                changed |= set(stored) - set(wanted)
+                if changed - TIME_NAMES or (changed and staged.mtime_explicit):
+                    # A streamed upload carries the metadata of its start: a chmod, chown,
+                    # utime or extended attribute change made while it ran is applied
+                    # now, by a copy onto itself.
                     await store.copy(key, key, metadata=wanted)
                     etag = (await store.head(key)).etag
                 elif changed:
-                    # Only the mtime the writes themselves moved: show what is stored.
-                    node.mtime_ns = node.ctime_ns = int(stored["mtime"]) * 1_000_000_000
-        except FsError:
+                    # Only the times the writes themselves moved: show what is stored.
+                    mtime = parse_time(stored.get("mtime"))
+                    if mtime is not None:
+                        node.mtime_ns = mtime
+                        node.ctime_ns = parse_time(stored.get("ctime")) or mtime
+        except FsError as e:
+            self._failed(key, staged, e)
             raise
         except OSError as e:  # the staging disk
-            raise StorageFailure(f"staging file {staged.path}: {e}") from e
+            failure = StorageFailure(f"staging file {staged.path}: {e}")
+            self._failed(key, staged, failure)
+            raise failure from e
         node.etag = etag
         node.size = staged.size
         node.metadata_loaded = True
         node.attr_expires = state.clock() + state.options.attr_ttl
         self.attributes.remember(node)
         self.listings.put(node)
+
+    def _failed(self, key: str, staged: Staged, e: FsError) -> None:
+        """Record a failed upload for ``blobfs status``: a file still open stays dirty and
+        is tried again; one closed for the last time is recorded by :meth:`finish`."""
+        if staged.handles > 0:
+            self.state.writeback.failures.record(
+                key,
+                f"upload failed: {e}",
+                "at the file's next close or fsync, or blobfs flush",
+            )
+
+    def _kept(self, key: str, staged: Staged, e: FsError) -> None:
+        """The data of ``key`` stays on the staging disk, not stored: record it."""
+        wb = self.state.writeback
+        wb.kept.append(KeptFile(key, staged.path, describe(e)))
+        wb.failures.record(
+            key, f"upload failed, data kept in {staged.path}: {e}", "at the next mount"
+        )
 
     async def finish(self, node: Node, staged: Staged) -> None:
         """The last handle is gone: upload if still dirty, then drop the staging file
@@ -106,6 +134,7 @@ class Staging:
                     e,
                     staged.path,
                 )
+                self._kept(node.key, staged, e)
                 staged.keep()
                 node.attr_expires = 0
                 return
@@ -172,6 +201,7 @@ class Staging:
                     e,
                     staged.path,
                 )
+                self._kept(node.key, staged, e)
         # Streaming uploads given up meanwhile are aborted, so they leave no parts.
         await state.writeback.settle()
         state.writeback.close_spares()

@@ -3,8 +3,8 @@
 :class:`FsState` is the one object the collaborating classes of :mod:`blobfs.fs` hold in
 common: the store, the block cache and the kernel's page cache, the mount's options and
 clock, the inode table, the open handles, the staging file of every inode being written,
-and the request counters.  Each
-part owns its own caches besides (listings, known metadata); this is what they all see.
+the times directories got here, and the request counters.  Each part owns its own caches
+besides (listings, known metadata); this is what they all see.
 
 Concurrency: the file system runs on the one trio thread.  State (the inode table, handle
 tables, staging map, listings) is changed only between awaits, so it needs no locks; the
@@ -27,6 +27,7 @@ from blobfs.errors import ReadOnly
 from blobfs.fs.handles import Handles
 from blobfs.fs.inodes import InodeTable
 from blobfs.fs.names import root_key
+from blobfs.fs.times import DirectoryTimes
 from blobfs.options import MountOptions
 from blobfs.write.staging import Staged
 from blobfs.write.writeback import WriteBack
@@ -39,6 +40,10 @@ class FsStats:
     heads: int = 0
     lists: int = 0
     skipped_names: int = 0
+    #: Files opened for reading, and those whose kernel page cache was kept (``keep_cache``:
+    #: the same version as the last open, so the kernel reuses what it cached).
+    read_opens: int = 0
+    kernel_reuses: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -69,6 +74,8 @@ class FsState:
         #: The kernel's page cache, where random readers' blocks are pushed (once the FUSE
         #: adapter attaches the kernel call).
         self.pages = PageCache(cache.nursery)
+        #: Directories' times from entries made and removed here (memory only).
+        self.dir_times = DirectoryTimes()
         self.stats = FsStats()
 
     def check_writable(self) -> None:

@@ -1,26 +1,28 @@
 """Writing: open for writing, create, write, close, and attribute changes (``setattr``).
 
 Writes go to the inode's staging file (:mod:`blobfs.fs.staging`); the object is replaced
-when the file is closed.  A change of mode, owner or mtime alone is a server-side copy of
-the object onto itself with the new metadata (a directory's: a new marker); made while the
-file is being written, it goes up with the data instead.
+when the file is closed.  A change of mode, owner or times alone is stored by
+:mod:`blobfs.fs.metadata_writes` (a server-side copy of the object onto itself; a
+directory's new marker); made while the file is being written, it goes up with the data
+instead.  Which times each call moves is :mod:`blobfs.fs.times`'s rule.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import time
 
-from blobfs.errors import BadHandle, IsADirectory, Stale, from_storage
-from blobfs.fs.attributes import Attributes, touch
+from blobfs.errors import BadHandle, IsADirectory, Stale, StorageFailure, from_storage
 from blobfs.fs.handles import FileHandle, new_readahead
 from blobfs.fs.inodes import ROOT_INODE, Kind, Node
 from blobfs.fs.listings import Listings
 from blobfs.fs.lookup import Lookup
-from blobfs.fs.metadata import node_metadata
-from blobfs.fs.names import check_name, child_key
+from blobfs.fs.metadata_writes import MetadataWrites
+from blobfs.fs.names import check_key, check_name, child_key
 from blobfs.fs.staging import Staging
 from blobfs.fs.state import FsState
+from blobfs.fs.times import changed, created, modified
 
 #: Open flags that mean the file will be written.
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND
@@ -32,16 +34,16 @@ class Writer:
     def __init__(
         self,
         state: FsState,
-        attributes: Attributes,
         lookup: Lookup,
         listings: Listings,
         staging: Staging,
+        metadata: MetadataWrites,
     ) -> None:
         self.state = state
-        self.attributes = attributes
         self.lookup = lookup
         self.listings = listings
         self.staging = staging
+        self.metadata = metadata
 
     async def open(self, node: Node, flags: int) -> FileHandle | None:
         """A handle on the file's staging file -- made now if ``flags`` write -- or
@@ -62,11 +64,11 @@ class Writer:
             staged = self.staging.stage(node, keep_content=not truncate, dirty=truncate)
             if truncate:
                 node.size = 0
-                touch(node)
+                modified(node)
         elif staged is not None and flags & os.O_TRUNC:
             await staged.truncate(0)
             node.size = 0
-            touch(node)
+            modified(node)
         if staged is None:
             return None
         staged.handles += 1
@@ -93,15 +95,18 @@ class Writer:
         parent = state.inodes.directory(parent_ino)
         check_name(name)
         state.check_writable()
+        check_key(child_key(parent.key, name, directory=False))
         await self.lookup.check_absent(parent, name)
         parent = state.inodes.directory(parent_ino)
         key = child_key(parent.key, name, directory=False)
         node = state.inodes.remember(parent, name, Kind.FILE, key)
         node.mode = options.file_mode if options.file_mode is not None else mode & 0o7777
         node.uid, node.gid = options.uid, options.gid
-        node.size, node.etag, node.symlink = 0, None, False
+        node.size, node.etag, node.ftype, node.rdev = 0, None, stat.S_IFREG, 0
+        node.xattr, node.extra_metadata = None, ()
         node.metadata_loaded = True
-        touch(node)
+        created(node, time.time_ns())
+        state.dir_times.entries_changed(parent)
         staged = self.staging.stage(node, keep_content=False, dirty=True)
         staged.handles = 1
         fh = state.handles.new_fh()
@@ -130,7 +135,7 @@ class Writer:
             written = await staged.write(offset, data)
         node = handle.node
         node.size = staged.size
-        touch(node)
+        modified(node)
         return written
 
     async def flush(self, fh: int) -> None:
@@ -166,16 +171,31 @@ class Writer:
         atime_ns: int | None = None,
         fh: int | None = None,
     ) -> Node:
-        """Change mode, owner, size or mtime (atime is not stored)."""
+        """Change mode, owner, size or times; every change moves ctime."""
         state = self.state
         node = state.inodes.get(ino)
-        if (mode, uid, gid, size, mtime_ns) == (None, None, None, None, None):
-            return node  # atime only: not stored, nothing to refuse
+        if (mode, uid, gid, size, mtime_ns, atime_ns) == (None, None, None, None, None, None):
+            # What the kernel sends for chown(-1, -1) or utime with both times omitted:
+            # nothing but ctime changes (in memory, as there is nothing else to store).
+            if not state.options.read_only:
+                changed(node)
+            return node
         state.check_writable()
         if node.is_dir and size is not None:
             raise IsADirectory(node.key)
-        if not node.is_dir and not node.metadata_loaded and node.ino not in state.staged:
-            # Known from a listing only: what is not changed here must be the object's own.
+        # What is not changed here must be the object's own, not a listing's defaults; and
+        # a truncate stages the current version.  Both are looked up before anything
+        # changes, so the answer cannot undo the change.
+        if node.is_dir:
+            if not node.metadata_loaded and node.ino != ROOT_INODE:
+                await self.lookup.load_dir_metadata(node)
+                if not node.metadata_loaded:
+                    # A new marker now would drop what the one there holds.
+                    raise StorageFailure(f"cannot read the metadata of {node.key!r}")
+        elif node.ino not in state.staged and (
+            not node.metadata_loaded
+            or (size is not None and (node.attr_expires <= state.clock() or node.etag is None))
+        ):
             await self.lookup.refresh(node)
         if mode is not None:
             node.mode = mode & 0o7777
@@ -185,45 +205,20 @@ class Writer:
             node.gid = gid
         if mtime_ns is not None:
             node.mtime_ns = mtime_ns
-        node.ctime_ns = time.time_ns()
-        if node.is_dir:
-            if node.ino != ROOT_INODE:
-                with from_storage():
-                    await state.store.put(node.key, b"", metadata=node_metadata(node))
-                node.metadata_loaded = True
-            return node
+        if atime_ns is not None:
+            node.atime_ns = atime_ns
+        changed(node)
         staged = state.staged.get(ino)
-        if size is not None:
+        if size is not None and not node.is_dir:
             if staged is None:
-                if node.attr_expires <= state.clock() or node.etag is None:
-                    await self.lookup.refresh(node)
                 staged = self.staging.stage(node, keep_content=True)
             with from_storage(missing=Stale):
                 await staged.truncate(size)
             node.size = size
             if mtime_ns is None:
-                touch(node)
+                modified(node)
             if staged.handles <= 0:
                 await self.staging.finish_or_raise(node, staged)
             return node
-        if staged is not None and staged.dirty:
-            if mtime_ns is not None:
-                staged.mtime_explicit = True
-            return node  # the new metadata goes up with the data at close
-        # Metadata only: a server-side copy onto itself with the metadata replaced.
-        with from_storage():
-            await state.store.copy(node.key, node.key, metadata=node_metadata(node))
-            # The ETag a copy returns is not always the one listings report (SeaweedFS):
-            # take the stored version's own, so a listing does not look like a change.
-            info = await state.store.head(node.key)
-        node.etag = info.etag
-        node.metadata_loaded = True
-        node.attr_expires = state.clock() + state.options.attr_ttl
-        self.attributes.remember(node)
-        if staged is not None:
-            # Not dirty: its content is the object's, now under a new ETag; fill it all now
-            # so it never needs the old version again.
-            with from_storage(missing=Stale):
-                await staged.fill_all()
-        self.listings.put(node)
+        await self.metadata.store(node, times_set=mtime_ns is not None or atime_ns is not None)
         return node

@@ -42,6 +42,8 @@ ERRNO: tuple[tuple[type[errors.FsError], int], ...] = (
     (errors.BadHandle, errno.EBADF),
     (errors.NoAttribute, pyfuse3.ENOATTR),
     (errors.NotEmpty, errno.ENOTEMPTY),
+    (errors.TooBig, errno.E2BIG),
+    (errors.NoSpace, errno.ENOSPC),
     (errors.Exists, errno.EEXIST),
     (errors.StorageFailure, errno.EIO),
 )
@@ -54,13 +56,17 @@ def errno_of(exc: errors.FsError) -> int:
     return errno.EIO
 
 
+#: Answers too common to log above DEBUG.
+_ROUTINE = (errno.ENOENT, pyfuse3.ENOATTR)
+
+
 @asynccontextmanager
-async def _errno(op: str) -> AsyncIterator[None]:
+async def _errno(op: str, routine: tuple[int, ...] = _ROUTINE) -> AsyncIterator[None]:
     try:
         yield
     except errors.FsError as e:
         code = errno_of(e)
-        level = logging.DEBUG if code in (errno.ENOENT, pyfuse3.ENOATTR) else logging.INFO
+        level = logging.DEBUG if code in routine else logging.INFO
         log.log(level, "%s: %s: %s", op, type(e).__name__, e)
         raise pyfuse3.FUSEError(code) from e
     except pyfuse3.FUSEError:
@@ -110,18 +116,17 @@ class Operations(pyfuse3.Operations):
             # nlink 1 tells find(1) the subdirectory count is unknown (no leaf optimisation).
             a.st_nlink = 1
         else:
-            kind = stat.S_IFLNK if node.symlink else stat.S_IFREG
-            a.st_mode = pyfuse3.ModeT(kind | node.mode)
+            a.st_mode = pyfuse3.ModeT(node.ftype | node.mode)
             a.st_nlink = 1
         a.st_uid = node.uid
         a.st_gid = node.gid
-        a.st_rdev = 0
+        a.st_rdev = node.rdev
         a.st_size = node.size
         a.st_blksize = self.blksize
         a.st_blocks = (node.size + 511) // 512
-        a.st_atime_ns = node.mtime_ns
+        a.st_atime_ns = node.atime_ns
         a.st_mtime_ns = node.mtime_ns
-        a.st_ctime_ns = node.ctime_ns or node.mtime_ns
+        a.st_ctime_ns = node.ctime_ns
         return a
 
     # -- names ---------------------------------------------------------------------------------
@@ -263,12 +268,16 @@ class Operations(pyfuse3.Operations):
         ctx: pyfuse3.RequestContext,
     ) -> pyfuse3.EntryAttributes:
         async with _errno("mknod"):
-            if not stat.S_ISREG(mode):
-                raise errors.NotSupported("only regular files can be created")
-            handle = await self.fs.create(parent_inode, _name(name), mode & 0o7777, 0)
-            await self.fs.release(handle.fh)
-            self.fs.inodes.ref(handle.node)
-            return self._attrs(handle.node)
+            if stat.S_ISREG(mode):
+                handle = await self.fs.create(parent_inode, _name(name), mode & 0o7777, 0)
+                await self.fs.release(handle.fh)
+                node = handle.node
+            else:
+                node = await self.fs.mknod(
+                    parent_inode, _name(name), stat.S_IFMT(mode), mode & 0o7777, rdev
+                )
+            self.fs.inodes.ref(node)
+            return self._attrs(node)
         raise AssertionError("unreachable")
 
     async def unlink(
@@ -329,9 +338,54 @@ class Operations(pyfuse3.Operations):
             return self._attrs(node)
         raise AssertionError("unreachable")
 
-    # Extended attributes: not implemented on purpose.  pyfuse3 answers ENOSYS, and the
-    # kernel then remembers that this file system has none and stops asking -- `ls -l` would
-    # otherwise send a getxattr per entry (security.selinux, POSIX ACLs).
+    # -- extended attributes ------------------------------------------------------------------
+    # The kernel asks for security.capability before every write and `ls -l` for POSIX ACLs
+    # of every entry: the core answers names it does not keep at once, without a request.
+    # XATTR_CREATE and XATTR_REPLACE are pyfuse3's (it asks getxattr first).  With -o noxattr
+    # each answers ENOSYS, after which the kernel sends none of them again.
+
+    def _xattrs_off(self) -> None:
+        if self.fs.options.no_xattr:
+            raise pyfuse3.FUSEError(errno.ENOSYS)
+
+    async def getxattr(
+        self, inode: pyfuse3.InodeT, name: pyfuse3.XAttrNameT, ctx: pyfuse3.RequestContext
+    ) -> bytes:
+        self._xattrs_off()
+        # EOPNOTSUPP: the security.capability the kernel asks for before every write.
+        async with _errno("getxattr", (*_ROUTINE, errno.EOPNOTSUPP)):
+            return await self.fs.getxattr(inode, bytes(name))
+        raise AssertionError("unreachable")
+
+    async def listxattr(
+        self, inode: pyfuse3.InodeT, ctx: pyfuse3.RequestContext
+    ) -> Sequence[pyfuse3.XAttrNameT]:
+        self._xattrs_off()
+        async with _errno("listxattr"):
+            return [pyfuse3.XAttrNameT(name) for name in await self.fs.listxattr(inode)]
+        raise AssertionError("unreachable")
+
+    async def setxattr(
+        self,
+        inode: pyfuse3.InodeT,
+        name: pyfuse3.XAttrNameT,
+        value: bytes,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        self._xattrs_off()
+        async with _errno("setxattr"):
+            await self.fs.setxattr(inode, bytes(name), value)
+
+    async def removexattr(
+        self, inode: pyfuse3.InodeT, name: pyfuse3.XAttrNameT, ctx: pyfuse3.RequestContext
+    ) -> None:
+        self._xattrs_off()
+        async with _errno("removexattr"):
+            await self.fs.removexattr(inode, bytes(name))
+
+    # fallocate: pyfuse3 (3.5) has no handler for it, so the kernel gets ENOSYS and answers
+    # every fallocate(2) with EOPNOTSUPP from then on; glibc's posix_fallocate then writes a
+    # byte into each 4 KiB block instead (docs/SEMANTICS.md).
 
     # -- the file system -----------------------------------------------------------------------
 

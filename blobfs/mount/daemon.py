@@ -7,12 +7,15 @@ Started by :func:`blobfs.mount.launch.launch`; :func:`serve`:
 2. stores what a killed daemon left in the staging directory (:mod:`blobfs.write.recovery`),
    builds the core (block cache, optional disk cache, write-back,
    :class:`~blobfs.fs.filesystem.Filesystem`) and mounts it (:mod:`blobfs.fuse.session`);
-3. once a ``stat`` of the mount point goes through the kernel and back, it is *ready*:
-   the kernel read-ahead is raised, systemd gets ``READY=1``, the parent gets ``OK``;
+3. opens its control socket (:mod:`blobfs.mount.control`: ``blobfs status``, ``flush``,
+   ``invalidate``) and, if asked, its metrics endpoint (:mod:`blobfs.mount.metrics`); once
+   a ``stat`` of the mount point goes through the kernel and back, it is *ready*: the
+   kernel read-ahead is raised, systemd gets ``READY=1``, the parent gets ``OK``;
 4. runs until the file system is unmounted (``blobfs umount``, ``fusermount3 -u``) or a
    SIGTERM/SIGINT/SIGHUP arrives, which unmounts it; then drains pending work
    (:meth:`Filesystem.drain` uploads files still dirty) and exits.  Uploads in progress
-   when the signal arrives are shielded from the cancellation, so they finish first.
+   when the signal arrives are shielded from the cancellation, so they finish first; the
+   control socket answers until the end, so ``blobfs status`` shows the drain.
 
 Whatever happens after the mount, :func:`blobfs.fuse.session.unmount` runs on the way out, so
 a daemon that fails leaves no "Transport endpoint is not connected" behind when it can
@@ -26,7 +29,6 @@ import hashlib
 import logging
 import os
 import signal
-import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -41,8 +43,11 @@ from blobfs.fs.filesystem import Filesystem
 from blobfs.fs.names import root_key
 from blobfs.fuse import session as fuse_session
 from blobfs.mount import memory, mountpoint
+from blobfs.mount.control import ControlServer
+from blobfs.mount.logs import setup_logging
 from blobfs.mount.mountpoint import MountError
 from blobfs.mount.notify import ReadyPipe, sd_notify
+from blobfs.mount.observe import Observed
 from blobfs.options import MountOptions
 from blobfs.write import recovery, writeback
 from blobfs.write.budget import WriteBudget
@@ -52,23 +57,6 @@ log = logging.getLogger("blobfs.mount.daemon")
 
 #: How long the daemon waits at exit for blocks still on their way to the disk cache.
 DISK_SETTLE_SECONDS = 10.0
-
-
-def setup_logging(options: MountOptions) -> None:
-    handler: logging.Handler
-    if options.log_file is not None:
-        options.log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(options.log_file)
-    else:
-        handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(options.log_level)
 
 
 def _storage_reason(e: BaseException, source: str) -> str:
@@ -185,11 +173,15 @@ async def _serve_mounted(
             for path, key in writeback.leftovers(wb.directory):
                 log.warning("staged data of %r (read-only mount: not uploaded) in %s", key, path)
         fs = Filesystem(store, cache, options, prefix=prefix, writeback=wb)
+        # Named before mounting: resolving the mount point later would ask the mount itself,
+        # which does not serve requests yet.  (Blocking is fine: nothing is served yet.)
+        control = mountpoint.control_socket_name(os.path.realpath(where))  # noqa: ASYNC240
         try:
             fuse_session.mount(fs, where, source)
         except fuse_session.MountFailed as e:
             raise MountError(f"FUSE mount on {where} failed: {e}") from e
         try:
+            await _observe(Observed(source, where, options, fs, disk), nursery, control)
             nursery.start_soon(_watch_signals, signals)
             nursery.start_soon(_announce_ready, where, options, ready)
             # What exists by now (botocore's service models above all, ~100,000 objects)
@@ -249,6 +241,27 @@ def _log_read_stats(fs: Filesystem, disk: DiskCache | None) -> None:
         ps.failed,
         disk.total_bytes if disk is not None else 0,
     )
+
+
+async def _observe(observed: Observed, nursery: trio.Nursery, control: str) -> None:
+    """Open the control socket and, if asked for, the metrics endpoint of the mount, as
+    tasks of ``nursery`` (closed when it ends).  Without a control socket the mount still
+    serves; a metrics endpoint that was asked for and cannot be opened fails the mount.
+    ``control`` is the control socket's file name."""
+    try:
+        path = mountpoint.secure_runtime_dir() / control
+        await nursery.start(ControlServer(observed, nursery).serve, path)
+    except OSError as e:
+        log.warning("no control socket (blobfs status, flush, invalidate): %s", e)
+    address = observed.options.metrics
+    if address is not None:
+        # Imported only when asked for: prometheus_client costs 50 ms and 2 MiB at start.
+        from blobfs.mount.metrics import serve_metrics
+
+        try:
+            await nursery.start(serve_metrics, address, observed)
+        except OSError as e:
+            raise MountError(f"metrics endpoint {address}: {e.strerror or e}") from e
 
 
 async def _watch_signals(signals: AsyncIterator[int]) -> None:

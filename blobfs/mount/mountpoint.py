@@ -1,5 +1,7 @@
 """Everything about the mount point itself: checks before mounting, the daemon's pid
-record, unmounting, and the kernel's read-ahead for the mount.
+record and control socket paths, the blobfs mounts in the mount table, unmounting (a busy
+mount is refused naming the processes that hold it: :mod:`blobfs.mount.holders`), and the
+kernel's read-ahead for the mount.
 
 The checks run before anything is started so that common mistakes get a one-line reason
 instead of a libfuse error: the path is missing or not a directory, something is already
@@ -17,7 +19,10 @@ import shutil
 import stat
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from blobfs.mount.holders import holders
 
 log = logging.getLogger(__name__)
 
@@ -60,20 +65,57 @@ def check_mountpoint(path: Path) -> None:
 def is_mounted(path: Path, dev: int | None = None) -> bool:
     """Whether something is mounted on ``path`` (by the mount table, then by device)."""
     real = os.path.realpath(path)
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) > 4 and _unescape(fields[4]) == real:
-                    return True
-    except OSError:
-        pass
+    if any(entry.path == real for entry in mount_table()):
+        return True
     if dev is None:
         return False
     try:
         return os.stat(os.path.dirname(real) or "/").st_dev != dev
     except OSError:
         return False
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of the mount table: where, what file system, from what source, and (FUSE)
+    the user who mounted it."""
+
+    path: str
+    fstype: str
+    source: str
+    uid: int | None
+
+    @property
+    def is_blobfs(self) -> bool:
+        return self.fstype == "fuse.blobfs"
+
+
+def mount_table() -> list[MountEntry]:
+    """The mounts this process sees (``/proc/self/mountinfo``; empty if unreadable)."""
+    out: list[MountEntry] = []
+    try:
+        with open("/proc/self/mountinfo") as f:
+            lines = f.readlines()
+    except OSError:
+        return out
+    for line in lines:
+        fields = line.split()
+        try:
+            sep = fields.index("-", 6)
+            fstype, source, options = fields[sep + 1], fields[sep + 2], fields[sep + 3]
+        except (ValueError, IndexError):
+            continue
+        uid = None
+        for option in options.split(","):
+            if option.startswith("user_id="):
+                uid = int(option[8:]) if option[8:].isdigit() else None
+        out.append(MountEntry(_unescape(fields[4]), fstype, _unescape(source), uid))
+    return out
+
+
+def blobfs_mounts() -> list[MountEntry]:
+    """The blobfs mounts in the mount table, in its order."""
+    return [entry for entry in mount_table() if entry.is_blobfs]
 
 
 def _unescape(field: str) -> str:
@@ -114,9 +156,33 @@ def runtime_dir() -> Path:
     return Path(xdg) / "blobfs" if xdg else Path(f"/tmp/blobfs-{os.getuid()}")
 
 
+def _digest(real: str) -> str:
+    return hashlib.sha1(real.encode()).hexdigest()[:16]
+
+
 def pid_file(mountpoint: Path) -> Path:
-    digest = hashlib.sha1(os.path.realpath(mountpoint).encode()).hexdigest()[:16]
-    return runtime_dir() / f"mount-{digest}.pid"
+    return runtime_dir() / f"mount-{_digest(os.path.realpath(mountpoint))}.pid"
+
+
+def control_socket_name(real: str) -> str:
+    """The file name of the control socket of the mount on ``real`` (the mount point's
+    real path, as the mount table has it), in the runtime directory of the user who mounted
+    it.  Takes the path resolved: resolving a mount point stats the mount itself."""
+    return f"mount-{_digest(real)}.sock"
+
+
+def secure_runtime_dir() -> Path:
+    """:func:`runtime_dir`, made if missing; :class:`PermissionError` unless it is a
+    directory of this user that no one else may enter or change (a socket in it must not
+    be replaceable by someone else)."""
+    path = runtime_dir()
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise PermissionError(f"{path} is not a directory of uid {os.geteuid()}")
+    if st.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
 
 
 def write_pid(mountpoint: Path) -> Path:
@@ -157,6 +223,8 @@ def unmount(mountpoint: Path, *, timeout: float, lazy: bool = False) -> None:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             reason = proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]
+            if "busy" in reason[0].lower():
+                raise _busy(mountpoint, alive=pid is not None)
             raise MountError(f"cannot unmount {mountpoint}: {reason[0]}")
     elif pid is None:
         raise MountError(f"{mountpoint} is not mounted")
@@ -169,6 +237,17 @@ def unmount(mountpoint: Path, *, timeout: float, lazy: bool = False) -> None:
                     f"{timeout:.0f} s (pending uploads?)"
                 )
             time.sleep(0.05)
+
+
+def _busy(mountpoint: Path, *, alive: bool) -> MountError:
+    """The refusal of a busy mount, saying who holds it and what to do."""
+    state = "" if alive else " (its daemon is gone)"
+    return MountError(
+        f"cannot unmount {mountpoint}{state}: it is busy, {holders(mountpoint).describe()}. "
+        f"Let those processes leave it (cd elsewhere, close the files), or run "
+        f"'blobfs umount -z {mountpoint}' to detach it now; it is then freed once the last "
+        "of them lets go."
+    )
 
 
 def set_kernel_readahead(dev: int, size: int) -> bool:

@@ -22,9 +22,13 @@ the object in that instant can still be overwritten: the window is one round tri
 time since the crash.  Staging files of a daemon still running (another mount of the same
 source) are locked by it and skipped.
 
-An incomplete multipart upload the killed daemon had started stays on the server (S3: until
-a lifecycle rule aborts it; Azure discards uncommitted blocks after 7 days); recovery
-uploads the file anew.
+A multipart upload the killed daemon had in progress (recorded in the sidecar) is taken up
+where it stopped: only the parts the server does not hold with the staged bytes are sent
+(:mod:`blobfs.write.resume`); the upload recovery makes is recorded the same way, so a crash
+during recovery loses no more.  Uploads the killed daemon created and no one can use any
+more are aborted: those it had given up (listed in :mod:`blobfs.write.aborts`), a recorded
+upload of a file renamed since, of a file already stored, or of a file kept because the
+object changed (the staged data stays; its upload would never be completed).
 """
 
 from __future__ import annotations
@@ -32,13 +36,15 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from blobfs.write.aborts import PendingAborts
 from blobfs.write.fill import FILL_CHUNK
-from blobfs.write.parts import Uploader
-from blobfs.write.sidecar import Sidecar
+from blobfs.write.parts import Resumer
+from blobfs.write.resume import resume_fd
+from blobfs.write.sidecar import Sidecar, UploadRecord
 from blobfs.write.upload import upload_fd
 from blobfs.write.writeback import WriteBack
 from sdk.errors import BlobfsError, ResourceNotFound
@@ -47,8 +53,8 @@ from sdk.providers.base import ObjectInfo
 log = logging.getLogger(__name__)
 
 
-class RecoveryStore(Uploader, Protocol):
-    """An :class:`~blobfs.write.parts.Uploader` that also tells an object's version and reads
+class RecoveryStore(Resumer, Protocol):
+    """A :class:`~blobfs.write.parts.Resumer` that also tells an object's version and reads
     it (to check the base, and to fill what the staging file lacks)."""
 
     async def head(self, key: str) -> ObjectInfo: ...
@@ -60,21 +66,31 @@ class RecoveryStore(Uploader, Protocol):
 
 @dataclass
 class Recovered:
-    """What :func:`recover` did: keys uploaded, leftovers kept (path, key, why), and clean
-    leftovers removed."""
+    """What :func:`recover` did: keys uploaded, leftovers kept (path, key, why), clean
+    leftovers removed, bytes sent and bytes a resumed upload held already, and uploads
+    aborted that no one could use any more."""
 
     uploaded: list[str] = field(default_factory=list)
     kept: list[tuple[Path, str, str]] = field(default_factory=list)
     removed: int = 0
+    sent: int = 0
+    kept_on_server: int = 0
+    aborted: int = 0
 
 
 class _Keep(Exception):
-    """This leftover must stay on disk (the message says why)."""
+    """This leftover must stay on disk (the message says why); ``final``: for good (the
+    object changed), not for now (the server failed)."""
+
+    def __init__(self, why: str, *, final: bool = False) -> None:
+        super().__init__(why)
+        self.final = final
 
 
 async def recover(directory: Path, store: RecoveryStore, wb: WriteBack) -> Recovered:
     """Upload or keep every leftover staging file in ``directory`` (see the module doc)."""
     out = Recovered()
+    await _abort_given_up(directory, store, wb, out)
     # A directory listing at mount time, before any request is served: blocking is fine.
     leftovers = sorted(directory.glob("*.data")) if directory.is_dir() else []  # noqa: ASYNC240
     for data in leftovers:
@@ -94,11 +110,15 @@ async def recover(directory: Path, store: RecoveryStore, wb: WriteBack) -> Recov
                 if side is None:
                     raise _Keep("its sidecar is missing or unreadable")
                 if not side.dirty:
+                    await _abort_recorded(side.upload, store, wb, out)
                     _remove(data, sidecar_path)
                     out.removed += 1
                     continue
-                await _upload(fd, side, store, wb, data)
+                sent, held = await _upload(fd, side, store, wb, sidecar_path, out)
             except _Keep as why:
+                if why.final and side is not None and side.upload is not None:
+                    await _abort_recorded(side.upload, store, wb, out)
+                    _rewrite(sidecar_path, replace(side, upload=None))
                 out.kept.append((data, key, str(why)))
                 log.warning(
                     "staged data of %r left by an earlier daemon was NOT uploaded (%s); "
@@ -110,13 +130,26 @@ async def recover(directory: Path, store: RecoveryStore, wb: WriteBack) -> Recov
                 continue
             _remove(data, sidecar_path)
             out.uploaded.append(side.key)
-            log.warning("uploaded %r from data an earlier daemon left in %s", side.key, data)
+            out.sent += sent
+            out.kept_on_server += held
+            log.warning(
+                "uploaded %r from data an earlier daemon left in %s (%d bytes sent, %d held "
+                "by its upload on the server already)",
+                side.key,
+                data,
+                sent,
+                held,
+            )
         finally:
             os.close(fd)
     return out
 
 
-async def _upload(fd: int, side: Sidecar, store: RecoveryStore, wb: WriteBack, path: Path) -> None:
+async def _upload(
+    fd: int, side: Sidecar, store: RecoveryStore, wb: WriteBack, sidecar_path: Path, out: Recovered
+) -> tuple[int, int]:
+    """Check, fill and store one leftover; the bytes sent and those its resumed upload held
+    already."""
     key = side.key
     try:
         info: ObjectInfo | None = await store.head(key)
@@ -126,13 +159,13 @@ async def _upload(fd: int, side: Sidecar, store: RecoveryStore, wb: WriteBack, p
         raise _Keep(f"cannot check the object: {e}") from e
     if side.new:
         if info is not None:
-            raise _Keep("an object was created under its name since")
+            raise _Keep("an object was created under its name since", final=True)
     elif side.base_etag is None:
-        raise _Keep("the version it was based on is unknown")
+        raise _Keep("the version it was based on is unknown", final=True)
     elif info is None:
-        raise _Keep("the object it was based on was deleted since")
+        raise _Keep("the object it was based on was deleted since", final=True)
     elif info.etag != side.base_etag:
-        raise _Keep("the object changed in the bucket since")
+        raise _Keep("the object changed in the bucket since", final=True)
     try:
         filled = side.filled
         while filled < side.source_size:
@@ -146,11 +179,57 @@ async def _upload(fd: int, side: Sidecar, store: RecoveryStore, wb: WriteBack, p
         metadata = dict(side.metadata)
         # The staging file's own mtime is the time of the last write.
         metadata["mtime"] = str(int(st.st_mtime))
-        await upload_fd(fd, st.st_size, store, key, metadata, wb)
+        record = side.upload
+        if record is not None and record.key == key:
+            resumed = await resume_fd(fd, st.st_size, store, key, metadata, wb, record)
+            if resumed is not None:
+                return resumed.sent, resumed.kept
+        elif record is not None:  # of the name the file had before a rename: of no use
+            await _abort_recorded(record, store, wb, out)
+
+        def note(upload: UploadRecord | None) -> None:
+            _rewrite(sidecar_path, replace(side, upload=upload))
+
+        await upload_fd(fd, st.st_size, store, key, metadata, wb, note)
+        return st.st_size, 0
     except BlobfsError as e:
         raise _Keep(f"upload failed: {e}") from e
     except OSError as e:
         raise _Keep(f"cannot read the staging file: {e}") from e
+
+
+async def _abort_recorded(
+    record: UploadRecord | None, store: RecoveryStore, wb: WriteBack, out: Recovered
+) -> None:
+    """Abort a recorded upload no one will complete (listed for later if that fails)."""
+    if record is None:
+        return
+    try:
+        upload = await store.resume_multipart(record.key, record.upload_id)
+    except BlobfsError as e:
+        log.warning("cannot abort upload %s of %r: %s", record.upload_id, record.key, e)
+        return
+    await wb.abort(upload, record.key)
+    if upload.upload_id not in wb.pending.ids():
+        out.aborted += 1
+
+
+async def _abort_given_up(
+    directory: Path, store: RecoveryStore, wb: WriteBack, out: Recovered
+) -> None:
+    """Abort the uploads an earlier daemon gave up and did not see aborted."""
+    for upload_id, key in PendingAborts.load(directory).items():
+        await _abort_recorded(UploadRecord(key, upload_id, 0, False), store, wb, out)
+
+
+def _rewrite(path: Path, side: Sidecar) -> None:
+    """Replace a leftover's sidecar (no daemon writes it: the data file is locked)."""
+    temporary = path.with_suffix(".tmp")
+    try:
+        temporary.write_text(side.dumps())
+        os.replace(temporary, path)
+    except OSError as e:
+        log.warning("cannot update %s: %s", path, e)
 
 
 def _raw_key(path: Path) -> str:

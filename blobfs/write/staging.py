@@ -7,16 +7,17 @@ reads the original object (:mod:`blobfs.write.fill`) and an
 :class:`~blobfs.write.parts.Uploader` that stores the file, either streamed while it is
 written (:mod:`blobfs.write.stream`) or whole at flush (:mod:`blobfs.write.upload`).
 
-Its sidecar records what :mod:`blobfs.write.recovery` needs (the key, the base version,
-how much of it was filled in, whether there are unsaved writes) and is rewritten when that
-changes.  An upload is completed only after every part is stored, and aborted on failure:
-the object under the key is either the old one or the complete new one, and a file whose
-upload failed stays staged and dirty.
+Its sidecar records what :mod:`blobfs.write.recovery` needs (the key, the base version, how
+much of it was filled in, whether there are unsaved writes, the multipart upload in
+progress) and is rewritten when that changes.  An upload is completed only after every part
+is stored, and aborted on failure: the object under the key is either the old one or the
+complete new one, and a file whose upload failed stays staged and dirty.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from blobfs.write.budget import WriteBudget
 from blobfs.write.files import StagingFiles
 from blobfs.write.fill import Fetch, Original
 from blobfs.write.parts import MAX_IN_FLIGHT, PART_SIZE, Uploader
-from blobfs.write.sidecar import Sidecar
+from blobfs.write.sidecar import Sidecar, UploadRecord
 from blobfs.write.stream import Streaming
 from blobfs.write.upload import upload_fd
 from blobfs.write.writeback import WriteBack
@@ -63,6 +64,8 @@ class Staged:
         self._original = Original(fetch, source_size)
         self.size = self._original.source_size
         self._dirty = dirty
+        #: When the file last went from stored to dirty (Unix time; for ``blobfs status``).
+        self.dirty_since = time.time()
         self._base_etag = base_etag
         self._new = new
         self._metadata_of = metadata
@@ -74,7 +77,9 @@ class Staged:
         #: A ``utime`` set the mtime while the file was dirty (the caller's bookkeeping).
         self.mtime_explicit = False
         self._lock = trio.Lock()
-        self._streaming = Streaming(self.wb, store, metadata)
+        #: The multipart upload of this file in progress (streamed or whole), for recovery.
+        self._upload: UploadRecord | None = None
+        self._streaming = Streaming(self.wb, store, metadata, self._record_upload)
         self._streaming.reset(empty=self.size == 0)
         self._save_sidecar()
 
@@ -109,6 +114,8 @@ class Staged:
     def dirty(self, value: bool) -> None:
         if value != self._dirty:
             self._dirty = value
+            if value:
+                self.dirty_since = time.time()
             self._save_sidecar()
 
     @property
@@ -130,6 +137,12 @@ class Staged:
         """A streamed upload is in progress (parts are going up while the file is written)."""
         return self._streaming.active
 
+    def _record_upload(self, record: UploadRecord | None) -> None:
+        """An upload of the file started (or ended: ``None``): recorded at once."""
+        if record != self._upload:
+            self._upload = record
+            self._save_sidecar()
+
     def _save_sidecar(self) -> None:
         if self._unlinked:
             return
@@ -143,6 +156,7 @@ class Staged:
                 filled=self._original.filled,
                 dirty=self._dirty,
                 metadata=meta,
+                upload=self._upload,
             )
         )
 
@@ -177,11 +191,13 @@ class Staged:
         """Cut or extend the file to ``size`` bytes."""
         async with self._lock:
             await self._fill(size)
+            # Before the file changes: a stream whose parts it cuts is given up (and its
+            # record cleared) first.
+            self._streaming.truncated(size)
             self._original.cut(size)
             os.ftruncate(self._files.fd, size)
             self.size = size
             self.dirty = True
-            self._streaming.truncated(size)
             self._save_sidecar()
 
     async def fill_all(self) -> None:
@@ -192,6 +208,16 @@ class Staged:
     def rename_key(self, key: str) -> None:
         """The file is now stored under ``key`` (recorded in the sidecar)."""
         self.key = key
+        self._save_sidecar()
+
+    def rebase(self, etag: str) -> None:
+        """This mount replaced the object with the same content under a new version
+        ``etag`` (a metadata copy onto itself, the copy of a rename): recovery must take
+        ``etag``, not the version the file was opened on, for the object it started from.
+        Only for a file filled in whole, which needs nothing of the old version any more."""
+        if self._original.filled < self._original.source_size:
+            raise ValueError(f"{self.key}: rebased before the original was filled in")
+        self._base_etag = etag
         self._save_sidecar()
 
     # -- upload ----------------------------------------------------------------------------------
@@ -217,14 +243,22 @@ class Staged:
                 if self._streaming.active:
                     etag, self.stored_metadata = await self._streaming.finish(size)
                 else:
-                    etag = await upload_fd(self._files.fd, size, store, key, metadata, self.wb)
+                    etag = await upload_fd(
+                        self._files.fd, size, store, key, metadata, self.wb, self._record_upload
+                    )
                     self.stored_metadata = dict(metadata)
                 self._base_etag, self._new = etag, False
                 self._dirty = False
+                self._upload = None
                 self._save_sidecar()
                 if self.wb.failed_aborts:  # the server answers again
                     await self.wb.retry_aborts()
             return etag
+
+    async def settled(self) -> None:
+        """Return once no upload (nor write) of the file is in progress."""
+        async with self._lock:
+            pass
 
     # -- lifetime --------------------------------------------------------------------------------
 

@@ -21,6 +21,13 @@ the whole staging file (one PUT, or a multipart upload sized for the file).  The
 file always holds every byte, so falling back never needs data from the store.  A
 ``truncate`` to 0 abandons the stream and makes the file streamable again.
 
+A stream's upload is recorded in the file's sidecar as soon as it has started, and the
+record cleared the moment the stream is abandoned -- before the write that abandons it
+touches the file -- so a daemon killed while streaming leaves an upload the next mount takes
+up again (:mod:`blobfs.write.resume`), and never one whose parts the file no longer holds.
+An abandoned upload is listed for abort on disk (:mod:`blobfs.write.aborts`) until its
+abort succeeds.
+
 A part that fails in the background (after the sdk's retries) is remembered; the next
 ``write``, ``flush`` or ``fsync`` of the file raises it once, and the stream is abandoned.
 The data stays staged and dirty, so a later flush retries with a whole-file upload.  A
@@ -42,7 +49,10 @@ from collections.abc import Callable, Mapping
 
 import trio
 
+from blobfs.bridge.requests import describe
 from blobfs.write.parts import MAX_PARTS, TrioUpload, Uploader, stream_part_size
+from blobfs.write.sidecar import UploadRecord
+from blobfs.write.transfers import Transfer
 from blobfs.write.writeback import WriteBack
 
 log = logging.getLogger(__name__)
@@ -50,12 +60,28 @@ log = logging.getLogger(__name__)
 #: Out-of-order extents tracked ahead of the write frontier before streaming gives up.
 MAX_AHEAD = 32
 
+#: Where a stream's upload is recorded for crash recovery (``None``: there is none).
+Record = Callable[[UploadRecord | None], None]
+
+
+def _no_record(record: UploadRecord | None) -> None:
+    pass
+
 
 class Stream:
     """A multipart upload fed with parts while its file is written."""
 
-    def __init__(self, wb: WriteBack, store: Uploader, fd: int, key: str, meta: Mapping[str, str]):
+    def __init__(
+        self,
+        wb: WriteBack,
+        store: Uploader,
+        fd: int,
+        key: str,
+        meta: Mapping[str, str],
+        record: Record = _no_record,
+    ):
         self.wb = wb
+        self._record = record
         self.store = store
         # A descriptor of its own: the staging file may be closed (discarded) while parts
         # are still being read for an abandoned stream.
@@ -76,12 +102,15 @@ class Stream:
         self._slots = trio.Semaphore(wb.max_in_flight)
         self.done = trio.Event()
         self._during_flush = False
+        #: Its progress, for ``blobfs status``: registered while :meth:`run` runs.
+        self.transfer = Transfer(key, "stream", 0)
 
     def hand(self, length: int) -> None:
         """Give the next ``length`` bytes to the upload as its next part."""
         self._send.send_nowait((self.next_number, self.handed, length))
         self.next_number += 1
         self.handed += length
+        self.transfer.total = self.handed
 
     def finish(self) -> None:
         """No more parts: the flush has handed the tail."""
@@ -96,6 +125,9 @@ class Stream:
             if fallback:
                 self.wb.stats.fallbacks += 1
             self._send.close()
+            self._record(None)
+            if self.upload is not None:
+                self.wb.pending.add(self.key, self.upload.upload_id)
 
     async def abort_once(self) -> None:
         """Abort the upload, if started and not aborted already."""
@@ -107,10 +139,13 @@ class Stream:
         """The background task: start the upload, store handed parts; :attr:`done` is set
         when it ends (the upload aborted if it was abandoned or failed)."""
         self.wb.running.add(self.done)
+        self.wb.transfers.add(self.transfer)
         try:
             self.upload = await self.store.start_multipart(self.key, metadata=self.metadata)
             self.wb.stats.multipart_uploads += 1
             self.wb.stats.streams += 1
+            if not self.abandoned:
+                self._record(UploadRecord(self.key, self.upload.upload_id, self.wb.part_size, True))
             async with trio.open_nursery() as workers:
                 async for number, start, length in self._receive:
                     if self.error is not None or self.abandoned:
@@ -124,6 +159,7 @@ class Stream:
             if self.abandoned or self.error is not None:
                 await self.abort_once()
             os.close(self.fd)
+            self.wb.transfers.end(self.transfer)
             self.wb.running.discard(self.done)
             self.done.set()
 
@@ -132,6 +168,11 @@ class Stream:
             self.error = e
             self.wb.stats.part_failures += 1
             log.warning("background upload of a part of %r failed: %s", self.key, e)
+            self.wb.failures.record(
+                self.key,
+                f"upload of a part failed: {describe(e)}",
+                "at the file's next close or fsync, as a whole file",
+            )
 
     async def _part(self, number: int, start: int, length: int, held: int) -> None:
         try:
@@ -143,6 +184,8 @@ class Stream:
             assert self.upload is not None
             await self.upload.upload_part(number, data)
             self.parts_stored += 1
+            self.transfer.sent += length
+            self.transfer.parts += 1
             if self._during_flush:
                 self.wb.stats.parts_at_flush += 1
             else:
@@ -196,10 +239,13 @@ class Streaming:
         wb: WriteBack,
         store: Uploader | None,
         metadata_of: Callable[[], Mapping[str, str]] | None,
+        record: Record = _no_record,
     ) -> None:
         """Without a nursery in ``wb``, a ``store`` or ``metadata_of`` (the metadata a new
-        upload carries), the file never streams."""
+        upload carries), the file never streams.  ``record`` keeps the sidecar's record of
+        the stream's upload."""
         self._wb = wb
+        self._record = record
         self._store = store
         self._metadata_of = metadata_of
         self._stream: Stream | None = None
@@ -303,7 +349,7 @@ class Streaming:
                 if self._frontier.end <= wb.single_put_max:
                     return
                 assert self._store is not None and self._metadata_of is not None
-                stream = Stream(wb, self._store, fd, key, self._metadata_of())
+                stream = Stream(wb, self._store, fd, key, self._metadata_of(), self._record)
                 self._stream = stream
                 wb.nursery.start_soon(stream.run)
             stream.hand(length)

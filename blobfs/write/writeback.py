@@ -1,8 +1,9 @@
 """What the staging files of one mount share: :class:`WriteBack`.
 
 That is the staging directory, the nursery where streamed uploads run in the background,
-the memory budget, the upload shape, the counters, the uploads whose abort failed, and
-the spare staging files.
+the memory budget, the upload shape, the counters, the uploads in flight and the failures
+(:mod:`blobfs.write.transfers`, for ``blobfs status``), the uploads given up and not yet
+aborted (kept on disk too: :mod:`blobfs.write.aborts`), and the spare staging files.
 
 Spares: creating, locking and deleting a staging file and its sidecar for every file
 written is a good part of a small file's cost on the daemon's side, so a staging file whose
@@ -20,10 +21,13 @@ from pathlib import Path
 
 import trio
 
+from blobfs.bridge.requests import FailureLog
+from blobfs.write.aborts import PendingAborts
 from blobfs.write.budget import WriteBudget
 from blobfs.write.files import StagingFiles
 from blobfs.write.parts import MAX_IN_FLIGHT, PART_SIZE, SINGLE_PUT_MAX, TrioUpload
 from blobfs.write.sidecar import Sidecar
+from blobfs.write.transfers import KeptFile, Transfers
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,17 @@ class WriteBack:
     #: emptying and reusing one 27 us.
     spares: list[StagingFiles] = field(default_factory=list)
     max_spares: int = 8
+    #: Uploads in flight, with their progress.
+    transfers: Transfers = field(default_factory=Transfers)
+    #: Uploads that failed, and whether they will be tried again.
+    failures: FailureLog = field(default_factory=FailureLog)
+    #: Files whose upload failed after their last close (stored at the next mount).
+    kept: list[KeptFile] = field(default_factory=list)
+    #: Uploads given up and not yet aborted, as listed on disk for the next mount.
+    pending: PendingAborts = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pending = PendingAborts(self.directory)
 
     def staging_files(self) -> StagingFiles:
         """A spare staging file pair if one is kept, else a new pair in :attr:`directory`."""
@@ -95,13 +110,16 @@ class WriteBack:
 
     async def abort(self, upload: TrioUpload, key: str) -> None:
         """Abort ``upload`` (of ``key``), shielded; if that fails it is listed in
-        :attr:`failed_aborts` to be tried again."""
+        :attr:`failed_aborts` to be tried again.  Listed in :attr:`pending` until done."""
+        self.pending.add(key, upload.upload_id)
         with trio.CancelScope(shield=True):
             try:
                 await upload.abort()
             except Exception as e:
                 log.warning("abort of the upload of %r failed (tried again later): %s", key, e)
                 self.failed_aborts.append((upload, key))
+                return
+        self.pending.done(upload.upload_id)
 
     async def retry_aborts(self) -> None:
         """Abort again the uploads whose abort failed; those that fail again stay listed."""

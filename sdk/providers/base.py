@@ -23,6 +23,7 @@ boundary and retry transient failures themselves (:mod:`sdk.retry`).
 from __future__ import annotations
 
 import builtins
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -90,6 +91,24 @@ class CopySettings:
 
 
 @dataclass(frozen=True)
+class MetadataRules:
+    """How much user metadata one object may carry, as a provider counts it.
+
+    ``limit`` bytes of names and values in UTF-8, each name counted with ``name_prefix``
+    (the header it travels in) where the provider's documentation leaves open whether the
+    prefix counts -- the stricter reading, so nothing the limit allows is refused.
+    """
+
+    limit: int
+    name_prefix: str = ""
+
+    def size(self, metadata: Mapping[str, str]) -> int:
+        """The bytes ``metadata`` takes of :attr:`limit`."""
+        prefix = len(self.name_prefix)
+        return sum(prefix + len(k.encode()) + len(v.encode()) for k, v in metadata.items())
+
+
+@dataclass(frozen=True)
 class ObjectInfo:
     """What the store says about one object.
 
@@ -117,10 +136,13 @@ class MultipartUpload(Protocol):
     """An upload assembled from parts; invisible until :meth:`complete`.
 
     Parts are numbered from 1, may be uploaded concurrently and in any order, and every part
-    but the last must be at least :data:`MIN_PART_SIZE` bytes.
+    but the last must be at least :data:`MIN_PART_SIZE` bytes.  ``upload_id`` names the
+    upload on the server: another process may take it up again
+    (:meth:`ResumesUploads.resume_multipart`).
     """
 
     key: str
+    upload_id: str
 
     async def upload_part(self, part_number: int, data: bytes) -> None: ...
 
@@ -130,6 +152,57 @@ class MultipartUpload(Protocol):
 
     async def abort(self) -> None:
         """Drop the uploaded parts; safe to call more than once and after a failure."""
+        ...
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    """A part an unfinished multipart upload holds on the server.
+
+    ``md5`` is the MD5 (hex) of the part's bytes where the server tells it (S3's part
+    ETags; ``None`` where it does not: Azure's uncommitted blocks, S3 parts encrypted with
+    KMS), so a caller can tell whether the part holds the bytes it means to send.  ``tag``
+    is what completing the upload needs of it (S3's ETag)."""
+
+    number: int
+    size: int
+    md5: str | None = None
+    tag: str | None = None
+
+
+class ResumableUpload(MultipartUpload, Protocol):
+    """A multipart upload taken up again by its id, with the parts it already holds."""
+
+    async def stored_parts(self) -> dict[int, StoredPart]:
+        """The parts the server holds, by number; :class:`~sdk.errors.ResourceNotFound`
+        if the upload is gone (completed, aborted, expired)."""
+        ...
+
+    def keep_part(self, part: StoredPart) -> None:
+        """Count a stored part (from :meth:`stored_parts`) in :meth:`complete` without
+        sending its bytes again."""
+        ...
+
+
+@runtime_checkable
+class ResumesUploads(Protocol):
+    """A :class:`BlobStore` whose multipart uploads outlive the process that started them,
+    so a later one can finish them: S3 (an upload stays until completed or aborted), Azure
+    (uncommitted blocks stay for 7 days, or until the blob is next written), the in-memory
+    store (while the store lives)."""
+
+    async def resume_multipart(
+        self,
+        key: str,
+        upload_id: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> ResumableUpload:
+        """The unfinished upload ``upload_id`` of ``key``, as :meth:`BlobStore.start_multipart`
+        began it.  No request is made: :meth:`ResumableUpload.stored_parts` finds out whether
+        it is still there.  ``metadata`` and ``content_type`` are those it was started with
+        (Azure applies them at completion; S3 kept them from the start)."""
         ...
 
 
@@ -153,6 +226,8 @@ class BlobStore(Protocol):
 
     #: Provider-side name of the bucket (S3 bucket name, Azure container name).
     bucket_name: str
+    #: How much user metadata one object may carry (S3 2 KiB, Azure 8 KiB).
+    metadata_rules: MetadataRules
 
     async def head(self, key: str) -> ObjectInfo:
         """Metadata of ``key``; :class:`~sdk.errors.ResourceNotFound` if it does not exist."""
@@ -315,6 +390,11 @@ class PreparedRequests(Protocol[Credentials]):
     @property
     def read_timeout(self) -> float:
         """Longest wait for a reply to a sent request."""
+        ...
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """A new TLS context for an https origin, trusting what the store's own client
+        trusts (``None`` over http)."""
         ...
 
     async def credentials(self) -> Credentials:

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 #: Largest reply head accepted (status line and headers).
 MAX_HEAD = 64 * 1024
+#: Statuses by which a server says it is busy or failing for now (S3's SlowDown is 503,
+#: InternalError 500; Azure's ServerBusy 503): worth repeating, after a pause.
+BUSY = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,19 @@ class HttpReply:
     body: memoryview | None
 
 
+def content_length(headers: Mapping[str, str]) -> int | None:
+    """The body length a reply announces: ``None`` when it has none, a chunked body, or a
+    value that is not a plain decimal number."""
+    value = headers.get("content-length")
+    if (
+        value is None
+        or not value.isdigit()
+        or "chunked" in headers.get("transfer-encoding", "").lower()
+    ):
+        return None
+    return int(value)
+
+
 def parse_reply_head(head: bytes) -> tuple[int, dict[str, str]]:
     """The status and headers (names lower-case) of a reply head without its final blank
     line; :class:`ValueError` if it is not an HTTP/1.x reply head."""
@@ -51,4 +67,4 @@ def parse_reply_head(head: bytes) -> tuple[int, dict[str, str]]:
     return int(status), headers
 
 
-__all__ = ["MAX_HEAD", "HttpOrigin", "HttpReply", "parse_reply_head"]
+__all__ = ["BUSY", "MAX_HEAD", "HttpOrigin", "HttpReply", "content_length", "parse_reply_head"]

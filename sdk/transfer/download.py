@@ -2,7 +2,9 @@
 
 A download goes to a temporary file renamed into place, or with ``continue_`` is written
 strictly in order -- in place when appending to an existing partial file, else in
-``.NAME.blobfs-part`` -- and kept on failure (see :func:`plan_download`).
+``.NAME.blobfs-part`` -- and kept on failure (see :func:`plan_download`).  The walk never
+writes outside its destination: names that cannot be local ones are refused, and so is a
+target a symbolic link leads out of it (:mod:`sdk.transfer.names`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from sdk.transfer.local import (
     pwrite_all,
     sibling,
 )
+from sdk.transfer.names import escapes, unsafe_name
 from sdk.transfer.tree import Dir, Tree, no_slot
 
 
@@ -224,8 +227,31 @@ async def has_keys(store: BlobStore, prefix: str) -> bool:
     return False
 
 
+class Outside(OSError):
+    """A download target that resolves outside the destination."""
+
+
+def _inside(root: Path, path: Path) -> None:
+    """Raise :class:`Outside` unless ``path`` resolves inside ``root`` (blocking)."""
+    if escapes(root, path):
+        raise Outside(
+            errno.EACCES, "a symbolic link leads outside the destination; not followed", str(path)
+        )
+
+
+def _make_dir_inside(root: Path, path: Path) -> None:
+    _inside(root, path)
+    make_local_dir(path)
+
+
+def _plan_inside(root: Path, path: Path, info: ObjectInfo, update: bool, cont: bool) -> Plan | None:
+    _inside(root, path)
+    return plan_download(path, info, update=update, continue_=cont)
+
+
 class DownloadWalk:
-    """Walks a blob folder, creating local directories and queueing file downloads."""
+    """Walks a blob folder, creating local directories and queueing file downloads, all
+    inside ``root`` (the destination, symbolic links resolved)."""
 
     def __init__(
         self,
@@ -234,11 +260,13 @@ class DownloadWalk:
         *,
         update: bool,
         continue_: bool,
+        root: Path,
     ) -> None:
         self._tree = tree
         self._store = store
         self._update = update
         self._continue = continue_
+        self._root = root
 
     async def walk(
         self,
@@ -254,7 +282,7 @@ class DownloadWalk:
             async with self._tree.walk_slots:
                 self._tree.enter(d)
                 if d.parent is not None:  # the root was made (and checked) up front
-                    await asyncio.to_thread(make_local_dir, path)
+                    await asyncio.to_thread(_make_dir_inside, self._root, path)
                 async for item in self._store.list(prefix, delimiter="/"):
                     found = await self._visit(d, prefix, path, rel, item, filter)
                     if found is not None:
@@ -287,8 +315,9 @@ class DownloadWalk:
             return None
         src = join_url(d.src, name)
         dst = join_url(d.dst, name)
-        if name in ("", ".", "..") or "\0" in name:
-            self._tree.fail(src, dst, f"{name!r} cannot be a local file name")
+        unsafe = unsafe_name(name)
+        if unsafe is not None:
+            self._tree.refuse(src, dst, unsafe)
             return None
         if is_dir:
             return name, Dir(src, dst, d)
@@ -300,7 +329,7 @@ class DownloadWalk:
             # HEAD for the metadata (mtime) and the version listed a moment ago may be gone.
             info = await self._store.head(key)
             plan = await asyncio.to_thread(
-                plan_download, file_path, info, update=self._update, continue_=self._continue
+                _plan_inside, self._root, file_path, info, self._update, self._continue
             )
             if plan is None:
                 return

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import stat
 from collections.abc import Set as AbstractSet
+from pathlib import Path
 
 from yarl import URL
 
@@ -165,7 +167,10 @@ class Transfers:
 
         ``dst`` is created if missing (its parent must exist).  ``update``, ``continue_``
         and ``filter`` work as for :meth:`download_file` and :meth:`upload_dir`; folder
-        markers become (possibly empty) directories.
+        markers become (possibly empty) directories.  Nothing is written outside ``dst``:
+        keys whose names cannot be local ones (``..``, empty, over-long ...) and targets a
+        symbolic link leads out of ``dst`` are refused, each reported with ``fail``
+        (:mod:`sdk.transfer.names`).
 
         :raises FileNotFoundError: nothing exists under ``src``.
         :raises NotADirectoryError: ``src`` is a blob, or ``dst`` is not a directory.
@@ -181,8 +186,9 @@ class Transfers:
                 raise FileNotFoundError(errno.ENOENT, "No such directory", str(src)) from None
             raise NotADirectoryError(errno.ENOTDIR, "Not a directory", str(src))
         await asyncio.to_thread(make_local_dir, root)
+        resolved = Path(await asyncio.to_thread(os.path.realpath, root))
         tree = Tree(src, dst, progress or NO_PROGRESS)
-        walker = DownloadWalk(tree, store, update=update, continue_=continue_)
+        walker = DownloadWalk(tree, store, update=update, continue_=continue_, root=resolved)
         await tree.run(
             lambda tg: walker.walk(tg, prefix, root, "", Dir(src, dst, None), filter or always)
         )

@@ -105,6 +105,12 @@ class Tree:
         self.failures.append(event)
         self.progress.fail(event)
 
+    def refuse(self, src: URL, dst: URL, reason: str) -> None:
+        """An entry that must not be copied (a name that cannot be local): logged as a
+        warning and reported as a failure; the rest goes on."""
+        log.warning("not copying %s: %s", display(src), reason)
+        self.fail(src, dst, reason)
+
     async def submit(self, d: Dir, src: URL, dst: URL, run: Callable[[], Awaitable[None]]) -> None:
         d.pending += 1
         await self.queue.put(_Job(d, src, dst, run))

@@ -269,6 +269,14 @@ def test_glob_sources(cli: Cli) -> None:
     # a pattern that matches nothing is an error for that source only
     proc = cli("cp", cli.blob("up/*.none"), cli.blob("up/a.txt"), "down2/", code=None)
     assert "cannot copy" in proc.stderr
+    # a malformed pattern is bad input (65), said plainly
+    for args in (["glob", cli.blob("up/[z-a].txt")], ["cp", cli.blob("up/[z-a]"), "down"]):
+        proc = cli(*args, code=65)
+        assert "range z-a is empty" in proc.stderr and "Traceback" not in proc.stderr
+    # a key whose name cannot be local is refused before anything is written
+    proc = cli("cp", cli.blob("up/.."), cli.blob("up/a.txt"), "down", code=65)
+    assert "'..' cannot be a local file name" in proc.stderr
+    assert sorted(os.listdir(cli.cwd)) == ["down", "src"]
 
 
 def test_rm(cli: Cli) -> None:

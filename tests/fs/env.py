@@ -20,6 +20,7 @@ from blobfs.fs.filesystem import Filesystem
 from blobfs.fs.handles import FileHandle
 from blobfs.fs.inodes import ROOT_INODE, Node
 from blobfs.options import MountOptions
+from blobfs.write.aborts import NAME as ABORTS
 from blobfs.write.sidecar import Sidecar
 from sdk.providers.base import ObjectInfo
 from sdk.providers.memory import MemoryAdmin, MemoryStore
@@ -176,8 +177,9 @@ async def create_file(env: Env, name: str, data: bytes, parent: int = ROOT_INODE
 
 def staged_data(env: Env) -> list[str]:
     """What the staging directory holds besides the emptied spares kept for the next files
-    (an empty data file whose sidecar records nothing to upload, and that sidecar)."""
-    names = {p.name for p in env.fs.staging_dir.iterdir()}
+    (an empty data file whose sidecar records nothing to upload, and that sidecar) and the
+    list of uploads to abort (:mod:`blobfs.write.aborts`)."""
+    names = {p.name for p in env.fs.staging_dir.iterdir()} - {ABORTS}
     for data in env.fs.staging_dir.glob("*.data"):
         side = Sidecar.load(data.with_suffix(".key"))
         if data.stat().st_size == 0 and side is not None and not side.dirty and not side.key:

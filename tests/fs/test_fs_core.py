@@ -43,6 +43,20 @@ async def test_lookup_files_and_directories() -> None:
 
 
 @pytest.mark.trio
+async def test_a_lookup_the_store_cannot_answer_fails_with_one_error() -> None:
+    """The HEAD and the LIST of a lookup run at once; when they fail (one, or both alike
+    with no server), the lookup raises the core error itself, not a group of them."""
+    async with make_env({"a.txt": b"a"}) as env:
+        env.store.go_offline(PermissionError("denied"))
+        with pytest.raises(errors.StorageFailure):
+            await env.path("a.txt")
+        env.store.go_online()
+        env.store.fail_next("list")
+        with pytest.raises(errors.StorageFailure):
+            await env.path("a.txt")
+
+
+@pytest.mark.trio
 async def test_readdir_in_small_batches_lists_everything_once() -> None:
     objs = {f"big/f{i:05d}": b"x" * (i % 7) for i in range(2500)}
     objs.update({f"big/d{i:03d}/x": b"" for i in range(30)})
@@ -184,6 +198,10 @@ async def test_read_only_mount_refuses_writing() -> None:
             env.fs.link(node.ino, ROOT_INODE, "h"),
             env.fs.setattr(node.ino, size=0),
             env.fs.setattr(node.ino, mode=0o600),
+            env.fs.setattr(node.ino, atime_ns=0),
+            env.fs.mknod(ROOT_INODE, "fifo", 0o010000, 0o644, 0),
+            env.fs.setxattr(node.ino, b"user.a", b"1"),
+            env.fs.removexattr(node.ino, b"user.a"),
         ):
             with pytest.raises(errors.ReadOnly):
                 await call

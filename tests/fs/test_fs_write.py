@@ -12,6 +12,7 @@ import asyncio
 import os
 import random
 import stat
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -21,6 +22,7 @@ import trio
 from blobfs import errors
 from blobfs.fs.handles import FileHandle
 from blobfs.fs.inodes import ROOT_INODE
+from blobfs.fs.metadata import format_time, parse_time
 from blobfs.fs.rename import RENAME_NOREPLACE
 from blobfs.write.budget import WriteBudget
 from blobfs.write.sidecar import Sidecar
@@ -66,7 +68,7 @@ async def test_create_write_close_stores_object_with_s3fs_metadata() -> None:
         assert await body(env, "new.txt") == b"hello, world\n"
         assert int(info.metadata["mode"]) == stat.S_IFREG | 0o640
         assert info.metadata["uid"] == "1000" and info.metadata["gid"] == "1000"
-        assert abs(int(info.metadata["mtime"]) - handle.node.mtime_ns // 10**9) <= 1
+        assert parse_time(info.metadata["mtime"]) == handle.node.mtime_ns
         assert staged_data(env) == [], "staging file left behind"
         # a fresh lookup (after the TTLs) reads the same attributes back
         env.clock.advance(10)
@@ -191,12 +193,16 @@ async def test_chmod_chown_utimens_persist_as_metadata() -> None:
         node = await env.path("f")
         await env.fs.setattr(node.ino, mode=0o600, uid=7, gid=8, mtime_ns=1_600_000_000 * 10**9)
         info = await head(env, "f")
-        assert info.metadata == {
+        written = info.metadata
+        assert written == {
             "mode": str(stat.S_IFREG | 0o600),
             "uid": "7",
             "gid": "8",
             "mtime": "1600000000",
+            "atime": written["atime"],  # the object's time: it was never read
+            "ctime": format_time(node.ctime_ns),
         }
+        assert abs(node.ctime_ns - time.time_ns()) < 10 * 10**9
         assert await body(env, "f") == b"data"
         d = await env.path("d")
         await env.fs.setattr(d.ino, mode=0o700)
@@ -243,7 +249,7 @@ async def test_sequential_write_streams_parts_before_close() -> None:
         assert await env.store.pending_uploads() == []
         assert int(info.metadata["mode"]) == stat.S_IFREG | 0o644
         # What the mount shows is what is stored (a streamed upload's mtime is its start).
-        assert handle.node.mtime_ns // 10**9 == int(info.metadata["mtime"])
+        assert handle.node.mtime_ns == parse_time(info.metadata["mtime"])
         assert staged_data(env) == []
 
 
@@ -978,4 +984,50 @@ async def test_writes_after_a_listing_keep_the_objects_metadata() -> None:
 
         await env.fs.setattr((await env.path("chmod")).ino, mode=0o640)
         stored = (await head(env, "chmod")).metadata
-        assert stored == {**meta, "mode": str(stat.S_IFREG | 0o640)}
+        # atime and ctime: the object had none, so they were its modification time; a
+        # chmod moves ctime.
+        assert stored == {
+            **meta,
+            "mode": str(stat.S_IFREG | 0o640),
+            "atime": stored["atime"],
+            "ctime": stored["ctime"],
+        }
+        assert parse_time(stored["ctime"]) > parse_time(stored["atime"])
+
+
+@pytest.mark.trio
+@pytest.mark.parametrize("change", ["chmod", "rename"])
+async def test_a_copy_by_this_mount_becomes_the_staged_files_base_version(change: str) -> None:
+    """A file open for writing but unwritten, copied by this mount (a chmod's copy onto
+    itself, a rename): where the copy is a new version (Azure, copies in parts), crash
+    recovery must compare the object with that version, not the one the file was opened on,
+    or it would keep the file's later writes instead of storing them."""
+    async with make_env({"f": data_of(1000)}) as env:
+        copies = 0
+
+        async def new_version_per_copy(op: str, key: str) -> None:
+            nonlocal copies
+            if op == "head" and copies:
+                # What a store whose copies are new versions would answer.
+                bucket = env.store._data()
+                for name, obj in bucket.objects.items():
+                    bucket.objects[name] = replace(obj, etag=f"copy{copies}")
+            elif op == "copy":
+                copies += 1
+
+        node = await env.path("f")
+        handle = await env.fs.open(node.ino, os.O_RDWR)
+        env.store.hook = new_version_per_copy
+        if change == "chmod":
+            await env.fs.setattr(node.ino, mode=0o600)
+            key = "f"
+        else:
+            await env.fs.rename(ROOT_INODE, "f", ROOT_INODE, "g", 0)
+            key = "g"
+        env.store.hook = None
+        assert handle.staged is not None
+        side = Sidecar.load(handle.staged.key_path)
+        assert side is not None and side.key == key
+        assert side.base_etag == (await head(env, key)).etag == "copy1"
+        await env.fs.release(handle.fh)
+        env.fs.check_consistency()

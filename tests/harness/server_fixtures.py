@@ -2,9 +2,10 @@
 
 ``s3_server`` is a :class:`~sdk.local_server.SeaweedServer` with authentication on (a
 generated admin key; unsigned and wrongly signed requests are refused); ``azure_server`` an
-:class:`~tests.servers.AzuriteServer`.  Each starts on first use.  A server that does not
-start is an error of every test that needs it, with the server's log in the message: never a
-skip, since a run that silently tested nothing would pass.
+:class:`~tests.servers.AzuriteServer`; ``tls_s3_server`` a SeaweedFS serving https with a
+certificate of a private authority (:mod:`tests.harness.tls`).  Each starts on first use.
+A server that does not start is an error of every test that needs it, with the server's log
+in the message: never a skip, since a run that silently tested nothing would pass.
 
 At the end of the session the servers stop and their data is deleted (logs stay in pytest's
 temporary directory, which keeps the last three runs).
@@ -18,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.harness.servers import AzuriteServer, SeaweedServer
+from tests.harness.tls import TlsSeaweedServer, private_ca
 
 _started: list[str] = []
 
@@ -31,6 +33,21 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServe
         f"SeaweedFS {server.endpoint_url} (pid {server.pid}) "
         f"started in {server.startup_seconds:.1f} s, log {server.log_path}"
     )
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def tls_s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsSeaweedServer]:
+    """SeaweedFS serving S3 over https with a certificate from a private CA (``server.ca``),
+    which no system trust store knows."""
+    directory = tmp_path_factory.mktemp("seaweedfs-tls")
+    server = TlsSeaweedServer(directory / "server", private_ca(directory / "ca"))
+    server.start()
+    _started.append(f"SeaweedFS over TLS {server.endpoint_url} (pid {server.pid})")
     try:
         yield server
     finally:

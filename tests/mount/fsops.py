@@ -7,7 +7,8 @@ errno), so the same operation can be applied to a mount and to a local reference
 and the outcomes compared.  :func:`ops` is the hypothesis strategy of operation lists over a
 small name alphabet, so that names collide (a write to a name that was just made a
 directory, a rename onto an existing file, a rmdir of a non-empty directory …).
-:func:`snapshot` describes a tree by names, kinds, bytes and permission bits.
+:func:`snapshot` describes a tree by names, kinds, bytes, permission bits, extended
+attributes and the times operations set.
 """
 
 from __future__ import annotations
@@ -42,8 +43,11 @@ DIR_MODES = (0o700, 0o750, 0o755)
 TIMES = (1_500_000_000, 1_600_000_000)
 #: Symlink targets, relative to the link's directory; "nowhere" dangles.
 TARGETS = ("a", "b", "a/b", "nowhere")
+#: Extended attribute names; their values come from the operation's seed.
+XATTRS = ("user.a", "user.b")
 RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
+_UTIME_OMIT = (1 << 30) - 2
 
 
 @dataclass(frozen=True)
@@ -66,10 +70,12 @@ class Op:
             args.append(f"offset={self.offset}")
         if self.kind in ("write", "overwrite", "append", "truncate"):
             args.append(f"size={self.size}")
-        if self.kind in ("mkdir", "chmod"):
+        if self.kind in ("mkdir", "chmod", "mkfifo"):
             args.append(f"mode={self.mode:#o}")
-        if self.kind == "utime":
+        if self.kind in ("utime", "touch_a", "touch_m"):
             args.append(f"t={self.offset}")
+        if self.kind == "setxattr":
+            args.append(f"size={self.size}")
         return f"{self.kind}({', '.join(args)})"
 
 
@@ -84,8 +90,24 @@ def _renameat2(src: Path, dst: Path, flags: int) -> None:
         raise OSError(code, os.strerror(code), str(src))
 
 
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _utimensat(path: Path, atime: int | None, mtime: int | None) -> None:
+    """utimensat(2), ``None`` being UTIME_OMIT (what ``touch -a`` and ``touch -m`` do)."""
+    times = (_Timespec * 2)(
+        *(_Timespec(0, _UTIME_OMIT) if t is None else _Timespec(t, 0) for t in (atime, mtime))
+    )
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.utimensat(_AT_FDCWD, bytes(path), times, 0) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(path))
+
+
 def _write(path: Path, flags: int, offset: int | None, data: bytes, mode: int = 0o644) -> None:
-    fd = os.open(path, flags | os.O_WRONLY, mode)
+    # O_NONBLOCK: opening a FIFO for writing must fail (ENXIO) rather than wait for a reader.
+    fd = os.open(path, flags | os.O_WRONLY | os.O_NONBLOCK, mode)
     try:
         if offset is None:  # O_APPEND: the kernel picks the offset
             os.write(fd, data)
@@ -123,8 +145,18 @@ def apply(root: Path, op: Op) -> int | None:
                 os.chmod(path, op.mode)
             case "utime":
                 os.utime(path, (op.offset, op.offset))
+            case "touch_a":
+                _utimensat(path, op.offset, None)
+            case "touch_m":
+                _utimensat(path, None, op.offset)
             case "symlink":
                 os.symlink(op.other, path)
+            case "mkfifo":
+                os.mkfifo(path, op.mode)
+            case "setxattr":
+                os.setxattr(path, op.other, data_for(op), follow_symlinks=False)
+            case "removexattr":
+                os.removexattr(path, op.other, follow_symlinks=False)
             case _:
                 raise ValueError(f"unknown operation {op.kind!r}")
     except OSError as e:
@@ -171,7 +203,33 @@ def _op() -> st.SearchStrategy[Op]:
             Op, kind=st.just("chmod"), path=_path, mode=st.sampled_from(FILE_MODES + DIR_MODES)
         ),
         st.builds(Op, kind=st.just("utime"), path=_path, offset=st.sampled_from(TIMES)),
+        st.builds(
+            Op,
+            kind=st.sampled_from(["touch_a", "touch_m"]),
+            path=_path,
+            offset=st.sampled_from(TIMES),
+        ),
         st.builds(Op, kind=st.just("symlink"), path=_path, other=st.sampled_from(TARGETS)),
+        st.builds(Op, kind=st.just("mkfifo"), path=_path, mode=st.sampled_from(FILE_MODES)),
+        # Twice: attributes are set on what exists, often enough to be removed again.
+        *[
+            st.builds(
+                Op,
+                kind=st.just("setxattr"),
+                path=_path,
+                other=st.sampled_from(XATTRS),
+                size=st.sampled_from((0, 1, 100)),
+                seed=_seed,
+            )
+        ]
+        * 2,
+        # Mostly where SETUP set attributes, so that some removals find one.
+        st.builds(
+            Op,
+            kind=st.just("removexattr"),
+            path=st.sampled_from(("c", "a/b", "a") * 3 + PATHS),
+            other=st.sampled_from(XATTRS),
+        ),
     )
 
 
@@ -185,6 +243,8 @@ SETUP = (
     Op("write", "a/b", size=5000, seed=2),
     Op("write", "b/a", size=70_000, seed=3),
     Op("write", "a/a/a", size=1, seed=4),
+    *(Op("setxattr", path, name, size=10, seed=5) for path in ("c", "a/b", "a") for name in XATTRS),
+    Op("mkfifo", "b/b/a", mode=0o640),
 )
 
 
@@ -195,18 +255,36 @@ def ops(min_size: int = 15, max_size: int = 40) -> st.SearchStrategy[list[Op]]:
 
 # -- comparing trees ---------------------------------------------------------------------------
 
-Entry = tuple[str, str | int, int | None]
+Entry = tuple[str, str | int, tuple[int | None, int | None]]
+
+
+def _xattrs(path: Path) -> str:
+    names = sorted(n for n in os.listxattr(path, follow_symlinks=False) if n.startswith("user."))
+    digests = (hashlib.sha256(os.getxattr(path, n, follow_symlinks=False)) for n in names)
+    return " ".join(f"{n}={d.hexdigest()[:8]}" for n, d in zip(names, digests, strict=True))
+
+
+def _digest(path: Path) -> str:
+    # O_NOATIME: reading the tree to compare it must not move the times it compares.
+    fd = os.open(path, os.O_RDONLY | os.O_NOATIME)
+    try:
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return hashlib.sha256(f.read()).hexdigest()[:16]
+    finally:
+        os.close(fd)
 
 
 def snapshot(root: Path, *, dir_modes: bool = True) -> dict[str, Entry]:
-    """relative path -> (kind, content, mtime) of everything under ``root``.
+    """relative path -> (kind, content, (atime, mtime)) of everything under ``root``.
 
-    kind is ``file``/``dir``/``link``; content is the size, SHA-256 and permission bits of a
-    file, the target of a link, or the permission bits of a directory.  mtime is given for
-    files whose time a test set with ``utime`` (a time from :data:`TIMES`), since the times
-    writes set differ between two trees; a directory's is not compared (a local directory's
-    changes with its entries, a mount's is its marker's, as docs/SEMANTICS.md says).  With
-    ``dir_modes=False`` directories' permission bits are left out too.
+    kind is ``file``/``dir``/``link``/``fifo``; content is the size, SHA-256, permission
+    bits and ``user.*`` extended attributes of a file, the target of a link, the permission
+    bits of a FIFO, or the permission bits and extended attributes of a directory.  atime
+    and mtime are given for files whose times a test set (a time from :data:`TIMES`), since
+    the times writes set differ between two trees; a directory's are not compared (a local
+    directory's change with its entries; a mount keeps those in memory only, as
+    docs/SEMANTICS.md says).  With ``dir_modes=False`` directories' permission bits and
+    extended attributes are left out too (SeaweedFS keeps no metadata on ``dir/`` markers).
     """
     out: dict[str, Entry] = {}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -214,15 +292,16 @@ def snapshot(root: Path, *, dir_modes: bool = True) -> dict[str, Entry]:
             p = Path(dirpath) / name
             rel = str(p.relative_to(root))
             st_ = os.lstat(p)
-            mtime = int(st_.st_mtime) if int(st_.st_mtime) in TIMES else None
+            times = tuple(int(t) if int(t) in TIMES else None for t in (st_.st_atime, st_.st_mtime))
+            mode = oct(stat.S_IMODE(st_.st_mode))
             if stat.S_ISLNK(st_.st_mode):
-                out[rel] = ("link", os.readlink(p), None)
+                out[rel] = ("link", os.readlink(p), (None, None))
             elif stat.S_ISDIR(st_.st_mode):
-                out[rel] = ("dir", oct(stat.S_IMODE(st_.st_mode)) if dir_modes else "", None)
+                out[rel] = ("dir", f"{mode} {_xattrs(p)}" if dir_modes else "", (None, None))
+            elif stat.S_ISFIFO(st_.st_mode):
+                out[rel] = ("fifo", mode, times)
             else:
-                digest = hashlib.sha256(p.read_bytes()).hexdigest()[:16]
-                mode = oct(stat.S_IMODE(st_.st_mode))
-                out[rel] = ("file", f"{st_.st_size} {digest} {mode}", mtime)
+                out[rel] = ("file", f"{st_.st_size} {_digest(p)} {mode} {_xattrs(p)}", times)
     return out
 
 

@@ -395,12 +395,25 @@ def test_killed_daemon_leaves_a_mount_that_umount_clears(world: World) -> None:
     where = world.mount(f"blob:{world.bucket}", world.tmp / "killed")
     pid = mountpoint.read_pid(where)
     assert pid is not None
-    os.kill(pid, signal.SIGKILL)
-    assert_gone_pid = time.monotonic() + 10
-    while mountpoint._alive(pid) and time.monotonic() < assert_gone_pid:
-        time.sleep(0.05)
-    proc = world.blobfs("mount", f"blob:{world.bucket}", str(where))
-    assert proc.returncode != 0 and "dead FUSE mount" in proc.stderr
+    holder = subprocess.Popen(["sleep", "60"], cwd=where)  # a shell left in the mount
+    try:
+        os.kill(pid, signal.SIGKILL)
+        assert_gone_pid = time.monotonic() + 10
+        while mountpoint._alive(pid) and time.monotonic() < assert_gone_pid:
+            time.sleep(0.05)
+        proc = world.blobfs("mount", f"blob:{world.bucket}", str(where))
+        assert proc.returncode != 0 and "dead FUSE mount" in proc.stderr
+        # Busy: the refusal names who holds it and what to do.
+        busy = world.blobfs("umount", str(where))
+        assert busy.returncode != 0
+        assert f"pid {holder.pid} (sleep: current directory)" in busy.stderr, busy.stderr
+        assert f"blobfs umount -z {where}" in busy.stderr and "daemon is gone" in busy.stderr
+        # blobfs status names the dead mount and what to do.
+        proc = world.blobfs("status", str(where))
+        assert proc.returncode == 1 and "is not running (a dead mount" in proc.stderr, proc.stderr
+    finally:
+        holder.kill()
+        holder.wait()
     world.umount(where)
     # And the mount point is usable again.
     world.mount(f"blob:{world.bucket}", where)

@@ -11,13 +11,17 @@ restarted service would be:
   bytes that were not written (a multipart upload completed with missing or stale parts), and no
   multipart upload is left behind;
 * while a file is being closed: ``close()`` fails with EIO instead of returning success
-  over data that is not stored, and nothing partial appears.
+  over data that is not stored, and nothing partial appears;
+* while ``blobfs flush`` runs: it fails with a clear message naming the file (and exit 75
+  with ``--timeout``), ``blobfs status`` shows the file and the error, and a flush once
+  the server is back stores it.
 """
 
 from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -32,7 +36,7 @@ import boto3
 import pytest
 
 from tests.harness.servers import SeaweedServer
-from tests.mount.world import FAST, World, new_world, unmount_all
+from tests.mount.world import FAST, Holder, World, new_world, unmount_all
 
 pytestmark = pytest.mark.mount
 
@@ -192,3 +196,39 @@ def test_close_while_the_server_is_stopped_fails_with_eio(
         assert bucket.body(key) == data, found
     print(f"after the failed close: {found}")
     assert bucket.uploads() == [], f"multipart uploads left behind ({found})"
+
+
+def test_flush_fails_clearly_while_the_server_is_stopped(
+    world: World, s3_server: SeaweedServer
+) -> None:
+    bucket = Bucket(world, s3_server)
+    data = random.Random(16).randbytes(300_000)
+    mnt = world.mount(f"blob:{world.bucket}", world.tmp / "flush", OPTIONS)
+    # Written and still open in another process: only a flush stores it now.
+    holder = Holder(mnt / "pending.bin", data)
+    try:
+        s3_server.stop()
+        try:
+            started = time.monotonic()
+            proc = world.blobfs("flush", str(mnt))
+            took = time.monotonic() - started
+            assert proc.returncode == 1, (proc.returncode, proc.stderr)
+            assert "blobfs flush: pending.bin: not stored:" in proc.stderr, proc.stderr
+            print(f"flush failed after {took:.1f} s: {proc.stderr.strip()}")
+            status = json.loads(world.blobfs("status", "--json", str(mnt)).stdout)
+            assert [f["path"] for f in status["unsaved"]["files"]] == ["pending.bin"]
+            failures = [e for e in status["errors"]["recent"] if e["path"] == "pending.bin"]
+            assert failures and "next close" in failures[-1]["retry"], status["errors"]
+            # Waiting a bounded time: exit 75, the upload goes on.
+            proc = world.blobfs("flush", "--timeout", "0.5", str(mnt))
+            assert proc.returncode == 75 and "still uploading" in proc.stderr, proc.stderr
+        finally:
+            restart(s3_server)
+        assert bucket.body("pending.bin") in (None, data)
+        proc = world.blobfs("flush", str(mnt))
+        assert proc.returncode == 0, proc.stderr
+        assert bucket.body("pending.bin") == data
+    finally:
+        holder.close()
+    world.umount(mnt)
+    assert bucket.uploads() == []

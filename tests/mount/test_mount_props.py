@@ -2,13 +2,14 @@
 
 Hypothesis draws sequences of file operations over a small name alphabet (writes at
 offsets, appends, truncates, mkdir, rmdir, unlink, rename of files and directories with and
-without ``RENAME_NOREPLACE``, chmod, utime, symlinks; see :mod:`tests.fsops`).  Each
-sequence runs in a fresh directory of the mount and of a local directory, one operation at
-a time on both: every operation must end the same way (success, or the same errno), and
-afterwards both trees must hold the same names, kinds, bytes, modes and the times ``utime``
-set.  Then a second, fresh mount of the bucket (the first one still mounted, so nothing is
-drained by an unmount) must show every tree the same way: what ``close()`` returned success
-for is in the bucket.
+without ``RENAME_NOREPLACE``, chmod, utime and ``touch -a``/``-m``, symlinks, FIFOs,
+setting and removing extended attributes; see :mod:`tests.mount.fsops`).  Each sequence
+runs in a fresh directory of the mount and of a local directory, one operation at a time on
+both: every operation must end the same way (success, or the same errno), and afterwards
+both trees must hold the same names, kinds, bytes, modes, extended attributes and the
+times the operations set.  Then a second, fresh mount of the bucket (the first one still
+mounted, so nothing is drained by an unmount) must show every tree the same way: what
+``close()`` returned success for is in the bucket.
 
 The examples are derandomized (a fixed sequence of seeds, no example database), so a run in
 CI draws the same sequences as a run here.  The in-memory counterpart, on the core API

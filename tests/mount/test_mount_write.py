@@ -24,8 +24,11 @@ from typing import Any
 
 import pytest
 
+from blobfs.fs.metadata import parse_time
 from blobfs.mount import mountpoint
 from blobfs.write import writeback
+from blobfs.write.sidecar import Sidecar
+from sdk.errors import ResourceNotFound
 from tests.mount.world import World, new_world, objects, unmount_all
 
 pytestmark = pytest.mark.mount
@@ -338,6 +341,12 @@ def test_ro_mount_refuses_every_change(world: World) -> None:
             (os.chmod, (where / "existing.txt", 0o600)),
             (os.truncate, (where / "existing.txt", 0)),
             (os.symlink, ("t", where / "s")),
+            (os.mkfifo, (where / "fifo",)),
+            (os.mknod, (where / "dev", stat.S_IFCHR | 0o600, os.makedev(1, 3))),
+            (os.setxattr, (where / "existing.txt", "user.a", b"1")),
+            (os.removexattr, (where / "existing.txt", "user.a")),
+            (os.utime, (where / "existing.txt", (1, 1))),
+            (os.utime, (where / "existing.txt", None)),
         ]:
             with pytest.raises(OSError) as info:
                 fn(*args)
@@ -403,6 +412,28 @@ def read_object(world: World, key: str) -> bytes:
     return result
 
 
+def stored_parts(world: World, key: str) -> list[int]:
+    """The parts the server holds of the upload a staging file of ``key`` records."""
+    root = world.tmp / "cache" / "blobfs" / "staging"
+    records = [
+        side.upload
+        for path in root.glob("*/*.key")
+        if (side := Sidecar.load(path)) is not None and side.key == key and side.upload
+    ]
+    if not records:
+        return []
+
+    async def parts(store: Any) -> list[int]:
+        upload = await store.resume_multipart(key, records[0].upload_id)
+        try:
+            return sorted(await upload.stored_parts())
+        except ResourceNotFound:
+            return []
+
+    found: list[int] = world.sdk(parts)
+    return found
+
+
 def eventually(condition: Any, what: str, limit: float = 120) -> None:
     """Wait for ``condition()`` (an event in another process; the limit only turns a hang
     into a failure)."""
@@ -444,6 +475,8 @@ def test_killed_daemon_data_is_uploaded_by_the_next_mount(world: World) -> None:
     os.write(fds[0], new_data)  # a new file, partly streamed already
     os.pwrite(fds[1], b"CHANGED", 1000)  # in place: most of the original never fetched
     os.write(fds[2], b"mine")
+    # The stream's first part (8 MiB) is on the server in the upload its sidecar records.
+    eventually(lambda: stored_parts(world, "crash/new.bin") == [1], "part 1 stored", 60)
     pid = mountpoint.read_pid(where)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
@@ -470,6 +503,8 @@ def test_killed_daemon_data_is_uploaded_by_the_next_mount(world: World) -> None:
         assert [p.read_bytes() for p in staging] == [b"mine"]
         log = (world.tmp / "crash.log").read_text()
         assert "crash/conflict.bin" in log and str(staging[0]) in log
+        # new.bin's upload was taken up: only the tail after part 1 was sent again.
+        assert f"({len(new_data) - 8 * MiB} bytes sent, {8 * MiB} held by its upload" in log
     finally:
         world.umount(where)
     for p in staging:
@@ -498,6 +533,6 @@ def test_kernel_writeback_cache_keeps_the_durability_contract(world: World) -> N
         st = (where / "wbc.bin").stat()
         assert st.st_size == len(data) and abs(st.st_mtime - time.time()) < 60
         info = objects(world, "wbc.bin")["wbc.bin"]
-        assert int(info.metadata["mtime"]) == int(st.st_mtime)
+        assert parse_time(info.metadata["mtime"]) // 10**9 == int(st.st_mtime)
     finally:
         world.umount(where)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,14 +100,21 @@ def assert_gone(where: Path, pid: int | None) -> None:
 
 
 def new_world(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, name: str
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    *,
+    endpoint_url: str | None = None,
 ) -> World:
     """A private configuration and registry with one new, empty bucket, on the provider
-    named by ``request.param``; shared by the read and write mount tests."""
+    named by ``request.param``; shared by the read and write mount tests.
+    ``endpoint_url`` replaces the server's (a proxy in front of it)."""
     kind = str(request.param)
     server = request.getfixturevalue(f"{kind}_server")
     tmp = tmp_path_factory.mktemp(f"{name}-{kind}")
     cluster = cluster_for(kind, server)
+    if endpoint_url is not None:
+        cluster = replace(cluster, endpoint_url=endpoint_url)
     config = Config(
         clusters={cluster.name: cluster},
         current_cluster=cluster.name,
@@ -155,3 +162,61 @@ def objects(world: World, prefix: str) -> dict[str, Any]:
 
     result: dict[str, Any] = world.sdk(fn)
     return result
+
+
+#: A writer that keeps its file open: the test process must not hold the descriptor, or
+#: every child it starts (``blobfs status`` ...) would close a copy of it on exec, and the
+#: kernel sends the mount a FLUSH for each close -- which uploads the file.
+HOLD = """
+import os, sys
+path, size = sys.argv[1], int(sys.argv[2])
+data = sys.stdin.buffer.read(size)
+fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+view = memoryview(data)
+while view:
+    view = view[os.write(fd, view):]
+print("written", flush=True)
+for line in sys.stdin:
+    if not line.startswith("append "):
+        break
+    os.write(fd, line[7:].rstrip("\\n").encode())
+    print("appended", flush=True)
+os.close(fd)
+print("closed", flush=True)
+"""
+
+
+class Holder:
+    """Another process that writes ``data`` to ``path`` and keeps the file open."""
+
+    def __init__(self, path: Path, data: bytes) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(path), str(len(data))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=False,
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+        self._expect(b"written")
+
+    def _expect(self, word: bytes) -> None:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        assert line == word, (line, self.proc.poll())
+
+    def append(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"append {text}\n".encode())
+        self.proc.stdin.flush()
+        self._expect(b"appended")
+
+    def close(self) -> None:
+        """Close the file (which uploads it) and end the process."""
+        if self.proc.poll() is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write(b"close\n")
+            self.proc.stdin.close()
+            self._expect(b"closed")
+        assert self.proc.wait(30) == 0

@@ -23,10 +23,26 @@ from sdk.globbing import has_magic, literal_prefix, translate
         ("d/**", "d/x/y", True),
         ("d/*", "d/sub/", True),
         ("a[", "a[", True),
+        # inside [...] every character is literal but ranges: no regex set operations
+        ("[a&&b]", "&", True),
+        ("[a&&b]", "c", False),
+        ("[~|]x", "|x", True),
+        ("[[]", "[", True),
+        ("[!a-c]", "d", True),
+        ("[!a-c]", "b", False),
+        ("[a-]", "-", True),
+        ("[\\]", "\\", True),
     ],
 )
 def test_translate(pattern: str, key: str, matches: bool) -> None:
     assert bool(translate(pattern).fullmatch(key)) is matches
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("pattern", ["[z-a]", "x/[b-a]*", "[!9-0]"])
+def test_backwards_ranges_are_clear_errors(pattern: str) -> None:
+    with pytest.raises(ValueError, match=r"invalid glob pattern .*: the range .* is empty"):
+        translate(pattern)
 
 
 def test_magic_and_prefix() -> None:

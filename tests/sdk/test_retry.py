@@ -1,5 +1,5 @@
-"""sdk.retry: what is retried, how often, and the first attempt of ``retried`` made without
-a retry controller."""
+"""sdk.retry: what is retried, how often, and the pause before repeating a request a server
+answered busy; sdk.providers.step_aside: when a direct client is left alone."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 
 from sdk import retry
 from sdk.errors import PermissionDenied, TransientError
+from sdk.providers.step_aside import StepAside
 
 pytestmark = pytest.mark.asyncio
 
@@ -16,13 +17,14 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
     async def instant(_: float) -> None:
         return None
 
-    # Both the first wait and tenacity's later ones (it sleeps through asyncio.sleep).
+    # tenacity sleeps through asyncio.sleep.
     monkeypatch.setattr(retry.asyncio, "sleep", instant)
 
 
-async def test_retried_returns_the_first_success() -> None:
+async def test_retry_transient_returns_the_first_success() -> None:
     calls = 0
 
+    @retry.retry_transient
     async def flaky() -> str:
         nonlocal calls
         calls += 1
@@ -30,31 +32,69 @@ async def test_retried_returns_the_first_success() -> None:
             raise TransientError("connection reset")
         return "ok"
 
-    assert await retry.retried(flaky) == "ok"
+    assert await flaky() == "ok"
     assert calls == 3
 
 
-async def test_retried_gives_up_after_the_same_number_of_attempts_as_retrying() -> None:
+async def test_retry_transient_gives_up_after_its_attempts() -> None:
     calls = 0
 
+    @retry.retry_transient
     async def down() -> None:
         nonlocal calls
         calls += 1
         raise TransientError("server gone")
 
     with pytest.raises(TransientError, match="server gone"):
-        await retry.retried(down)
+        await down()
     assert calls == retry.ATTEMPTS
 
 
-async def test_retried_never_retries_a_final_error() -> None:
+async def test_retry_transient_never_retries_a_final_error() -> None:
     calls = 0
 
+    @retry.retry_transient
     async def refused() -> None:
         nonlocal calls
         calls += 1
         raise PermissionDenied("bad key")
 
     with pytest.raises(PermissionDenied):
-        await retry.retried(refused)
+        await refused()
     assert calls == 1
+
+
+async def test_busy_delay_is_a_real_pause_with_jitter() -> None:
+    delays = {retry.busy_delay() for _ in range(50)}
+    assert all(retry.FIRST_WAIT <= d <= 2 * retry.FIRST_WAIT for d in delays)
+    assert len(delays) > 1, "no jitter: clients told to slow down would come back together"
+
+
+async def test_step_aside_after_failures_in_a_row_then_retry_after_a_pause() -> None:
+    now = [0.0]
+    health = StepAside("t", failures=3, pause=10.0, max_pause=25.0, clock=lambda: now[0])
+    error = TransientError("reset")
+    for _ in range(2):
+        health.failed(error)
+        assert health.usable
+    health.succeeded()  # a success in between: the count starts again
+    for _ in range(3):
+        assert health.usable
+        health.failed(error)
+    assert not health.usable and health.steps == 1
+    now[0] = 10.0
+    assert health.usable, "one request tries again after the pause"
+    health.failed(error)
+    assert not health.usable and health.steps == 2
+    now[0] = 29.0
+    assert not health.usable, "a failed retry doubles the pause"
+    now[0] = 30.0
+    health.failed(error)
+    now[0] = 54.0
+    assert not health.usable
+    now[0] = 55.0
+    assert health.usable, "the pause is bounded"
+    health.succeeded()
+    assert health.usable
+    health.failed(error)
+    assert health.usable, "a success resets the count"

@@ -34,6 +34,7 @@ from sdk.transfer import (
     Transfers,
     check_continue_supported,
 )
+from sdk.transfer.names import unsafe_name
 from sdk.types import Bucket, Provider
 
 pytestmark = pytest.mark.asyncio
@@ -700,3 +701,76 @@ async def test_cancellation_cleans_up(
         await task
     leftovers = [p for p in dst.rglob("*") if ".blobfs-" in p.name]
     assert leftovers == []
+
+
+#: Keys no local name can be made of, and what a download must do with each: the mount's
+#: rules (docs/SEMANTICS.md, "Keys that cannot be names") and the CLI's (docs/CLI.md).
+HOSTILE = [
+    "../escape-parent",
+    "deep/../../escape-grandparent",
+    "./dot",
+    "double//slash",
+    "/leading",
+    "nul\0byte",
+    "long-" + "x" * 300,
+    "dir/" + "y" * 256 + "/below",
+    "link/planted",  # the destination holds a symbolic link 'link' to a directory outside
+]
+#: Keys that download as they are (a backslash is an ordinary character on Linux; SeaweedFS
+#: and Azurite store it as '/').
+SAFE = ["ok.txt", "back\\slash", "dir/fine"]
+
+
+async def _keys_or_none(store: BlobStore) -> set[str] | None:
+    try:
+        return {info.key async for info in store.list()}
+    except Exception:
+        return None  # Azurite fails listings that hold a NUL key
+
+
+async def test_hostile_keys_never_write_outside_the_destination(
+    transfers: Transfers, store: BlobStore, tmp_path: Path
+) -> None:
+    for key in [*HOSTILE, *SAFE]:
+        try:
+            await store.put(key, key.encode(errors="replace"))
+        except Exception:
+            continue  # refused by this provider (SeaweedFS refuses '..', NUL ...)
+        if "\0" in key and await _keys_or_none(store) is None:
+            await store.delete(key)
+    listed = await _keys_or_none(store)
+    assert listed is not None
+    safe = {
+        k
+        for k in listed
+        if k.split("/")[0] != "link" and all(unsafe_name(part) is None for part in k.split("/"))
+    }
+    assert "ok.txt" in safe and len(safe) >= len(SAFE), sorted(listed)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    dst = tmp_path / "dst"
+    dst.mkdir()
+    (dst / "link").symlink_to(outside)
+    before = tree_files(tmp_path)
+    rec = Recorder()
+    with pytest.raises(IncompleteTransfer) as raised:
+        await transfers.download_dir(blob(""), local(dst), progress=rec)
+    after = tree_files(tmp_path)
+    new = {path: data for path, data in after.items() if before.get(path, 1) != data}
+    files = {path: data for path, data in new.items() if data is not None}
+    # Stores fold some keys ('a//b', '/a', '\\' become 'a/b', 'a', '/' on SeaweedFS).
+    assert files == {f"dst/{k}": await read_blob(store, k) for k in safe}
+    assert all(path.startswith("dst/") for path in new), sorted(new)
+    assert list(outside.iterdir()) == []
+    failed = {e.src.path for e in rec.of(StorageProgressFail)}
+    assert len(failed) == len(raised.value.failures) >= 2
+    messages = " ".join(e.message for e in rec.of(StorageProgressFail))
+    assert "symbolic link leads outside the destination" in messages
+    if "../escape-parent" in listed:  # the memory store and Azurite keep such keys
+        assert "'..' cannot be a local file name" in messages
+    if "double//slash" in listed or "/leading" in listed:
+        assert "an empty name" in messages
+    if "long-" + "x" * 300 in listed:
+        assert "too long for a local file name" in messages
+    if "nul\0byte" in listed:
+        assert "no local file name can" in messages

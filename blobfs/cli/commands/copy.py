@@ -27,6 +27,7 @@ from blobfs.cli.progress import Output, TransferProgress
 from sdk.client import Client
 from sdk.filters import FileFilter
 from sdk.transfer import check_continue_supported
+from sdk.transfer.names import unsafe_name
 
 #: Ignore files honoured by default in uploaded trees (as .neuroignore upstream).
 DEFAULT_IGNORE_FILE = ".blobfsignore"
@@ -259,6 +260,11 @@ class _Copy:
                 for src in sources:
                     target = join(dst, basename(src)) if into and basename(src) else dst
                     try:
+                        if into and is_blob(src) and basename(src):
+                            # The local name comes from the key: never '..' and the like.
+                            unsafe = unsafe_name(basename(src))
+                            if unsafe is not None:
+                                raise ValueError(unsafe)
                         await self._copy_one(client, src, target, progress)
                     except Exception as e:
                         self._failed(output, src, target, e)

@@ -18,6 +18,8 @@ from blobfs.mount.launch import launch
 from blobfs.mount.mountpoint import MountError
 from blobfs.options import OptionError, split_options
 
+#: Where ``install-helper --systemd`` puts the documentation the unit's Documentation= names.
+DOC_DIR = Path("/usr/local/share/doc/blobfs")
 #: How long ``blobfs umount`` waits for the daemon to exit (uploads may be pending).
 UMOUNT_TIMEOUT = 600.0
 
@@ -100,7 +102,8 @@ def umount_command(ctx: click.Context, mount_point: Path, timeout: float, lazy: 
 )
 def install_helper_command(root: Path, systemd: bool) -> None:
     """Install /sbin/mount.fuse.blobfs (for mount -t fuse.blobfs and /etc/fstab) and
-    /usr/local/bin/blobfs, optionally the systemd unit."""
+    /usr/local/bin/blobfs; optionally the systemd unit, with the documentation it names in
+    /usr/local/share/doc/blobfs."""
     bindir = Path(sys.executable).parent
     helper = shutil.which("mount.fuse.blobfs", path=str(bindir)) or shutil.which(
         "mount.fuse.blobfs"
@@ -121,7 +124,8 @@ def install_helper_command(root: Path, systemd: bool) -> None:
         link.symlink_to(target)
         click.echo(f"{link} -> {target}")
     if systemd:
-        unit = Path(__file__).resolve().parents[3] / "systemd" / "blobfs@.service"
+        source = Path(__file__).resolve().parents[3]
+        unit = source / "systemd" / "blobfs@.service"
         if not unit.exists():
             raise click.ClickException(f"unit file not found at {unit}")
         dest = root / "etc" / "systemd" / "system" / "blobfs@.service"
@@ -129,6 +133,12 @@ def install_helper_command(root: Path, systemd: bool) -> None:
         dest.write_text(unit.read_text())
         (root / "etc" / "blobfs").mkdir(parents=True, exist_ok=True)
         click.echo(f"{dest}")
+        # What the unit's Documentation= names.
+        docs = root / DOC_DIR.relative_to("/")
+        docs.mkdir(parents=True, exist_ok=True)
+        for page in sorted((source / "docs").glob("*.md")):
+            (docs / page.name).write_text(page.read_text())
+            click.echo(f"{docs / page.name}")
 
 
 COMMANDS = [mount_command, umount_command, install_helper_command]

@@ -24,7 +24,7 @@ from sdk.errors import InvalidRequest, ResourceNotFound
 from sdk.providers.azure.auth import REQUEST_SIZE
 from sdk.providers.azure.checks import quote_etag, strip_etag
 from sdk.providers.azure.errors import translated
-from sdk.providers.base import MIN_PART_SIZE
+from sdk.providers.base import MIN_PART_SIZE, StoredPart
 from sdk.retry import retry_transient
 
 #: Largest :meth:`AzureStore.put` sent as one request, and its block size above that.
@@ -50,7 +50,9 @@ class AzureMultipartUpload:
         metadata: Mapping[str, str] | None,
         content_type: str | None,
         source_url: Callable[[str], str | None] | None = None,
+        upload_id: str | None = None,
     ) -> None:
+        """``upload_id``: take up that upload again (its blocks' ids begin with it)."""
         self.key = key
         #: The URL (with a read SAS) the service reads a part copy's source blob from.
         self._source_url = source_url
@@ -61,14 +63,16 @@ class AzureMultipartUpload:
         # Block ids name this upload too: uncommitted blocks belong to the blob, so two
         # uploads of one key must not overwrite each other's parts.  Fixed width because
         # Azure requires the uncommitted block ids of a blob to have one length.
-        self._upload_id = uuid.uuid4().hex
+        self.upload_id = upload_id or uuid.uuid4().hex
+        if len(self.upload_id) != 32:
+            raise InvalidRequest(f"{what}: not an upload id of this store: {self.upload_id!r}")
         self._parts: dict[int, int] = {}  # part number -> size
         self._state: Literal["open", "completed", "aborted"] = "open"
 
     def _block_id(self, part_number: int) -> str:
         # 48 characters before encoding, like the ids of the SDK's own upload_blob, so a
         # blob left with uncommitted blocks by either can still be written by the other.
-        return base64.b64encode(f"{self._upload_id}-{part_number:015d}".encode()).decode()
+        return base64.b64encode(f"{self.upload_id}-{part_number:015d}".encode()).decode()
 
     def _check_open(self) -> None:
         if self._state != "open":
@@ -84,6 +88,37 @@ class AzureMultipartUpload:
         with translated(f"{self._what} part {part_number}"):
             await self._blob.stage_block(self._block_id(part_number), data, length=len(data))
         self._parts[part_number] = len(data)
+
+    @retry_transient
+    async def stored_parts(self) -> dict[int, StoredPart]:
+        """The blocks of this upload the blob holds uncommitted (sizes only: Azure tells no
+        checksum of a block); :class:`~sdk.errors.ResourceNotFound` if there are none (the
+        upload was committed, or the service dropped them: after 7 days, or when the blob was
+        written otherwise)."""
+        self._check_open()
+        prefix = f"{self.upload_id}-"
+        parts: dict[int, StoredPart] = {}
+        try:
+            with translated(f"{self._what}: list blocks"):
+                _, uncommitted = await self._blob.get_block_list("uncommitted")
+        except ResourceNotFound:
+            uncommitted = []  # no blob, not even an uncommitted one
+        for block in uncommitted:
+            try:
+                name = base64.b64decode(block.id, validate=True).decode()
+            except (ValueError, UnicodeDecodeError):
+                continue  # another writer's block
+            number = name.removeprefix(prefix)
+            if number != name and number.isdigit():
+                parts[int(number)] = StoredPart(int(number), int(block.size))
+        if not parts:
+            raise ResourceNotFound(f"{self._what}: upload {self.upload_id} holds no blocks")
+        return parts
+
+    def keep_part(self, part: StoredPart) -> None:
+        """Commit the stored block ``part`` with the rest."""
+        self._check_open()
+        self._parts[part.number] = part.size
 
     @retry_transient
     async def copy_part(

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from sdk.errors import InvalidRequest
+from sdk.providers.base import MetadataRules
 
 # Container names: 3-63 characters of lower-case letters, digits and single hyphens, starting
 # and ending with a letter or digit.  Azurite does not enforce all of it, so it is checked here.
@@ -27,6 +28,8 @@ def validate_container_name(name: str) -> None:
         )
 
 
+#: Azure allows 8 KiB of metadata names and values per blob.
+AZURE_METADATA: Final = MetadataRules(8192)
 #: Azure metadata names are C# identifiers (they travel as ``x-ms-meta-<name>`` headers).
 _METADATA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Azure's (and S3's) longest key, in bytes.

@@ -22,6 +22,7 @@ from azure.storage.blob.aio import BlobClient, BlobServiceClient, ContainerClien
 from sdk.errors import InvalidRequest, PreconditionFailed, ResourceNotFound, TransientError
 from sdk.providers.azure.blocks import PUT_BLOCK_SIZE, AzureMultipartUpload, put_blocks
 from sdk.providers.azure.checks import (
+    AZURE_METADATA,
     check_key,
     check_metadata,
     check_range,
@@ -50,6 +51,8 @@ class AzureStore:
     Owns one :class:`BlobServiceClient` (and so one connection pool) for its lifetime; every
     blob client is derived from it and shares the pool.
     """
+
+    metadata_rules = AZURE_METADATA
 
     def __init__(
         self,
@@ -248,8 +251,27 @@ class AzureStore:
         check_key(key)
         return self._upload(key, metadata=check_metadata(metadata), content_type=content_type)
 
+    async def resume_multipart(
+        self,
+        key: str,
+        upload_id: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> AzureMultipartUpload:
+        """The unfinished upload ``upload_id`` of ``key``: its uncommitted blocks, committed
+        with ``metadata`` and ``content_type`` (those it was started with); no request."""
+        check_key(key)
+        meta = check_metadata(metadata)
+        return self._upload(key, metadata=meta, content_type=content_type, upload_id=upload_id)
+
     def _upload(
-        self, key: str, *, metadata: Mapping[str, str], content_type: str | None
+        self,
+        key: str,
+        *,
+        metadata: Mapping[str, str],
+        content_type: str | None,
+        upload_id: str | None = None,
     ) -> AzureMultipartUpload:
         return AzureMultipartUpload(
             self._blob(key),
@@ -258,6 +280,7 @@ class AzureStore:
             metadata=metadata,
             content_type=content_type,
             source_url=self._part_source_url,
+            upload_id=upload_id,
         )
 
     async def copy(

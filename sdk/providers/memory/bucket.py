@@ -56,14 +56,25 @@ class MemoryObject:
         )
 
 
+@dataclass(eq=False)
+class PendingUpload:
+    """What the server keeps of a multipart upload in progress (any store of the bucket
+    may take it up by its id)."""
+
+    key: str
+    metadata: Mapping[str, str]
+    content_type: str
+    parts: dict[int, bytes] = field(default_factory=dict)
+
+
 @dataclass
 class MemoryBucket:
     """Objects by key, the keys in order, and the multipart uploads in progress."""
 
     objects: dict[str, MemoryObject] = field(default_factory=dict)
     keys: list[str] = field(default_factory=list)
-    #: Multipart uploads in progress: upload id -> key.
-    uploads: dict[str, str] = field(default_factory=dict)
+    #: Multipart uploads in progress, by upload id.
+    uploads: dict[str, PendingUpload] = field(default_factory=dict)
     public: bool = False
 
     def store(self, key: str, obj: MemoryObject) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from sdk.errors import InvalidRequest
+from sdk.providers.base import MetadataRules
+
+#: As on S3 (:data:`sdk.providers.s3.conventions.S3_METADATA`): 2 KiB of names and values.
+MEMORY_METADATA = MetadataRules(2048, "x-amz-meta-")
 
 
 def check_bucket_name(name: str) -> None:
@@ -37,4 +41,6 @@ def check_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
         if not name or not name.isascii() or not value.isascii():
             raise InvalidRequest(f"metadata must be non-empty ASCII: {name!r}={value!r}")
         out[name.lower()] = value
+    if MEMORY_METADATA.size(out) > MEMORY_METADATA.limit:
+        raise InvalidRequest(f"metadata over {MEMORY_METADATA.limit} bytes")
     return out

@@ -31,6 +31,7 @@ Op = Literal[
     "put",
     "start_multipart",
     "upload_part",
+    "list_parts",
     "complete",
     "abort",
     "copy",

@@ -35,10 +35,16 @@ from sdk.providers.memory.bucket import (
     BucketSource,
     MemoryBucket,
     MemoryObject,
+    PendingUpload,
     md5,
     now,
 )
-from sdk.providers.memory.checks import check_key, check_metadata, check_range
+from sdk.providers.memory.checks import (
+    MEMORY_METADATA,
+    check_key,
+    check_metadata,
+    check_range,
+)
 from sdk.providers.memory.faults import Faults, Hook, Op
 from sdk.providers.memory.upload import MemoryUpload
 from sdk.providers.part_copy import copy_in_parts
@@ -49,8 +55,14 @@ PAGE_SIZE = 1000
 READ_CHUNK = 1024 * 1024
 
 
+#: Upload ids, unique in the process: any store of a bucket may take an upload up by its id.
+_UPLOAD_IDS = itertools.count(1)
+
+
 class MemoryStore:
     """A :class:`~sdk.providers.base.BlobStore` on one bucket of a :class:`MemoryAdmin`."""
+
+    metadata_rules = MEMORY_METADATA
 
     def __init__(self, admin: BucketSource, bucket_name: str, *, allowed: bool = True) -> None:
         self.bucket_name = bucket_name
@@ -58,7 +70,6 @@ class MemoryStore:
         self._allowed = allowed
         self._faults = Faults()
         self._closed = False
-        self._upload_ids = itertools.count(1)
         #: Chunk size of read streams; tests may lower it to exercise chunk boundaries.
         self.read_chunk = READ_CHUNK
         self.copy_settings = CopySettings()
@@ -104,8 +115,8 @@ class MemoryStore:
 
     async def pending_uploads(self, prefix: str = "") -> list[str]:
         """Keys of multipart uploads started and neither completed nor aborted."""
-        keys = self._data().uploads.values()
-        return sorted(key for key in keys if key.startswith(prefix))
+        uploads = self._data().uploads.values()
+        return sorted(u.key for u in uploads if u.key.startswith(prefix))
 
     # -- BlobStore ---------------------------------------------------------------------------
 
@@ -248,11 +259,25 @@ class MemoryStore:
         check_key(key)
         meta = check_metadata(metadata)
         bucket = await self.enter("start_multipart", key)
-        upload = MemoryUpload(
-            self, key, str(next(self._upload_ids)), meta, content_type or DEFAULT_CONTENT_TYPE
-        )
-        bucket.uploads[upload.upload_id] = upload.key
-        return upload
+        state = PendingUpload(key, meta, content_type or DEFAULT_CONTENT_TYPE)
+        upload_id = str(next(_UPLOAD_IDS))
+        bucket.uploads[upload_id] = state
+        return MemoryUpload(self, upload_id, state)
+
+    async def resume_multipart(
+        self,
+        key: str,
+        upload_id: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> MemoryUpload:
+        """The unfinished upload ``upload_id`` of ``key``; no check is made until it is used."""
+        state = self._data().uploads.get(upload_id)
+        if state is None or state.key != key:
+            # Gone: a handle that fails as a completed or aborted upload does.
+            return MemoryUpload(self, upload_id, PendingUpload(key, {}, DEFAULT_CONTENT_TYPE))
+        return MemoryUpload(self, upload_id, state)
 
     async def copy(
         self,

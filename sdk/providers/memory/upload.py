@@ -8,12 +8,12 @@ checked at completion as S3 does, and a completed object's ETag is S3's
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from typing import Protocol
 
 from sdk.errors import InvalidRequest, ResourceNotFound
-from sdk.providers.base import MIN_PART_SIZE
-from sdk.providers.memory.bucket import MemoryBucket, MemoryObject, now
+from sdk.providers.base import MIN_PART_SIZE, StoredPart
+from sdk.providers.memory.bucket import MemoryBucket, MemoryObject, PendingUpload, md5, now
 
 MAX_PART_NUMBER = 10_000
 
@@ -33,20 +33,19 @@ class MemoryUpload:
     def __init__(
         self,
         store: UploadHost,
-        key: str,
         upload_id: str,
-        metadata: Mapping[str, str],
-        content_type: str,
+        state: PendingUpload,
     ) -> None:
-        self.key = key
+        """A handle on the upload ``upload_id`` whose server-side ``state`` is registered in
+        the bucket (or, for an upload that is gone, not: then every use fails)."""
+        self.key = state.key
         self.upload_id = upload_id
         self._store = store
-        self._metadata = metadata
-        self._content_type = content_type
-        self._parts: dict[int, bytes] = {}
+        self._state = state
+        self._parts = state.parts
 
     def _live(self, bucket: MemoryBucket) -> None:
-        if self.upload_id not in bucket.uploads:
+        if bucket.uploads.get(self.upload_id) is not self._state:
             raise ResourceNotFound(f"upload of {self.key!r} was completed or aborted")
 
     async def upload_part(self, part_number: int, data: bytes) -> None:
@@ -71,6 +70,19 @@ class MemoryUpload:
             raise InvalidRequest(f"copy range {offset}+{length} outside {src_key!r}")
         self._parts[part_number] = src.data[offset : offset + length]
 
+    async def stored_parts(self) -> dict[int, StoredPart]:
+        """The parts stored so far, with their MD5s."""
+        bucket = await self._store.enter("list_parts", self.key)
+        self._live(bucket)
+        return {
+            n: StoredPart(n, len(data), md5(data), md5(data)) for n, data in self._parts.items()
+        }
+
+    def keep_part(self, part: StoredPart) -> None:
+        """Nothing to do: the part is still held."""
+        if part.number not in self._parts:
+            raise InvalidRequest(f"upload of {self.key!r} holds no part {part.number}")
+
     async def complete(self) -> str:
         """Assemble the parts in number order and make the object visible."""
         bucket = await self._store.enter("complete", self.key)
@@ -92,7 +104,10 @@ class MemoryUpload:
         etag = f"{digest.hexdigest()}-{len(parts)}"
         del bucket.uploads[self.upload_id]
         bucket.store(
-            self.key, MemoryObject(b"".join(parts), etag, self._metadata, self._content_type, now())
+            self.key,
+            MemoryObject(
+                b"".join(parts), etag, self._state.metadata, self._state.content_type, now()
+            ),
         )
         self._parts.clear()
         return etag

@@ -25,7 +25,8 @@ from typing import Any
 from sdk.errors import NotEmpty, ResourceNotFound
 from sdk.providers.base import CredentialTimes, IssuedCredentials, PersistentGrant
 from sdk.providers.s3.access import S3Access
-from sdk.providers.s3.client import S3Client, is_aws
+from sdk.providers.s3.client import S3Client
+from sdk.providers.s3.conventions import is_aws
 from sdk.providers.s3.errors import error_code
 from sdk.providers.s3.iam import IamUsers
 from sdk.providers.s3.policies import PUBLIC_LIST_SID, PUBLIC_READ_SID, public_statements

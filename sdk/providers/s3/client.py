@@ -1,6 +1,12 @@
 """Clients of one S3 endpoint: sessions, configuration, and :class:`S3Client`, the calls of
 one aiobotocore client with translated errors and retries, beside its direct client.
 
+The direct client is a fast path: a request it does not plainly answer (an error reply, a
+connection failure, the client stepped aside) is repeated through botocore, after a pause
+when the server said it was busy (429, 5xx), and botocore retries with backoff.  Where a
+proxy, a client certificate or unverified TLS applies there is no direct client at all
+(:mod:`sdk.providers.s3.transport`).
+
 One aiobotocore client per store, opened once and reused: its connection pool is what makes
 parallel part uploads and ranged reads fast.  botocore's retries are off; :mod:`sdk.retry`
 retries transient failures after :mod:`sdk.providers.s3.errors` has translated them.
@@ -8,11 +14,11 @@ retries transient failures after :mod:`sdk.providers.s3.errors` has translated t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
 import aioboto3
 from aiobotocore.config import AioConfig
@@ -22,26 +28,24 @@ from botocore.credentials import ReadOnlyCredentials
 from botocore.utils import parse_timestamp as botocore_parse_timestamp
 
 from sdk.errors import PermissionDenied, TransientError
-from sdk.providers.http1 import HttpReply
+from sdk.providers.http1 import BUSY, HttpReply
+from sdk.providers.s3.conventions import is_aws
 from sdk.providers.s3.direct import S3Direct
 from sdk.providers.s3.errors import translated
 from sdk.providers.s3.models import LeanJSONLoader
+from sdk.providers.s3.transport import DirectTransport, direct_transport
 from sdk.providers.s3.wire import direct_etag, goes_direct
-from sdk.retry import retried, retrying
+from sdk.retry import back_off_busy, retrying
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Enough connections for several transfers of 4-8 parallel parts each, plus listing.
 MAX_POOL_CONNECTIONS = 64
 CONNECT_TIMEOUT = 10.0
 #: Longest wait for the next bytes of a response; a stalled read is retried after it.
 READ_TIMEOUT = 60.0
-
-
-def is_aws(endpoint_url: str | None) -> bool:
-    """Whether ``endpoint_url`` is AWS's own S3 (``None``: botocore's default endpoint)."""
-    if endpoint_url is None:
-        return True
-    host = urlsplit(endpoint_url).hostname or ""
-    return host.endswith(".amazonaws.com") or host.endswith(".amazonaws.com.cn")
 
 
 def _timestamp(value: str) -> datetime:
@@ -130,6 +134,8 @@ class S3Client:
         #: Ranged GETs and PUTs without botocore's per-request cost (S3-compatible endpoints
         #: only; :mod:`sdk.providers.s3.direct`).
         self.direct: S3Direct | None = None
+        #: How the direct clients reach the endpoint (``None``: they step aside).
+        self.transport: DirectTransport | None = None
         self._stack = AsyncExitStack()
 
     async def open(
@@ -152,6 +158,10 @@ class S3Client:
             )
         endpoint = self.client.meta.endpoint_url
         if S3Direct.supports(endpoint):
+            self.transport = direct_transport(self.client, endpoint)
+            if self.transport is None:
+                log.debug("%s: a proxy or TLS setting applies; botocore alone", endpoint)
+        if self.transport is not None:
             opened = session
 
             async def frozen() -> ReadOnlyCredentials:
@@ -168,6 +178,7 @@ class S3Client:
                 frozen,
                 connect_timeout=CONNECT_TIMEOUT,
                 read_timeout=READ_TIMEOUT,
+                ssl_context=self.transport.ssl_context(),
             )
 
     async def close(self) -> None:
@@ -193,6 +204,32 @@ class S3Client:
         with translated(what):
             return await fn(**params)
 
+    async def try_direct(
+        self,
+        what: str,
+        send: Callable[[S3Direct], Awaitable[HttpReply]],
+        judge: Callable[[HttpReply], T | None],
+    ) -> T | None:
+        """One request through the direct client, and what ``judge`` takes from its reply;
+        ``None`` for the caller to repeat the request through botocore (the requests sent
+        here are idempotent): there is no direct client or it has stepped aside, the
+        connection failed, or the reply was no plain success (botocore's error translation
+        then applies).  A busy reply (429, 5xx) is followed by a pause first."""
+        direct = self.direct
+        if direct is None or not direct.health.usable:
+            return None
+        try:
+            reply = await send(direct)
+        except TransientError as e:
+            direct.health.failed(e)
+            log.info("%s: direct request failed (%s); through botocore", what, e)
+            return None
+        direct.health.succeeded()
+        result = judge(reply)
+        if result is None and reply.status in BUSY:
+            await back_off_busy(what, reply.status)
+        return result
+
     async def put_direct(
         self,
         what: str,
@@ -202,22 +239,14 @@ class S3Client:
         headers: Mapping[str, str],
         query: Sequence[tuple[str, str]] = (),
     ) -> str | None:
-        """PUT ``data`` through the direct client, retrying transient failures; return the
-        ETag, or ``None`` when there is no direct client, ``headers`` cannot go on the wire
-        as they are, or the reply was anything but a plain success: then the caller repeats
-        the request through botocore (PUT and UploadPart are idempotent), whose error
-        translation applies."""
-        direct = self.direct
-        if direct is None or not goes_direct(key, headers):
+        """PUT ``data`` through the direct client (:meth:`try_direct`); return the ETag, or
+        ``None`` when the caller must repeat it through botocore -- also when ``headers``
+        cannot go on the wire as they are."""
+        if not goes_direct(key, headers):
             return None
-
-        async def put() -> HttpReply:
-            try:
-                return await direct.put(bucket, key, data, headers=headers, query=query)
-            except TransientError as e:
-                raise TransientError(f"{what}: {e}") from e
-
-        return direct_etag(await retried(put))
+        return await self.try_direct(
+            what, lambda d: d.put(bucket, key, data, headers=headers, query=query), direct_etag
+        )
 
 
 __all__ = [
@@ -226,6 +255,5 @@ __all__ = [
     "READ_TIMEOUT",
     "S3Client",
     "botocore_session",
-    "is_aws",
     "new_session",
 ]

@@ -1,6 +1,6 @@
 """How objects look through the S3 provider, whatever the server: ETags without quotes, times
 in UTC, user metadata with lower-case names, an explicit content type, and no object where
-SeaweedFS answers for an implicit directory.
+SeaweedFS answers for an implicit directory; and which endpoints are AWS's own.
 
 Every request path (botocore, the direct clients, prepared requests) applies these, so a
 caller sees the same object whichever path served it.
@@ -12,10 +12,27 @@ import hashlib
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
+
+from sdk.providers.base import MetadataRules
 
 #: Sent when the caller names no content type: SeaweedFS would sniff one, and every provider
 #: should report the same.
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+#: S3 allows 2 KiB of user metadata ("the sum of the bytes of each key and value"); names are
+#: counted with their ``x-amz-meta-`` prefix, the stricter reading.
+S3_METADATA = MetadataRules(2048, "x-amz-meta-")
+
+
+def is_aws(endpoint_url: str | None) -> bool:
+    """Whether ``endpoint_url`` is AWS's own S3 (``None``: botocore's default endpoint),
+    China's partition (``amazonaws.com.cn``) included."""
+    if endpoint_url is None:
+        return True
+    host = (urlsplit(endpoint_url).hostname or "").rstrip(".")
+    return host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
 
 
 def strip_etag(raw: str) -> str:
@@ -54,7 +71,9 @@ def multipart_etag(part_etags: list[str]) -> str:
 
 __all__ = [
     "DEFAULT_CONTENT_TYPE",
+    "S3_METADATA",
     "as_utc",
+    "is_aws",
     "is_implicit_directory",
     "lower_metadata",
     "multipart_etag",

@@ -19,10 +19,15 @@ connections:
   thread (hashlib releases the GIL).
 
 Requests are built and signed by :mod:`sdk.providers.s3.wire`.  A status other than 200/206,
-or a chunked or length-less body, is not interpreted: the status is returned and the caller
-repeats the request through botocore.  Broken connections and timeouts raise
-:class:`~sdk.errors.TransientError` (the caller retries); a connection is reused only after a
-complete response to a completely sent request.
+or a chunked or length-less body, or a body longer than asked for (a GET's range; a buffer is
+never sized by what a server merely claims), is not interpreted: the status is returned and
+the caller repeats the request through botocore.  Broken connections and timeouts raise
+:class:`~sdk.errors.TransientError` (the caller then takes botocore, which retries, and
+:attr:`S3Direct.health` counts them: :mod:`sdk.providers.step_aside`); a reused idle
+connection that fails before any byte of the reply is tried once more on a fresh one (the
+server may have closed it while idle).  A connection is reused only after a complete
+response to a completely sent request.  TLS trusts what botocore trusts
+(:mod:`sdk.providers.s3.transport`).
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from sdk.errors import TransientError
-from sdk.providers.http1 import MAX_HEAD, HttpReply, parse_reply_head
+from sdk.providers.http1 import MAX_HEAD, HttpReply, content_length, parse_reply_head
+from sdk.providers.s3.conventions import is_aws
 from sdk.providers.s3.sigv4 import SigV4Signer
 from sdk.providers.s3.wire import (
     EMPTY_SHA256,
@@ -49,6 +55,7 @@ from sdk.providers.s3.wire import (
     range_headers,
     signed_head,
 )
+from sdk.providers.step_aside import StepAside
 
 #: Idle connections kept for reuse.
 MAX_IDLE = 16
@@ -76,6 +83,10 @@ class _Connection(asyncio.BufferedProtocol):
         self._scratch = bytearray(MAX_HEAD)
         self._head = bytearray()
         self._body: bytearray | None = None
+        #: Largest body the request in progress reads (a longer one is not interpreted).
+        self._max_body = 0
+        #: Some byte of the reply to the request in progress arrived.
+        self.replied = False
         self._filled = 0
         self._status = 0
         self._headers: dict[str, str] = {}
@@ -96,6 +107,7 @@ class _Connection(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self.last_activity = time.monotonic()
+        self.replied = True
         if self._waiter is None or self._waiter.done():
             # Bytes nobody asked for: the connection is out of step; never reuse it.
             self.close()
@@ -116,14 +128,15 @@ class _Connection(asyncio.BufferedProtocol):
             self._fail(TransientError(f"malformed response: {e}"))
             return
         rest = self._head[end + 4 :]
-        length = self._headers.get("content-length")
-        chunked = "chunked" in self._headers.get("transfer-encoding", "").lower()
-        if self._status not in (200, 206) or length is None or chunked:
-            # Not ours to interpret: hand back the status; the connection is not reused.
+        length = content_length(self._headers)
+        if self._status not in (200, 206) or length is None or length > self._max_body:
+            # Not ours to interpret (an error, a chunked body, a body longer than asked
+            # for: never allocate what a server merely claims): hand back the status; the
+            # connection is not reused.
             self._settle(HttpReply(self._status, self._headers, None))
             self.close()
             return
-        self._body = bytearray(int(length))
+        self._body = bytearray(length)
         if len(rest) > len(self._body):
             self._fail(TransientError("more bytes than Content-Length"))
             return
@@ -179,11 +192,14 @@ class _Connection(asyncio.BufferedProtocol):
 
     # -- use -------------------------------------------------------------------------------------
 
-    def begin(self, head: bytes) -> asyncio.Future[HttpReply]:
-        """Send a request head; return the future of its response."""
+    def begin(self, head: bytes, max_body: int) -> asyncio.Future[HttpReply]:
+        """Send a request head; return the future of its response, whose body is read only
+        up to ``max_body`` bytes."""
         assert self.transport is not None
         self._head = bytearray()
         self._body = None
+        self._max_body = max_body
+        self.replied = False
         self._filled = 0
         self._status = 0
         self._headers = {}
@@ -249,7 +265,10 @@ class S3Direct:
         *,
         connect_timeout: float,
         read_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context``: the TLS settings of an https endpoint (default: the system's
+        trust store)."""
         self.endpoint = Endpoint.parse(endpoint_url)
         self._host = self.endpoint.host
         self.region = region
@@ -258,10 +277,14 @@ class S3Direct:
         self.credentials = credentials
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self._ssl = ssl.create_default_context() if self.endpoint.scheme == "https" else None
+        self._ssl: ssl.SSLContext | None = None
+        if self.endpoint.scheme == "https":
+            self._ssl = ssl_context or ssl.create_default_context()
         self._idle: list[_Connection] = []
         #: Requests served (for tests and logs).
         self.requests = 0
+        #: Whether to try this client now; its caller records failures and replies here.
+        self.health = StepAside(f"direct S3 client of {self._host}")
 
     @staticmethod
     def supports(endpoint_url: str | None) -> bool:
@@ -269,15 +292,16 @@ class S3Direct:
         if not endpoint_url:
             return False
         parts = urlsplit(endpoint_url)
-        host = parts.hostname or ""
-        return parts.scheme in ("http", "https") and not host.endswith("amazonaws.com")
+        return (
+            parts.scheme in ("http", "https") and bool(parts.hostname) and not is_aws(endpoint_url)
+        )
 
     async def get(
         self, bucket: str, key: str, offset: int, length: int, etag: str | None
     ) -> HttpReply:
         """GET ``length`` bytes of ``bucket/key`` at ``offset`` (``If-Match: etag``)."""
         headers = range_headers(offset, length, etag)
-        return await self._request("GET", bucket, key, (), headers, b"", EMPTY_SHA256)
+        return await self._request("GET", bucket, key, (), headers, b"", EMPTY_SHA256, length)
 
     async def put(
         self,
@@ -296,7 +320,7 @@ class S3Direct:
         else:
             digest = hashlib.sha256(body)
         return await self._request(
-            "PUT", bucket, key, query, dict(headers or {}), body, digest.hexdigest()
+            "PUT", bucket, key, query, dict(headers or {}), body, digest.hexdigest(), MAX_HEAD
         )
 
     async def _request(
@@ -308,6 +332,7 @@ class S3Direct:
         headers: dict[str, str],
         body: bytes,
         payload_hash: str,
+        max_body: int,
     ) -> HttpReply:
         credentials = await self.credentials()
         head = signed_head(
@@ -323,14 +348,15 @@ class S3Direct:
             len(body) if method == "PUT" else None,
         )
 
-        conn = await self._acquire()
+        conn, reused = await self._acquire()
         try:
-            waiter = conn.begin(head)
-            sent = await self._send_body(conn, waiter, body)
-            response = await self._wait(conn, waiter)
-        except BaseException:
-            conn.close()  # cancelled or failed mid-request: its state is unknown
-            raise
+            sent, response = await self._exchange(conn, head, body, max_body)
+        except TransientError:
+            if not reused or conn.replied:
+                raise
+            # Closed while idle, most likely: once more on a connection of our own making.
+            conn, _ = await self._acquire(fresh=True)
+            sent, response = await self._exchange(conn, head, body, max_body)
         self.requests += 1
         if not sent:
             # Answered before the body was all sent (an error, normally): the server has not
@@ -341,6 +367,18 @@ class S3Direct:
         if not conn.closed and len(self._idle) < MAX_IDLE:
             self._idle.append(conn)
         return response
+
+    async def _exchange(
+        self, conn: _Connection, head: bytes, body: bytes, max_body: int
+    ) -> tuple[bool, HttpReply]:
+        """Send the request on ``conn``; whether its body went out whole, and the reply."""
+        try:
+            waiter = conn.begin(head, max_body)
+            sent = await self._send_body(conn, waiter, body)
+            return sent, await self._wait(conn, waiter)
+        except BaseException:
+            conn.close()  # cancelled or failed mid-request: its state is unknown
+            raise
 
     async def _send_body(
         self, conn: _Connection, waiter: asyncio.Future[HttpReply], body: bytes
@@ -372,11 +410,12 @@ class S3Direct:
                         f"no data to or from {self._host} for {self.read_timeout:g} s"
                     ) from None
 
-    async def _acquire(self) -> _Connection:
-        while self._idle:
+    async def _acquire(self, *, fresh: bool = False) -> tuple[_Connection, bool]:
+        """An idle connection (unless ``fresh``) or a new one; and whether it was idle."""
+        while self._idle and not fresh:
             conn = self._idle.pop()
             if not conn.closed:
-                return conn
+                return conn, True
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
@@ -389,7 +428,7 @@ class S3Direct:
                 )
         except (OSError, TimeoutError) as e:
             raise TransientError(f"cannot connect to {self._host}: {e}") from e
-        return conn
+        return conn, False
 
     def close(self) -> None:
         """Close the idle connections (those in use close when their request ends)."""

@@ -14,6 +14,7 @@ body on the caller's thread.
 from __future__ import annotations
 
 import hashlib
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -21,6 +22,7 @@ from botocore.credentials import ReadOnlyCredentials
 
 from sdk.providers.http1 import MAX_HEAD, HttpOrigin, HttpReply
 from sdk.providers.s3.sigv4 import SigV4Signer
+from sdk.providers.s3.transport import DirectTransport
 from sdk.providers.s3.wire import (
     EMPTY_SHA256,
     HASH_IN_THREAD,
@@ -78,7 +80,7 @@ class _Request:
 class S3PreparedRequests:
     """:class:`~sdk.providers.base.PreparedRequests` on one bucket of a path-style
     endpoint (see the module docstring).  ``credentials`` is the store's source, awaited on
-    the store's loop."""
+    the store's loop; ``transport`` how botocore reaches the endpoint (its CA bundle)."""
 
     def __init__(
         self,
@@ -89,8 +91,10 @@ class S3PreparedRequests:
         *,
         connect_timeout: float,
         read_timeout: float,
+        transport: DirectTransport | None = None,
     ) -> None:
         self.bucket_name = bucket_name
+        self._transport = transport or DirectTransport()
         self.endpoint = Endpoint.parse(endpoint_url)
         self.signer = SigV4Signer(region)
         self._credentials = credentials
@@ -108,6 +112,11 @@ class S3PreparedRequests:
     @property
     def read_timeout(self) -> float:
         return self._read_timeout
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.endpoint.scheme != "https":
+            return None
+        return self._transport.ssl_context() or ssl.create_default_context()
 
     async def credentials(self) -> ReadOnlyCredentials:
         credentials: ReadOnlyCredentials = await self._credentials()

@@ -20,7 +20,8 @@ from botocore.exceptions import ClientError
 from sdk import logsafe
 from sdk.errors import InvalidRequest
 from sdk.providers.base import CredentialTimes
-from sdk.providers.s3.client import CONNECT_TIMEOUT, READ_TIMEOUT, S3Client, is_aws, new_session
+from sdk.providers.s3.client import CONNECT_TIMEOUT, READ_TIMEOUT, S3Client, new_session
+from sdk.providers.s3.conventions import is_aws
 from sdk.providers.s3.errors import translate
 from sdk.providers.s3.store import S3Store
 from sdk.retry import retrying

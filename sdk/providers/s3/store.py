@@ -24,6 +24,7 @@ from sdk.providers.part_copy import copy_in_parts
 from sdk.providers.s3.client import S3Client
 from sdk.providers.s3.conventions import (
     DEFAULT_CONTENT_TYPE,
+    S3_METADATA,
     as_utc,
     is_implicit_directory,
     lower_metadata,
@@ -35,7 +36,7 @@ from sdk.providers.s3.prepared import S3PreparedRequests
 from sdk.providers.s3.reading import BodyStream, no_chunks
 from sdk.providers.s3.upload import S3Upload
 from sdk.providers.s3.wire import plain_body, put_headers
-from sdk.retry import retried, retrying
+from sdk.retry import retrying
 
 #: S3's limit of keys per DeleteObjects request.
 DELETE_BATCH = 1000
@@ -44,6 +45,8 @@ DELETE_CONCURRENCY = 4
 
 class S3Store:
     """A :class:`~sdk.providers.base.BlobStore` on one S3 bucket."""
+
+    metadata_rules = S3_METADATA
 
     def __init__(self, bucket_name: str) -> None:
         self.bucket_name = bucket_name
@@ -180,14 +183,17 @@ class S3Store:
             await self._check_etag(key, etag)
             return b""
         what = self._what("read", key)
-        getter = self.client.direct
-        if getter is not None and key:  # botocore refuses an empty key
-            fast = await retried(lambda: getter.get(self.bucket_name, key, offset, length, etag))
-            body = plain_body(key, fast)
+        if key:  # botocore refuses an empty key
+            body = await self.client.try_direct(
+                what,
+                lambda d: d.get(self.bucket_name, key, offset, length, etag),
+                lambda reply: plain_body(key, reply),
+            )
             if body is not None:
                 return body
-            # Anything but a plain body (404, 412, 416, an implicit directory ...) is
-            # asked again through botocore, whose translation gives the right error.
+            # Anything but a plain body (404, 412, 416, an implicit directory, a broken
+            # connection ...) is asked again through botocore, whose translation gives the
+            # right error.
         # One retry loop around request and body: a body cut short is fetched again whole.
         async for attempt in retrying():
             with attempt:
@@ -239,7 +245,8 @@ class S3Store:
     def prepared_requests(self) -> S3PreparedRequests | None:
         """This store's small PUTs and ranged GETs as signed request bytes for a caller
         doing its own I/O (:class:`~sdk.providers.base.OffersPreparedRequests`), or ``None``
-        where the direct client does not serve the endpoint (AWS).  Their credentials are
+        where the direct client does not serve the endpoint (AWS, a proxy:
+        :mod:`sdk.providers.s3.transport`).  Their credentials are
         the direct client's, so renewing ones keep renewing in one place."""
         direct = self.client.direct
         if direct is None:
@@ -251,6 +258,7 @@ class S3Store:
             direct.credentials,
             connect_timeout=direct.connect_timeout,
             read_timeout=direct.read_timeout,
+            transport=self.client.transport,
         )
 
     async def start_multipart(
@@ -270,6 +278,18 @@ class S3Store:
             ContentType=content_type or DEFAULT_CONTENT_TYPE,
         )
         return S3Upload(self, key, r["UploadId"])
+
+    async def resume_multipart(
+        self,
+        key: str,
+        upload_id: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        content_type: str | None = None,
+    ) -> S3Upload:
+        """The unfinished upload ``upload_id`` of ``key`` (S3 kept its metadata and content
+        type from its start); no request is made."""
+        return S3Upload(self, key, upload_id)
 
     async def copy(
         self,

@@ -1,5 +1,6 @@
 """Multipart uploads on S3: parts sent directly where the endpoint allows, server-side part
-copies, and a completion that survives a lost reply.
+copies, a completion that survives a lost reply, and uploads taken up again by their id
+(ListParts tells what they hold).
 
 SeaweedFS lets an upload be aborted twice where AWS answers ``NoSuchUpload``; abort
 tolerates ``NoSuchUpload``, so both behave alike.
@@ -7,14 +8,18 @@ tolerates ``NoSuchUpload``, so both behave alike.
 
 from __future__ import annotations
 
-from typing import Protocol
+import re
+from typing import Any, Protocol
 
 from sdk.errors import InvalidRequest, ResourceNotFound, TransientError
-from sdk.providers.base import MAX_PARTS, ObjectInfo
+from sdk.providers.base import MAX_PARTS, ObjectInfo, StoredPart
 from sdk.providers.s3.client import S3Client
 from sdk.providers.s3.conventions import multipart_etag, strip_etag
 from sdk.providers.s3.errors import error_code, translated
 from sdk.retry import retrying
+
+#: An ETag that is a plain MD5 (what S3 gives a part unless KMS encrypted it).
+_MD5 = re.compile(r"[0-9a-f]{32}")
 
 
 class UploadTarget(Protocol):
@@ -60,6 +65,32 @@ class S3Upload:
             Body=data,
         )
         self._parts[part_number] = strip_etag(r["ETag"])
+
+    async def stored_parts(self) -> dict[int, StoredPart]:
+        """The parts S3 holds (ListParts, 1000 a page); a part's ETag is the MD5 of its
+        bytes unless the server encrypted it with KMS (then ``md5`` is ``None``)."""
+        parts: dict[int, StoredPart] = {}
+        params: dict[str, Any] = {
+            "Bucket": self._store.bucket_name,
+            "Key": self.key,
+            "UploadId": self.upload_id,
+        }
+        while True:
+            r = await self._store.client.call(f"{self._what}: list parts", "list_parts", **params)
+            for part in r.get("Parts") or ():
+                tag = strip_etag(part["ETag"])
+                md5 = tag if _MD5.fullmatch(tag) else None
+                number = int(part["PartNumber"])
+                parts[number] = StoredPart(number, int(part["Size"]), md5, tag)
+            if not r.get("IsTruncated"):
+                return parts
+            params["PartNumberMarker"] = r["NextPartNumberMarker"]
+
+    def keep_part(self, part: StoredPart) -> None:
+        """Complete with ``part`` as S3 holds it."""
+        if part.tag is None:
+            raise InvalidRequest(f"{self._what}: part {part.number} has no ETag")
+        self._parts[part.number] = part.tag
 
     async def copy_part(
         self, part_number: int, src_key: str, offset: int, length: int, *, etag: str

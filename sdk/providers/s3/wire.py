@@ -80,12 +80,15 @@ class Endpoint:
             raise ValueError(f"not an http(s) endpoint: {endpoint_url}")
         default_port = 443 if parts.scheme == "https" else 80
         port = parts.port or default_port
+        # An IPv6 literal keeps its brackets in Host (RFC 9110), as botocore sends and signs
+        # it: ``[::1]:8333``, never ``::1:8333``.
+        name = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
         return cls(
             url=endpoint_url,
             scheme=parts.scheme,
             hostname=parts.hostname,
             port=port,
-            host=parts.hostname if port == default_port else parts.netloc,
+            host=name if port == default_port else f"{name}:{port}",
             base=parts.path.rstrip("/"),
         )
 
