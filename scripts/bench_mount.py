@@ -10,7 +10,8 @@ Measures, for each of the three mounts of the same bucket:
 * ``rand128k``-- the same with 128 KiB reads;
 * ``ls cold`` -- ``ls -l`` of a directory of 10,000 objects on a fresh mount;
 * ``ls warm`` -- the same ``ls -l`` again right after;
-* the daemon's peak RSS (VmHWM) over the whole run of that mount.
+* the daemon's RSS once mounted (idle), its peak (VmHWM) by the end of the sequential
+  read, and its peak over the whole run of that mount.
 
 Then it prints the figures and blobfs's ratio to the best peer.  Needs root (mounts, page
 cache drop), fuse3, s3fs, rclone and fio (all from Debian)::
@@ -63,6 +64,10 @@ class Figures:
     ls_cold_s: float = 0.0
     ls_warm_s: float = 0.0
     rss_mib: float = 0.0
+    #: The daemon's RSS once mounted and settled, before any read, and its peak (VmHWM)
+    #: by the end of the sequential read.
+    idle_rss_mib: float = 0.0
+    seq_rss_mib: float = 0.0
     #: CPU seconds per GiB of the sequential read: server, mount daemon, whole machine.
     seq_cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
     notes: list[str] = field(default_factory=list)
@@ -108,6 +113,19 @@ def peak_rss_mib(pid: int | None) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def rss_mib(pid: int | None) -> float:
+    """The resident memory (VmRSS) of ``pid`` now."""
+    if pid is None:
+        return 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -360,9 +378,11 @@ def measure(tool: str, s: Setup, size_mib: int, runtime: int) -> Figures:
     big = where / "seq" / f"{size_mib}m.bin"
     fresh()
     daemon = daemon_pid(where)
+    fig.idle_rss_mib = rss_mib(daemon)
     before = (process_cpu(s.server.pid), process_cpu(daemon), machine_cpu())
     seconds = timed(["dd", f"if={big}", "of=/dev/null", "bs=1M"])
     after = (process_cpu(s.server.pid), process_cpu(daemon), machine_cpu())
+    fig.seq_rss_mib = peak_rss_mib(daemon)
     gib = size_mib / 1024
     server_cpu, daemon_cpu, all_cpu = ((b - a) / gib for a, b in zip(before, after, strict=True))
     fig.seq_mib_s = size_mib / seconds
@@ -370,7 +390,8 @@ def measure(tool: str, s: Setup, size_mib: int, runtime: int) -> Figures:
     print(
         f"  {tool}: sequential {fig.seq_mib_s:.0f} MiB/s; CPU s/GiB: server {server_cpu:.2f}, "
         f"{tool} {daemon_cpu:.2f}, machine {all_cpu:.2f} "
-        f"({all_cpu * gib / seconds:.2f} cores busy on average)",
+        f"({all_cpu * gib / seconds:.2f} cores busy on average); RSS idle "
+        f"{fig.idle_rss_mib:.0f} MiB, peak {fig.seq_rss_mib:.0f} MiB",
         flush=True,
     )
 
@@ -529,11 +550,12 @@ def report(results: list[Figures], args: argparse.Namespace) -> None:
         f"{args.entries} entries; {os.cpu_count()} CPUs, load average {load[0]:.1f}"
     )
     header = f"{'':8} {'seq MiB/s':>10} {'4k IOPS':>9} {'128k MiB/s':>11} {'ls cold s':>10}"
-    print(header + f" {'ls warm s':>10} {'peak RSS MiB':>13}")
+    print(header + f" {'ls warm s':>10} {'RSS MiB: idle':>14} {'seq':>5} {'peak':>5}")
     for f in results:
         print(
             f"{f.tool:8} {f.seq_mib_s:10.0f} {f.rand4k_iops:9.0f} {f.rand128k_mib_s:11.1f} "
-            f"{f.ls_cold_s:10.2f} {f.ls_warm_s:10.2f} {f.rss_mib:13.0f}  {' '.join(f.notes)}"
+            f"{f.ls_cold_s:10.2f} {f.ls_warm_s:10.2f} {f.idle_rss_mib:14.0f} "
+            f"{f.seq_rss_mib:5.0f} {f.rss_mib:5.0f}  {' '.join(f.notes)}"
         )
     ours = next((f for f in results if f.tool not in ("s3fs", "rclone")), None)
     peers = [f for f in results if f.tool in ("s3fs", "rclone")]
