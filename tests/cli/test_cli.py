@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -520,12 +520,15 @@ def test_local_cluster_needs_no_configuration(tmp_path: Path) -> None:
         pytest.skip("no SeaweedFS binary")
     pytest.importorskip("sdk.local_server")
     run = Cli(env=make_env(tmp_path), cwd=tmp_path)
+    # The first command, the script as a new user runs it, starts the embedded server; the
+    # next ones use it from this process.
+    again = replace(run, in_process=True)
     try:
         run("mkbucket", "zero-conf")
         (tmp_path / "f").write_text("local")
-        run("cp", "f", "blob:zero-conf/f")
-        assert run("ls", "blob:zero-conf").stdout.split() == ["f"]
-        run("rm", "blob:zero-conf/f")
-        run("rmbucket", "zero-conf")
+        again("cp", "f", "blob:zero-conf/f")
+        assert again("ls", "blob:zero-conf").stdout.split() == ["f"]
+        again("rm", "blob:zero-conf/f")
+        again("rmbucket", "zero-conf")
     finally:
         run("local", "stop", code=None)
