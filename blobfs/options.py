@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from sdk.providers.base import CopySettings
+from sdk.retry import ATTEMPTS, RetryPolicy
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -71,6 +72,16 @@ def _parse_listen(text: str) -> str:
             "or the absolute path of a Unix socket"
         )
     return f"{host}:{int(port)}"
+
+
+def _parse_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise OptionError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise OptionError(f"negative count: {text!r}")
+    return value
 
 
 def _parse_id(text: str) -> int:
@@ -132,6 +143,11 @@ class MountOptions:
     #: (:class:`sdk.providers.base.CopySettings`; S3 allows one request up to 5 GiB).
     copy_threshold: int = CopySettings.threshold
     copy_part_size: int = CopySettings.part_size
+    #: How many times a store request that failed for a passing reason (no connection, a
+    #: timeout, a 5xx) is tried again before the operation fails -- a close then returns
+    #: EIO and the data stays staged.  Waits between tries double from 0.1 s up to 5 s
+    #: (random below that bound), and no request is retried past 60 s.
+    retries: int = ATTEMPTS - 1
     #: The kernel's write-back cache (FUSE ``writeback_cache``): the kernel collects writes
     #: in its page cache and sends them later (before close/fsync return).  Off: measured,
     #: writes returned faster but objects were complete later (docs/MOUNT.md).
@@ -164,6 +180,10 @@ class MountOptions:
         """How the store copies large files (``ValueError`` if the options are out of
         range)."""
         return CopySettings(threshold=self.copy_threshold, part_size=self.copy_part_size)
+
+    def retry_policy(self) -> RetryPolicy:
+        """How persistently the daemon's store requests are retried."""
+        return RetryPolicy(attempts=self.retries + 1)
 
     def to_list(self) -> list[str]:
         """The options as ``-o`` items, for re-running the daemon in the background."""
@@ -218,6 +238,7 @@ _VALUED: dict[str, Callable[[str], object]] = {
     "fetch_size": parse_size,
     "copy_threshold": parse_size,
     "copy_part_size": parse_size,
+    "retries": _parse_count,
     "log_level": str.upper,
     "log_file": Path,
     "fsname": str,

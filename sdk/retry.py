@@ -4,6 +4,10 @@ Providers translate every error into :mod:`sdk.errors` first; only
 :class:`~sdk.errors.TransientError` is retried, with exponential backoff and jitter, so a
 missing key or a refused credential fails at once while a dropped connection or a 503 is
 tried again.  Nothing here matches error message text.
+
+How persistent the retries are is one :class:`RetryPolicy` for the whole process
+(:func:`set_policy`): a mount daemon sets its ``retries=`` option there before it opens the
+bucket; everything else keeps the defaults.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from tenacity import (
@@ -49,6 +54,36 @@ MAX_WAIT = 5.0
 _BUSY_WAIT = wait_fixed(FIRST_WAIT) + wait_random(0, FIRST_WAIT)
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How persistently one operation's transient failures are retried: at most
+    ``attempts`` tries (the first included), and no new try after ``max_seconds``."""
+
+    attempts: int = ATTEMPTS
+    max_seconds: float = MAX_SECONDS
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1, not {self.attempts}")
+        if self.max_seconds < 0:
+            raise ValueError(f"max_seconds must not be negative, not {self.max_seconds}")
+
+
+_policy = RetryPolicy()
+
+
+def set_policy(policy: RetryPolicy) -> None:
+    """Make ``policy`` the retry policy of every operation started from now on, in this
+    process (the operations in progress keep theirs)."""
+    global _policy
+    _policy = policy
+
+
+def current_policy() -> RetryPolicy:
+    """The retry policy :func:`retrying` applies (see :func:`set_policy`)."""
+    return _policy
+
+
 def busy_delay() -> float:
     """Seconds to wait before repeating a request a server answered busy (callers that
     sleep on another event loop use this; asyncio callers :func:`back_off_busy`)."""
@@ -63,12 +98,16 @@ async def back_off_busy(what: str, status: int) -> None:
     await asyncio.sleep(delay)
 
 
-def retrying(attempts: int = ATTEMPTS, first_wait: float = FIRST_WAIT) -> AsyncRetrying:
-    """A fresh retry controller: ``async for attempt in retrying(): with attempt: ...``."""
+def retrying(attempts: int | None = None, first_wait: float = FIRST_WAIT) -> AsyncRetrying:
+    """A fresh retry controller: ``async for attempt in retrying(): with attempt: ...``.
+    ``attempts`` (default: the current policy's) bounds the tries; so does the policy's
+    ``max_seconds``."""
+    policy = _policy
     return AsyncRetrying(
         retry=retry_if_exception_type(TransientError),
         wait=wait_random_exponential(multiplier=first_wait, max=MAX_WAIT),
-        stop=stop_after_attempt(attempts) | stop_after_delay(MAX_SECONDS),
+        stop=stop_after_attempt(policy.attempts if attempts is None else attempts)
+        | stop_after_delay(policy.max_seconds),
         before_sleep=before_sleep_log(log, logging.INFO),
         reraise=True,
     )

@@ -52,6 +52,7 @@ from blobfs.options import MountOptions
 from blobfs.write import recovery, writeback
 from blobfs.write.budget import WriteBudget
 from sdk import errors as sdk_errors
+from sdk import retry as sdk_retry
 
 log = logging.getLogger("blobfs.mount.daemon")
 
@@ -88,6 +89,8 @@ async def serve(
     ready: ReadyPipe,
 ) -> None:
     """Mount ``source`` on ``where`` and serve it until unmounted or signalled."""
+    # Process-wide, which is this mount: a daemon serves one.
+    sdk_retry.set_policy(options.retry_policy())
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async with bridge.asyncio_loop() as aio, AsyncExitStack() as stack:
             try:

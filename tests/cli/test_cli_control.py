@@ -10,7 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from blobfs.options import parse_options
+import pytest
+
+from blobfs.options import OptionError, parse_options
+from sdk.retry import RetryPolicy
 
 BLOBFS = str(Path(sys.executable).with_name("blobfs"))
 
@@ -45,6 +48,15 @@ def test_metrics_address_is_loopback_unless_named(tmp_path: Path) -> None:
         proc = blobfs("mount", "blob:x", str(tmp_path), "-o", f"metrics={value}")
         assert proc.returncode == 2, proc.stderr
         assert "expected [HOST:]PORT" in proc.stderr
+
+
+def test_retries_option_sets_the_daemons_retry_policy() -> None:
+    assert parse_options([]).retry_policy() == RetryPolicy()  # the sdk's default: 8 tries
+    options = parse_options(["retries=0"])
+    assert options.retry_policy().attempts == 1 and options.to_list() == ["retries=0"]
+    for value, message in (("-1", "negative count"), ("two", "not a whole number")):
+        with pytest.raises(OptionError, match=message):
+            parse_options([f"retries={value}"])
 
 
 def test_install_helper_installs_the_unit_and_the_docs_it_names(tmp_path: Path) -> None:

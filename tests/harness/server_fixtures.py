@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness.servers import AzuriteServer, SeaweedServer
+from tests.harness.servers import STOP_SECONDS, AzuriteServer, SeaweedServer
 from tests.harness.tls import TlsSeaweedServer, private_ca
 
 _started: list[str] = []
@@ -36,7 +36,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServe
     try:
         yield server
     finally:
-        server.stop()
+        server.stop(timeout=STOP_SECONDS)
         shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
@@ -51,7 +51,7 @@ def tls_s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsSeawe
     try:
         yield server
     finally:
-        server.stop()
+        server.stop(timeout=STOP_SECONDS)
         shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
@@ -67,7 +67,7 @@ def azure_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteSe
     try:
         yield server
     finally:
-        server.stop()
+        server.stop(timeout=STOP_SECONDS)
         shutil.rmtree(server.data_dir, ignore_errors=True)
 
 

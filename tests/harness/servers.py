@@ -29,6 +29,7 @@ from sdk.process import ProcessExited, ServerProcess, free_port
 
 __all__ = [
     "AZURITE_VERSION",
+    "STOP_SECONDS",
     "AzuriteError",
     "AzuriteServer",
     "LocalServerInfo",
@@ -44,6 +45,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 #: The version scripts/setup.sh installs under .tools/.
 AZURITE_VERSION = "3.37.0"
+
+#: Seconds a test server has to exit after SIGTERM before it is killed.  Tests delete its
+#: data afterwards, so a longer graceful stop buys nothing; weed's volume server sometimes
+#: waits out the whole 15 s for a client connection to close (three stops in four, here).
+STOP_SECONDS = 3.0
 
 
 class AzuriteError(RuntimeError):

@@ -95,15 +95,28 @@ async def store_ctx(store_kind: str, request: pytest.FixtureRequest) -> AsyncIte
         await admin.close()
         raise
     wrong = dict(wrong, bucket_name=name)
+    azure = request.getfixturevalue("azure_server") if store_kind == "azure" else None
     try:
         yield StoreContext(store_kind, admin, name, store, wrong)
     finally:
         try:
-            await _empty(store)
-            await admin.delete_bucket(name)
+            if azure is not None:
+                await _delete_container(azure, name)
+            else:
+                await _empty(store)
+                await admin.delete_bucket(name)
         finally:
             await store.close()
             await admin.close()
+
+
+async def _delete_container(server: Any, name: str) -> None:
+    """Delete a container with what it holds, in one request: emptying it first deletes
+    blob by blob on Azurite (it refuses batches), 7.8 s for a test's 1,100 blobs."""
+    from azure.storage.blob.aio import BlobServiceClient
+
+    async with BlobServiceClient.from_connection_string(server.connection_string) as service:
+        await service.delete_container(name)
 
 
 async def _empty(store: BlobStore) -> None:

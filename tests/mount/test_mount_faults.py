@@ -15,6 +15,10 @@ restarted service would be:
 * while ``blobfs flush`` runs: it fails with a clear message naming the file (and exit 75
   with ``--timeout``), ``blobfs status`` shows the file and the error, and a flush once
   the server is back stores it.
+
+The last two mount with a small ``retries=``: what they check is what happens once the
+retries are spent, and the default spends 6-11 s per request (the first test keeps it: its
+copy should ride out a short outage).
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.harness.servers import SeaweedServer
+from tests.harness.servers import STOP_SECONDS, SeaweedServer
 from tests.mount.world import FAST, Holder, World, new_world, unmount_all
 
 pytestmark = pytest.mark.mount
@@ -43,6 +47,11 @@ pytestmark = pytest.mark.mount
 MiB = 1024 * 1024
 #: Retries and failures are logged at INFO: the mount logs tell what happened.
 OPTIONS = FAST + ",log_level=info"
+#: A close fails once one retry of its upload failed too.
+CLOSE_RETRIES = 1
+#: Three tries: a failing flush takes a second or more, so ``flush --timeout 0.5`` finds
+#: the upload still going (each try at a refused port took 0.3-1 s here).
+FLUSH_RETRIES = 2
 #: Size of the copy: several multipart parts (8 MiB) before, during and after the outage.
 COPY_MIB = 80
 
@@ -58,7 +67,7 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServe
     try:
         yield server
     finally:
-        server.stop()
+        stop(server)
         shutil.rmtree(server.data_dir, ignore_errors=True)
 
 
@@ -92,6 +101,20 @@ class Bucket:
     def uploads(self) -> list[str]:
         listed = self.client.list_multipart_uploads(Bucket=self.name)
         return [u["Key"] for u in listed.get("Uploads", [])]
+
+
+def stop(server: SeaweedServer) -> None:
+    """Stop the server, killing it after STOP_SECONDS (the clients see the same refused
+    connections either way)."""
+    server.stop(timeout=STOP_SECONDS)
+
+
+def retries_before_eio(log: Path) -> int:
+    """How many retries the daemon logged (sdk.retry logs each) before its first close
+    failed."""
+    lines = log.read_text().splitlines()
+    failed = next(i for i, line in enumerate(lines) if "flush: StorageFailure" in line)
+    return sum(1 for line in lines[:failed] if "sdk.retry: Retrying" in line)
 
 
 def restart(server: SeaweedServer) -> None:
@@ -135,7 +158,7 @@ def test_server_stopped_during_a_large_copy(
             for i in range(COPY_MIB):
                 if i == COPY_MIB // 2:
                     # In a thread: a graceful stop takes seconds, and data keeps coming.
-                    threading.Thread(target=lambda: (s3_server.stop(), stopped.set())).start()
+                    threading.Thread(target=lambda: (stop(s3_server), stopped.set())).start()
                 if i >= COPY_MIB // 2 and not stopped.is_set():
                     time.sleep(0.1)  # spread the rest of the writes over the outage
                 try:
@@ -176,12 +199,13 @@ def test_close_while_the_server_is_stopped_fails_with_eio(
     bucket = Bucket(world, s3_server)
     data = random.Random(size).randbytes(size)
     key = f"close-{size}.bin"
-    mnt = world.mount(f"blob:{world.bucket}", world.tmp / f"close-{size}", OPTIONS)
+    options = f"{OPTIONS},retries={CLOSE_RETRIES}"
+    mnt = world.mount(f"blob:{world.bucket}", world.tmp / f"close-{size}", options)
     fd = os.open(mnt / key, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-    s3_server.stop()
+    stop(s3_server)
     try:
         with pytest.raises(OSError) as failure:
             os.close(fd)
@@ -189,6 +213,8 @@ def test_close_while_the_server_is_stopped_fails_with_eio(
     finally:
         restart(s3_server)
     world.umount(mnt)
+    if size == MiB:  # one PUT, nothing uploaded before: the close tried it 1 + retries times
+        assert retries_before_eio(world.tmp / f"close-{size}.log") == CLOSE_RETRIES
     # The kernel's release after the failed close may store the file once the server is
     # back (the data is still staged); what must never be there is anything partial.
     found = check_stored(bucket, key, data, complete=False)
@@ -203,11 +229,12 @@ def test_flush_fails_clearly_while_the_server_is_stopped(
 ) -> None:
     bucket = Bucket(world, s3_server)
     data = random.Random(16).randbytes(300_000)
-    mnt = world.mount(f"blob:{world.bucket}", world.tmp / "flush", OPTIONS)
+    options = f"{OPTIONS},retries={FLUSH_RETRIES}"
+    mnt = world.mount(f"blob:{world.bucket}", world.tmp / "flush", options)
     # Written and still open in another process: only a flush stores it now.
     holder = Holder(mnt / "pending.bin", data)
     try:
-        s3_server.stop()
+        stop(s3_server)
         try:
             started = time.monotonic()
             proc = world.blobfs("flush", str(mnt))

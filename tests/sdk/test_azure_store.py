@@ -668,10 +668,14 @@ async def test_signed_url_allows_a_plain_get_until_it_expires(store: AzureStore)
             assert await resp.read() == b"signed content"
         async with http.get(url.split("?", 1)[0]) as resp:
             assert resp.status in (401, 403, 404)  # anonymous access is off
-        # The expiry is rounded up to a whole second, so wait it out with a margin.
-        await asyncio.sleep(max(0.0, issued + 4.2 - time.monotonic()))
-        async with http.get(url) as resp:
-            assert resp.status == 403
+        # The expiry is rounded up to a whole second: refused within 4.2 s of signing.
+        while True:
+            async with http.get(url) as resp:
+                if resp.status == 403:
+                    break
+                assert resp.status == 200, resp.status
+            assert time.monotonic() < issued + 4.2, "the signed URL did not expire"
+            await asyncio.sleep(0.2)
 
 
 @pytest.mark.parametrize("seconds", [0, -1, 7 * 24 * 3600 + 1])
@@ -732,15 +736,15 @@ def test_error_table(make: Callable[[], BaseException], expected: type[BlobfsErr
     assert str(err).startswith("azure:b/k: ")
 
 
-# -- throughput ----------------------------------------------------------------------------------
+# -- many blocks in flight --------------------------------------------------------------------
 
 
-@pytest.mark.slow
 @pytest.mark.asyncio
-async def test_throughput_256_mib(store: AzureStore) -> None:
-    """Put a 256 MiB blob as 8 MiB blocks, 8 in flight, then fetch it with 8 MiB ranged reads,
-    8 in flight, and with one stream; prints MiB/s (``pytest -s``)."""
-    size, part, inflight = 256 * MiB, 8 * MiB, 8
+async def test_blocks_staged_in_parallel_read_back_every_way(store: AzureStore) -> None:
+    """Put a 64 MiB blob as 8 MiB blocks (the client's request size), 4 staged at once so
+    they finish out of order, then fetch it with 8 MiB ranged reads, 4 at once, and with
+    one stream: the same bytes each way.  (Its speed is measured by scripts/bench_sdk.py.)"""
+    size, part, inflight = 64 * MiB, 8 * MiB, 4
     data = os.urandom(size)
     limit = asyncio.Semaphore(inflight)
 
@@ -748,29 +752,19 @@ async def test_throughput_256_mib(store: AzureStore) -> None:
         async with limit:
             await upload.upload_part(n, data[(n - 1) * part : n * part])
 
-    start = time.perf_counter()
     upload = await store.start_multipart("big")
-    await asyncio.gather(*(stage(upload, n) for n in range(1, size // part + 1)))
+    await asyncio.gather(*(stage(upload, n) for n in reversed(range(1, size // part + 1))))
     await upload.complete()
-    put_s = time.perf_counter() - start
 
     async def fetch(offset: int) -> bytes:
         async with limit:
             return await store.read_range("big", offset, part)
 
-    start = time.perf_counter()
     pieces = await asyncio.gather(*(fetch(o) for o in range(0, size, part)))
-    get_s = time.perf_counter() - start
     assert b"".join(pieces) == data
 
-    start = time.perf_counter()
-    total = 0
+    streamed = bytearray()
     async with store.read("big") as chunks:
         async for chunk in chunks:
-            total += len(chunk)
-    stream_s = time.perf_counter() - start
-    assert total == size
-    print(
-        f"\nAzurite 256 MiB: put {size / MiB / put_s:.0f} MiB/s, "
-        f"parallel get {size / MiB / get_s:.0f} MiB/s, one stream {size / MiB / stream_s:.0f} MiB/s"
-    )
+            streamed += chunk
+    assert streamed == data

@@ -50,6 +50,32 @@ async def test_retry_transient_gives_up_after_its_attempts() -> None:
     assert calls == retry.ATTEMPTS
 
 
+async def test_the_process_policy_bounds_the_attempts() -> None:
+    calls = 0
+
+    @retry.retry_transient
+    async def down() -> None:
+        nonlocal calls
+        calls += 1
+        raise TransientError("server gone")
+
+    assert retry.current_policy() == retry.RetryPolicy(retry.ATTEMPTS, retry.MAX_SECONDS)
+    retry.set_policy(retry.RetryPolicy(attempts=2))
+    try:
+        with pytest.raises(TransientError):
+            await down()
+        assert calls == 2
+        calls = 0
+        retry.set_policy(retry.RetryPolicy(attempts=1))
+        with pytest.raises(TransientError):
+            await down()
+        assert calls == 1, "one attempt: no retry"
+    finally:
+        retry.set_policy(retry.RetryPolicy())
+    with pytest.raises(ValueError, match="at least 1"):
+        retry.RetryPolicy(attempts=0)
+
+
 async def test_retry_transient_never_retries_a_final_error() -> None:
     calls = 0
 

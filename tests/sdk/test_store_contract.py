@@ -571,8 +571,14 @@ async def test_delete(store: BlobStore) -> None:
     await store.delete("gone", missing_ok=True)
 
 
-async def test_delete_many_beyond_1000(store: BlobStore) -> None:
-    keys = [f"del/{i:04d}" for i in range(1100)]
+#: Keys one ``delete_many`` needs more than one request for: S3 deletes up to 1000 per
+#: request, Azure 256 per blob batch (Azurite refuses batches: then single deletes, the first
+#: batch's keys and the rest's).
+MANY_DELETES = {"memory": 1100, "s3": 1100, "azure": 300}
+
+
+async def test_delete_many_beyond_one_request(store: BlobStore, store_kind: str) -> None:
+    keys = [f"del/{i:04d}" for i in range(MANY_DELETES[store_kind])]
     await put_many(store, [*keys, "keep"])
     await store.delete_many([*keys, "del/never-existed"])
     assert await listing(store) == ["keep"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from sdk.errors import TransientError
 from sdk.providers.s3.errors import translated
-from sdk.retry import ATTEMPTS
+from sdk.retry import current_policy
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class BodyStream:
                     chunk: bytes = await self._body.read(READ_CHUNK)
             except TransientError:
                 failures += 1
-                if failures >= ATTEMPTS:
+                if failures >= current_policy().attempts:
                     raise
                 log.info("%s: connection broke at offset %d; resuming", self._what, self._offset)
                 await self._reopen()
