@@ -12,6 +12,12 @@ one file are also kept once: ``json`` shares repeated object keys but not values
 names, types and locations repeat thousands of times (S3's model and rule set 1.7 MiB ->
 1.3 MiB).  A table per file rather than :func:`sys.intern`: growing the interpreter's
 interned-string table can itself cost a megabyte.
+
+``endpoints.json`` is parsed whole first (4 MiB of objects for the ~400 services), the few
+services kept are written back to text and that text is parsed again, so that nothing of
+the whole parse survives it: its objects die together and Python's allocator returns their
+arenas to the system, where objects kept from among them would have pinned them.  That is
+1.0 MB of an idle mount daemon's RSS, and the file loads in 10 ms instead of 48.
 """
 
 from __future__ import annotations
@@ -60,18 +66,21 @@ class LeanJSONLoader(JSONFileLoader):  # type: ignore[misc]  # botocore is untyp
                 with open(path, "rb") as fp:
                     raw = fp.read()
                 text = (gzip.decompress(raw) if packed else raw).decode("utf-8")
-                data = json.loads(text, object_pairs_hook=_LeanObjects())
                 if os.path.basename(file_path) == "endpoints":
-                    _keep_services(data)
-                return data
+                    text = _kept_services(text)
+                return json.loads(text, object_pairs_hook=_LeanObjects())
         return None
 
 
-def _keep_services(data: Any) -> None:
+def _kept_services(text: str) -> str:
+    """``endpoints.json`` with only the services in :data:`SERVICES`, as JSON text (see
+    the module docstring for why text)."""
+    data = json.loads(text)
     for partition in data.get("partitions", ()):
         services = partition.get("services")
         if isinstance(services, dict):
             partition["services"] = {k: v for k, v in services.items() if k in SERVICES}
+    return json.dumps(data)
 
 
 __all__ = ["DOC_KEYS", "SERVICES", "LeanJSONLoader"]
