@@ -119,7 +119,9 @@ class MountOptions:
     #: What the daemon's resident memory may reach: its own baseline, GETs and uploads in
     #: flight, and cached blocks in the rest.  Data at rest lives in the kernel's page
     #: cache and the disk cache, so the daemon holds little more than what is in flight.
-    memory: int = 256 * MiB
+    #: 384 MiB leaves a full ``readahead`` window room in the block cache: at 256 MiB the
+    #: window was capped at 20 MiB and a 1 GiB cold read ran at 313 MiB/s against 406.
+    memory: int = 384 * MiB
     #: The unit of every cache and of a random reader's fetches: on SeaweedFS a ranged GET
     #: of 256 KiB took 1.4 ms, one of 384 KiB 4.0 ms and 1 MiB 4.8 ms (docs/BENCHMARKS.md).
     block_size: int = 256 * KiB

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Two versions of blobfs on one local SeaweedFS, small files interleaved: is B faster than A?
+"""Two versions of blobfs on one local SeaweedFS, interleaved: is B faster than A?
 
 Closing a 4 KiB file on the mount takes a few ms, and on this project's shared 2-core
 machine the same code's rate drifted between 3.6 and 8 ms per file from one minute to the
@@ -11,9 +11,14 @@ files of 4 KiB on each, closed one after the other, in ``--rounds`` batches that
 (A B, B A, ...); then reads them back the same way after dropping the page cache.  It
 prints ms per file for each and B/A.  A against itself gave 0.998 and 0.926: take a
 difference under 10 % from one run as noise, and run it again with A and B swapped.
+
+With ``--seq-mib N`` it measures cold sequential reads instead: ``dd`` of an N MiB object
+through a fresh mount of each tree (page cache dropped, disk cache emptied), ``--rounds``
+times per side taking turns, with the daemon's CPU seconds and peak RSS per read.
 Needs root and fuse3::
 
     sudo .venv/bin/python scripts/bench_ab.py /path/to/tree-a /path/to/tree-b
+    sudo .venv/bin/python scripts/bench_ab.py --seq-mib 1024 --rounds 6 /tmp/base .
     git worktree add /tmp/base main && sudo .venv/bin/python scripts/bench_ab.py /tmp/base .
 """
 
@@ -21,8 +26,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -36,10 +44,14 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 from bench_mount import (  # noqa: E402  (one harness: the read benchmark's mount helpers)
     can_run,
+    daemon_pid,
     drop_caches,
     fill,
+    peak_rss_mib,
+    process_cpu,
     s3_config,
     settle,
+    timed,
     unmount,
 )
 
@@ -51,7 +63,7 @@ FILE_SIZE = 4096
 COMMAND_LINE = "from blobfs.cli import main; main()"
 
 
-def mount(tree: Path, uri: str, where: Path, work: Path, tag: str) -> None:
+def mount(tree: Path, uri: str, where: Path, work: Path, tag: str, options: str = "") -> None:
     env = dict(
         os.environ,
         BLOBFS_CONFIG=str(work / "config.toml"),
@@ -59,8 +71,8 @@ def mount(tree: Path, uri: str, where: Path, work: Path, tag: str) -> None:
         PYTHONPATH=str(tree),
         XDG_CACHE_HOME=str(work / f"cache-{tag}"),
     )
-    where.mkdir()
-    opts = f"log_file={work}/blobfs-{tag}.log"
+    where.mkdir(exist_ok=True)
+    opts = f"log_file={work}/blobfs-{tag}.log" + (f",{options}" if options else "")
     proc = subprocess.run(
         [sys.executable, "-c", COMMAND_LINE, "mount", uri, str(where), "-o", opts],
         env=env,
@@ -93,13 +105,80 @@ def interleaved(
     return spent
 
 
+def fetched_mib(tree: Path, where: Path, work: Path) -> float:
+    """MiB the mount at ``where`` has fetched, from its ``blobfs status`` (NaN for a tree
+    without it)."""
+    env = dict(os.environ, PYTHONPATH=str(tree), BLOBFS_CONFIG=str(work / "config.toml"))
+    proc = subprocess.run(
+        [sys.executable, "-P", "-c", COMMAND_LINE, "status", str(where), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    try:
+        return float(json.loads(proc.stdout)["cache"]["memory"]["fetched_bytes"]) / 2**20
+    except (ValueError, KeyError, TypeError):
+        return math.nan
+
+
+def sequential(
+    trees: dict[str, Path],
+    options: dict[str, str],
+    uri: str,
+    work: Path,
+    size_mib: int,
+    rounds: int,
+    server_pid: int | None,
+) -> None:
+    """Cold ``dd`` reads of the big object, a fresh mount of each tree per read, in turns."""
+    seconds: dict[str, list[float]] = {tag: [] for tag in trees}
+    cpu: dict[str, list[float]] = {tag: [] for tag in trees}
+    peak: dict[str, list[float]] = {tag: [] for tag in trees}
+    fetched: dict[str, list[float]] = {tag: [] for tag in trees}
+    for r in range(rounds):
+        for tag in ("A", "B") if r % 2 == 0 else ("B", "A"):
+            where = work / f"mnt-{tag}"
+            shutil.rmtree(work / f"cache-{tag}", ignore_errors=True)
+            mount(trees[tag], uri, where, work, tag, options[tag])
+            try:
+                drop_caches()
+                settle(server_pid)
+                pid = daemon_pid(where)
+                before = process_cpu(pid)
+                seconds[tag].append(
+                    timed(["dd", f"if={where}/seq/{size_mib}m.bin", "of=/dev/null", "bs=1M"])
+                )
+                cpu[tag].append((process_cpu(pid) - before) / (size_mib / 1024))
+                peak[tag].append(peak_rss_mib(pid))
+                fetched[tag].append(fetched_mib(trees[tag], where, work))
+            finally:
+                unmount(where)
+    print(f"{size_mib} MiB cold dd, {rounds} rounds per side, load {os.getloadavg()[0]:.1f}")
+    for tag in trees:
+        rates = " ".join(f"{size_mib / s:.0f}" for s in seconds[tag])
+        print(
+            f"  {tag}: MiB/s {rates}; median {size_mib / statistics.median(seconds[tag]):.0f}, "
+            f"daemon CPU s/GiB {statistics.median(cpu[tag]):.2f}, "
+            f"peak RSS {statistics.median(peak[tag]):.0f} MiB, "
+            f"fetched {statistics.median(fetched[tag]):.0f} MiB"
+        )
+    print(f"  B/A time (total): {sum(seconds['B']) / sum(seconds['A']):.3f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("a", type=Path, help="code tree A (a checkout of blobfs)")
     parser.add_argument("b", type=Path, help="code tree B")
     parser.add_argument("--files", type=int, default=1600, help="4 KiB files per side")
     parser.add_argument("--rounds", type=int, default=16, help="batches per side")
+    parser.add_argument(
+        "--seq-mib", type=int, default=0, help="cold sequential reads of an object this big"
+    )
+    parser.add_argument("--a-options", default="", help="mount options (-o) for A")
+    parser.add_argument("--b-options", default="", help="mount options (-o) for B")
     args = parser.parse_args()
+    options = {"A": args.a_options, "B": args.b_options}
     for tree in (args.a, args.b):
         if not (tree / "blobfs").is_dir() or not (tree / "sdk").is_dir():
             parser.error(f"{tree} is not a blobfs checkout")
@@ -113,11 +192,16 @@ def main() -> int:
     try:
         config = s3_config(server, work)
         (work / "data").mkdir()
-        uri, _ = asyncio.run(fill(config, work / "data" / "registry.sqlite3", server, 8, 1))
+        registry = work / "data" / "registry.sqlite3"
+        uri, _ = asyncio.run(fill(config, registry, server, max(8, args.seq_mib), 1))
+        if args.seq_mib:
+            trees = {"A": args.a.resolve(), "B": args.b.resolve()}
+            sequential(trees, options, uri, work, args.seq_mib, args.rounds, server.pid)
+            return 0
         dirs = {}
         for tag, tree in (("A", args.a), ("B", args.b)):
             where = work / f"mnt-{tag}"
-            mount(tree.resolve(), uri, where, work, tag)
+            mount(tree.resolve(), uri, where, work, tag, options[tag])
             mounted.append(where)
             dirs[tag] = where / f"small-{tag}"
             dirs[tag].mkdir()

@@ -156,7 +156,6 @@ class BlockCache:
         self._disk_idle = trio.Event()
         self._disk_idle.set()
         self._ledger = FetchLedger()
-        self.stats = CacheStats()
 
     # -- queries ---------------------------------------------------------------------------------
 

@@ -10,18 +10,22 @@ with 1 MiB blocks.  Only the :data:`MAX_VERSIONS` most recently fetched versions
 remembered; an older one's blocks count as new (the figure can only be low, never wrong in
 the other direction).
 
-The latency of one-block GETs is kept per version and for the mount (exponentially
-weighted, :data:`LATENCY_WEIGHT`): the read policy fetches more per random miss where a
-request costs much more than the bytes it brings (:mod:`blobfs.cache.readahead`).
+The latency of one-block GETs is kept per version and for the mount: the median of the last
+:data:`SAMPLES`, reported once there are :data:`MIN_SAMPLES` (a mount's first GET also opens
+a connection, and on this machine one GET in ten of a 5 ms store takes 10-14 ms: an average
+let such spikes make a fast store look slow).  The read policy fetches more per random miss
+where a request costs much more than the bytes it brings (:mod:`blobfs.cache.readahead`).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import statistics
+from collections import OrderedDict, deque
 
 MAX_VERSIONS = 4096
-#: Weight of the newest sample in the latency averages.
-LATENCY_WEIGHT = 0.25
+#: Latency samples kept per version (and for the mount), and how many make a figure.
+SAMPLES = 7
+MIN_SAMPLES = 3
 
 
 class FetchLedger:
@@ -31,21 +35,28 @@ class FetchLedger:
         self.max_versions = max_versions
         self._seen: OrderedDict[tuple[str, str], bytearray] = OrderedDict()
         self._counts: dict[tuple[str, str], int] = {}
-        self._latency: dict[tuple[str, str], float] = {}
-        #: The mount's one-block GET latency, for versions with no sample of their own.
-        self.mount_latency: float | None = None
+        #: Version -> its latest one-block GET latencies.
+        self._latency: dict[tuple[str, str], deque[float]] = {}
+        #: The mount's, for versions with too few samples of their own.
+        self._mount_latency: deque[float] = deque(maxlen=SAMPLES)
 
     def note_latency(self, key: str, etag: str, seconds: float) -> None:
         """A one-block GET of this version took ``seconds``."""
-        version = (key, etag)
-        old = self._latency.get(version)
-        self._latency[version] = seconds if old is None else _mix(old, seconds)
-        mount = self.mount_latency
-        self.mount_latency = seconds if mount is None else _mix(mount, seconds)
+        samples = self._latency.get((key, etag))
+        if samples is None:
+            samples = self._latency[(key, etag)] = deque(maxlen=SAMPLES)
+        samples.append(seconds)
+        self._mount_latency.append(seconds)
+
+    @property
+    def mount_latency(self) -> float | None:
+        """The mount's typical one-block GET latency (``None`` until known)."""
+        return _typical(self._mount_latency)
 
     def latency(self, key: str, etag: str) -> float | None:
         """The typical one-block GET latency of this version (else of the mount)."""
-        return self._latency.get((key, etag), self.mount_latency)
+        own = _typical(self._latency.get((key, etag)))
+        return own if own is not None else self.mount_latency
 
     def count(self, key: str, etag: str) -> int:
         """Distinct blocks of this version fetched so far."""
@@ -78,8 +89,10 @@ class FetchLedger:
         return again
 
 
-def _mix(average: float, sample: float) -> float:
-    return (1 - LATENCY_WEIGHT) * average + LATENCY_WEIGHT * sample
+def _typical(samples: deque[float] | None) -> float | None:
+    if samples is None or len(samples) < MIN_SAMPLES:
+        return None
+    return statistics.median(samples)
 
 
-__all__ = ["LATENCY_WEIGHT", "MAX_VERSIONS", "FetchLedger"]
+__all__ = ["MAX_VERSIONS", "MIN_SAMPLES", "SAMPLES", "FetchLedger"]
