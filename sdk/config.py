@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-import tomli_w
 
 from sdk.errors import ConfigError
 from sdk.types import Provider
@@ -186,6 +185,10 @@ class Config:
         if self.org:
             doc["org"] = self.org
         doc["clusters"] = {name: c.to_toml() for name, c in sorted(self.clusters.items())}
+        # Imported here: only the command line writes the configuration, never a daemon
+        # (which would keep it resident: 40 KiB).
+        import tomli_w
+
         tmp = path.with_name(path.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:

@@ -29,11 +29,11 @@ import hashlib
 import logging
 import os
 import signal
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-import click
 import trio
 
 from blobfs import bridge
@@ -313,11 +313,11 @@ def run_foreground(
         if isinstance(e, MountError):
             log.error("%s", e)
             ready.failed(str(e))
-            click.echo(f"blobfs mount: {e}", err=True)
+            print(f"blobfs mount: {e}", file=sys.stderr)
             return e.exit_code
         log.error("daemon failed", exc_info=raised)
         ready.failed(f"daemon failed: {e}")
-        click.echo(f"blobfs mount: daemon failed: {e}", err=True)
+        print(f"blobfs mount: daemon failed: {e}", file=sys.stderr)
         return 1
     finally:
         try:

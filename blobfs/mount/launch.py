@@ -14,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import click
-
 from blobfs.mount import mountpoint
 from blobfs.mount.mountpoint import MountError
 from blobfs.mount.notify import ReadyPipe, wait_ready
@@ -58,7 +56,7 @@ def launch(
     except MountError as e:
         if ready_fd is not None:
             ReadyPipe(ready_fd).failed(str(e))
-        click.echo(f"blobfs mount: {e}", err=True)
+        print(f"blobfs mount: {e}", file=sys.stderr)
         return e.exit_code
     if foreground:
         # Imported here: pyfuse3, trio and the whole file system load only in the daemon.
@@ -120,7 +118,7 @@ def start_background(
         reason = f"the daemon exited (status {code}) before the mount was ready"
     elif proc.poll() is None and "did not become ready" in reason:
         proc.terminate()
-    click.echo(f"blobfs mount: {reason}", err=True)
+    print(f"blobfs mount: {reason}", file=sys.stderr)
     return 1
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING
 
 from yarl import URL
 
@@ -37,7 +38,6 @@ from sdk.progress import (
 from sdk.providers.base import BlobStore
 from sdk.registry import Registry
 from sdk.store_pool import StorePool
-from sdk.transfer import Transfers
 from sdk.types import (
     Bucket,
     BucketCredentials,
@@ -47,6 +47,9 @@ from sdk.types import (
     Provider,
 )
 
+if TYPE_CHECKING:
+    from sdk.transfer import Transfers
+
 
 class Buckets:
     """Blob storage buckets: the ``client.buckets`` subsystem."""
@@ -55,7 +58,17 @@ class Buckets:
         self._resolve = BucketResolver(config, registry, pool)
         self._access = BucketAccess(config, registry, pool)
         self._lifecycle = BucketLifecycle(config, registry, pool, self._access)
-        self._transfers = Transfers(self._resolve.store_at)
+        self._transfer_part: Transfers | None = None
+
+    @property
+    def _transfers(self) -> Transfers:
+        """Copies between local files and blobs, set up on first use: a mount daemon never
+        copies, and :mod:`sdk.transfer` loaded would stay resident in it (0.2 MiB)."""
+        if self._transfer_part is None:
+            from sdk.transfer import Transfers
+
+            self._transfer_part = Transfers(self._resolve.store_at)
+        return self._transfer_part
 
     # -- resolution -----------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from sdk.errors import TransientError
 from sdk.providers.s3.client import S3Client
 from sdk.providers.s3.direct import S3Direct
 from sdk.providers.s3.store import S3Store
+from sdk.providers.s3.transport import botocore_verify
 from sdk.providers.step_aside import FAILURES
 from sdk.retry import FIRST_WAIT
 from tests.harness.proxies import FaultProxy, Faults, HttpProxy
@@ -94,6 +95,29 @@ async def test_a_proxy_from_the_environment_leaves_everything_to_botocore(
         await round_trip(store)
         assert store.client.direct.requests == 2
     assert len(http_proxy.requests) == seen
+
+
+@pytest.mark.parametrize("store_kind", ["s3"])
+async def test_plain_http_gets_no_tls_settings_unless_a_proxy_applies(
+    store_ctx: StoreContext,
+    s3_server: SeaweedServer,
+    http_proxy: HttpProxy,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = s3_server.endpoint_url
+    assert url.startswith("http://") and botocore_verify(url) is False
+    assert botocore_verify("https://s3.example.com") is None and botocore_verify(None) is None
+    async with opened(store_ctx.bucket_name, s3_server, url) as store:
+        # Verification off for http: aiobotocore then builds no TLS context for the pool.
+        assert store.client.client._endpoint.http_session._verify is False
+        await store.client.call("list", "list_objects_v2", Bucket=store_ctx.bucket_name)
+        await round_trip(store)
+
+    # A proxy may itself be reached over TLS: botocore keeps its own settings then.
+    monkeypatch.setenv("HTTP_PROXY", http_proxy.url.replace("http://", "https://"))
+    assert botocore_verify(url) is None
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert botocore_verify(url) is False
 
 
 async def test_https_through_a_proxy_tunnels_and_trusts_the_bundle(

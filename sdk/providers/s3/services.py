@@ -24,6 +24,7 @@ from sdk.providers.s3.client import CONNECT_TIMEOUT, READ_TIMEOUT, S3Client, new
 from sdk.providers.s3.conventions import is_aws
 from sdk.providers.s3.errors import translate
 from sdk.providers.s3.store import S3Store
+from sdk.providers.s3.transport import botocore_verify
 from sdk.retry import retrying
 
 # botocore's debug log would print the secrets access control handles.
@@ -141,7 +142,10 @@ class ServiceClients:
                 with api_errors(f"connect to {service.upper()}"):
                     client = await self._stack.enter_async_context(
                         session.client(
-                            service, endpoint_url=self._endpoints[service], config=config
+                            service,
+                            endpoint_url=self._endpoints[service],
+                            verify=botocore_verify(self._endpoints[service]),
+                            config=config,
                         )
                     )
                 self._clients[service] = client

@@ -14,10 +14,13 @@ botocore decides per client, and this module reads its decision from the client 
 The direct clients (:mod:`sdk.providers.s3.direct`, :mod:`sdk.providers.s3.prepared`) trust
 exactly the same bundle (:meth:`DirectTransport.ssl_context`) and **step aside** -- the store
 gets no direct client and every request goes through botocore -- whenever a proxy applies
-to the endpoint, verification is off, a client certificate is set, or the transport cannot
-be read.  Speaking CONNECT, proxy authentication and botocore's proxy TLS settings again by
-hand would duplicate botocore for no gain: the direct client saves ~0.3 ms of botocore's
-work per request, less than a proxy hop costs.
+to the endpoint, verification is off for an https endpoint, a client certificate is set, or
+the transport cannot be read.  Speaking CONNECT, proxy authentication and botocore's proxy
+TLS settings again by hand would duplicate botocore for no gain: the direct client saves
+~0.3 ms of botocore's work per request, less than a proxy hop costs.
+
+A plain-http endpoint reached without a proxy gets botocore clients with ``verify=False``
+(:func:`botocore_verify`): no TLS happens there, and botocore then builds no TLS context.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.httpsession import get_cert_path
+from botocore.utils import get_environ_proxies
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,22 @@ class DirectTransport:
         if self.cafile is None:
             return None
         return ssl.create_default_context(cafile=self.cafile)
+
+
+def botocore_verify(endpoint_url: str | None) -> bool | None:
+    """The ``verify`` argument for a botocore client of ``endpoint_url``: ``False`` where no
+    TLS can happen -- a plain-http endpoint reached without a proxy -- else ``None``
+    (botocore's own choice: the CA bundle settings above).
+
+    aiobotocore gives each client's connection pool a TLS context loaded with the CA bundle
+    whatever the endpoint's scheme, 0.7 MiB per client that has sent a request (a mount
+    daemon has two: 1.1 MB of its idle RSS); told not to verify, it makes none.
+    """
+    if endpoint_url is None or urlsplit(endpoint_url).scheme != "http":
+        return None
+    if get_environ_proxies(endpoint_url):
+        return None  # the proxy may be reached over TLS
+    return False
 
 
 def direct_transport(client: Any, endpoint_url: str) -> DirectTransport | None:
@@ -66,4 +86,4 @@ def direct_transport(client: Any, endpoint_url: str) -> DirectTransport | None:
     return DirectTransport(cafile=str(cafile)) if cafile else None
 
 
-__all__ = ["DirectTransport", "direct_transport"]
+__all__ = ["DirectTransport", "botocore_verify", "direct_transport"]
