@@ -151,6 +151,8 @@ class BlockCache:
         )
         self._inflight: dict[tuple[str, str, int], _Fetch] = {}
         self._limiter = trio.CapacityLimiter(max_fetches)
+        #: GETs in flight at once for the whole mount.
+        self.max_fetches = max_fetches
         self._disk = disk
         self._pending_disk_bytes = 0
         self._disk_idle = trio.Event()
@@ -162,6 +164,11 @@ class BlockCache:
     @property
     def memory_used(self) -> int:
         return int(self._memory.currsize)
+
+    @property
+    def disk_capacity(self) -> int:
+        """The disk cache's bound (0 without one)."""
+        return self._disk.max_bytes if self._disk is not None else 0
 
     def block_length(self, size: int, index: int) -> int:
         """Length of block ``index`` of an object of ``size`` bytes."""
@@ -291,6 +298,44 @@ class BlockCache:
             run.fetches[index] = self._inflight[(key, etag, index)] = _Fetch()
         self._nursery.start_soon(self._background_run, run)
 
+    async def fill_range(self, key: str, etag: str, size: int, first: int, last: int) -> int:
+        """Make sure the disk holds the blocks ``first..last`` of a version: those no layer
+        holds or is fetching are fetched (one GET per contiguous stretch) and kept in memory,
+        and they and those only memory held are written to disk -- waiting for the disk, so
+        that nothing fetched is dropped for want of a write.  Blocks others are fetching
+        are left to them.  Returns the bytes fetched.  For a background fill
+        (:mod:`blobfs.cache.fill`): unlike :meth:`prefetch_range` it returns once done."""
+        final = (size - 1) // self.block_size
+        disk = self._disk
+        got: list[tuple[int, Block]] = []
+        missing = []
+        for index in range(first, min(last, final) + 1):
+            bid = (key, etag, index)
+            if bid in self._inflight or (disk is not None and disk.holds(key, etag, index)):
+                continue
+            block = self._memory.get(bid)
+            if block is None:
+                missing.append(index)
+            elif disk is not None:
+                got.append((index, block))  # a stream's block, in memory only until now
+        if not missing:
+            if disk is not None and got:
+                await disk.put_many(key, etag, got)
+            return 0
+        kept = len(got)
+        run = _Run(key, etag, size, {}, to_disk=False, loaded=lambda i, b: got.append((i, b)))
+        for index in missing:
+            run.fetches[index] = self._inflight[(key, etag, index)] = _Fetch()
+        try:
+            await self._get_missing(run)
+        except BaseException as e:
+            for index, fetch in run.fetches.items():
+                self._fail((key, etag, index), fetch, e)
+            raise
+        if disk is not None:
+            await disk.put_many(key, etag, got)
+        return sum(len(block) for _, block in got[kept:])
+
     # -- internals -------------------------------------------------------------------------------
 
     async def _background_run(self, run: _Run) -> None:
@@ -312,18 +357,21 @@ class BlockCache:
                     if data is not None:
                         self.stats.disk_hits += 1
                         self._resolve_run(run, index, data)
-            missing = sorted(run.fetches)
-            while missing:
-                # A contiguous stretch of what the disk did not have: one GET.
-                end = 0
-                while end < len(missing) and missing[end] == missing[0] + end:
-                    end += 1
-                stretch, missing = missing[:end], missing[end:]
-                await self._get_stretch(run, stretch)
+            await self._get_missing(run)
         except BaseException as e:
             for index, fetch in run.fetches.items():
                 self._fail((run.key, run.etag, index), fetch, e)
             raise
+
+    async def _get_missing(self, run: _Run) -> None:
+        """GET the run's unresolved blocks, one GET per contiguous stretch."""
+        missing = sorted(run.fetches)
+        while missing:
+            end = 0
+            while end < len(missing) and missing[end] == missing[0] + end:
+                end += 1
+            stretch, missing = missing[:end], missing[end:]
+            await self._get_stretch(run, stretch)
 
     async def _get_stretch(self, run: _Run, stretch: list[int]) -> None:
         key, etag, bs = run.key, run.etag, self.block_size

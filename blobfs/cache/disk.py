@@ -159,6 +159,11 @@ class DiskCache:
     def _path(self, name: str) -> Path:
         return self.root / name[:2] / name
 
+    def holds(self, key: str, etag: str, index: int) -> bool:
+        """Whether the block is kept (or being written), without reading it."""
+        name = self._name(key, etag, index)
+        return name in self._index or name in self._writing
+
     async def get(self, key: str, etag: str, index: int, expected_len: int) -> bytes | None:
         """Block ``index`` of version ``etag`` of ``key`` if it is cached whole."""
         return (await self.get_many(key, etag, [(index, expected_len)]))[0]

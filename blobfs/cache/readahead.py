@@ -17,7 +17,9 @@ Each read is classified from the ones before it on the same handle:
   local).  How many blocks a random miss fetches is :func:`random_group`'s choice: one,
   unless the mount has fetched :data:`WIDE_FETCH_COVERAGE` of the object (then
   :data:`WIDE_FETCH`) or one-block GETs of it take :data:`SLOW_GET` or longer (then
-  ``fetch_size``, in parallel GETs of :data:`WIDE_FETCH`).
+  ``fetch_size``, in parallel GETs of :data:`WIDE_FETCH`).  From a slow store, an object
+  that fits the caches is rather fetched whole in the background
+  (:mod:`blobfs.cache.fill`) and a miss fetches its one block.
 
 Any break in a pattern resets its state.  This module only decides;
 :mod:`blobfs.fs.reader` does the fetching through the block cache.
@@ -62,6 +64,11 @@ class Group:
     per_get: int
 
 
+def is_slow(latency: float | None) -> bool:
+    """Whether one-block GETs that typically take ``latency`` seconds make a slow store."""
+    return latency is not None and latency >= SLOW_GET
+
+
 def random_group(
     fetched: int, total: int, *, wide: int, most: int, latency: float | None = None
 ) -> Group:
@@ -69,7 +76,7 @@ def random_group(
     that the mount has fetched so far and the typical ``latency`` of a one-block GET:
     ``wide`` blocks (:data:`WIDE_FETCH`) for a dense reader, ``most`` (``fetch_size``) from
     a slow store."""
-    if latency is not None and latency >= SLOW_GET:
+    if is_slow(latency):
         return Group(max(1, most), max(1, min(wide, most)))
     if total > 0 and fetched >= WIDE_FETCH_COVERAGE * total:
         return Group(max(1, wide), max(1, wide))

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from blobfs.bridge.store import TrioStore
 from blobfs.cache.blocks import BlockCache
+from blobfs.cache.fill import Fills
 from blobfs.cache.pagecache import PageCache
 from blobfs.errors import IsADirectory
 from blobfs.fs.attributes import Attributes
@@ -131,6 +132,11 @@ class Filesystem:
     def pages(self) -> PageCache:
         """The kernel's page cache (the FUSE adapter attaches the call that fills it)."""
         return self.state.pages
+
+    @property
+    def fills(self) -> Fills:
+        """The whole-object fills of random readers of slow stores."""
+        return self.state.fills
 
     @property
     def options(self) -> MountOptions:

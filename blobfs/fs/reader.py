@@ -13,7 +13,8 @@ How a read is served depends on its handle's access pattern (:mod:`blobfs.cache.
 * random or strided: the whole aligned blocks it touches (a strided reader's next ones
   too), one GET per run of missing blocks, kept in memory and on disk; a block that had to
   be fetched (or read from disk) is also pushed into the kernel's page cache
-  (:mod:`blobfs.cache.pagecache`), so later reads anywhere in it stay in the kernel.
+  (:mod:`blobfs.cache.pagecache`), so later reads anywhere in it stay in the kernel; from
+  a slow store the whole version is fetched in the background (:mod:`blobfs.cache.fill`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from blobfs.cache.blocks import Block
-from blobfs.cache.readahead import WIDE_FETCH, Pattern, Plan, random_group
+from blobfs.cache.readahead import WIDE_FETCH, Group, Pattern, Plan, is_slow, random_group
 from blobfs.errors import InvalidName, Stale, from_storage
 from blobfs.fs.handles import FileHandle, new_readahead
 from blobfs.fs.inodes import Node
@@ -124,13 +125,21 @@ class Reader:
         total = (size - 1) // bs + 1
         # At most fetch_size (and an eighth of memory) per miss.
         most = max(1, min(cache.fetch_blocks, cache.memory_budget // 8 // bs))
-        g = random_group(
-            cache.fetched_blocks(key, etag),
-            total,
-            wide=min(most, WIDE_FETCH // bs),
-            most=most,
-            latency=cache.block_latency(key, etag),
-        )
+        latency = cache.block_latency(key, etag)
+        node = handle.node
+        if is_slow(latency) and self.state.fills.start(
+            key, etag, size, first, wanted=lambda: node.opens > 0 and node.etag == etag
+        ):
+            # The whole version is on its way: a miss fetches only its own block.
+            g = Group(1, 1)
+        else:
+            g = random_group(
+                cache.fetched_blocks(key, etag),
+                total,
+                wide=min(most, WIDE_FETCH // bs),
+                most=most,
+                latency=latency,
+            )
         if g.blocks > 1 or first != last:
             # The aligned group around the read: its missing blocks, per_get blocks per GET.
             n = g.blocks

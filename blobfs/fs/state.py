@@ -1,10 +1,10 @@
 """The state the file system's parts share, and the rule that keeps it consistent.
 
 :class:`FsState` is the one object the collaborating classes of :mod:`blobfs.fs` hold in
-common: the store, the block cache and the kernel's page cache, the mount's options and
-clock, the inode table, the open handles, the staging file of every inode being written,
-the times directories got here, and the request counters.  Each part owns its own caches
-besides (listings, known metadata); this is what they all see.
+common: the store, the block cache with its background fills, the kernel's page cache, the
+mount's options and clock, the inode table, the open handles, the staging file of every
+inode being written, the times directories got here, and the request counters.  Each part
+owns its own caches besides (listings, known metadata); this is what they all see.
 
 Concurrency: the file system runs on the one trio thread.  State (the inode table, handle
 tables, staging map, listings) is changed only between awaits, so it needs no locks; the
@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from blobfs.bridge.store import TrioStore
 from blobfs.cache.blocks import BlockCache
+from blobfs.cache.fill import Fills
 from blobfs.cache.pagecache import PageCache
 from blobfs.errors import ReadOnly
 from blobfs.fs.handles import Handles
@@ -74,6 +75,8 @@ class FsState:
         #: The kernel's page cache, where random readers' blocks are pushed (once the FUSE
         #: adapter attaches the kernel call).
         self.pages = PageCache(cache.nursery)
+        #: Whole versions fetched in the background for random readers of slow stores.
+        self.fills = Fills(cache, max_fetches=cache.max_fetches, disk_capacity=cache.disk_capacity)
         #: Directories' times from entries made and removed here (memory only).
         self.dir_times = DirectoryTimes()
         self.stats = FsStats()

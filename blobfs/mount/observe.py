@@ -122,6 +122,11 @@ def _cache(o: Observed) -> dict[str, Any]:
             "pushed": o.fs.pages.stats.pushes,
             "pushed_bytes": o.fs.pages.stats.pushed_bytes,
         },
+        "fills": {
+            "started": o.fs.fills.stats.started,
+            "finished": o.fs.fills.stats.finished,
+            "fetched_bytes": o.fs.fills.stats.filled_bytes,
+        },
     }
 
 

@@ -144,9 +144,69 @@ async def test_a_slow_store_gets_wide_fetches_from_the_first_misses() -> None:
             assert await c.fs.read(fh, off, 10) == data[off : off + 10]
             await trio.testing.wait_all_tasks_blocked()
         # The first misses learnt the latency (one sample is not enough: a first GET also
-        # connects); the next fetched a whole aligned group.
+        # connects); the next fetched a whole aligned group (the object is too large to be
+        # filled whole without a disk cache).
         assert [n // BLOCK for _, _, n in c.store.gets[:4]] == [1, 1, 1, FETCH // BLOCK]
         assert c.cache.stats.refetched_bytes == 0
+
+
+@pytest.mark.trio
+async def test_a_slow_stores_object_is_filled_in_the_background(tmp_path: Path) -> None:
+    data = os.urandom(64 * BLOCK + 99)
+    disk = DiskCache(tmp_path, 400 * BLOCK, block_size=BLOCK)  # a quarter holds the object
+    await disk.open()
+    async with core({"db": data}, disk=disk) as c:
+        c.store.delay = SLOW_GET * 1.5
+        fh = await c.open("db")
+        fills = c.fs.state.fills
+        for index in (40, 10, 55, 20):
+            off = index * BLOCK + 7
+            assert await c.fs.read(fh, off, 10) == data[off : off + 10]
+        # The latency learnt, the fourth miss started the fill and fetched only its block.
+        assert [n // BLOCK for _, _, n in c.store.gets[:4]] == [1, 1, 1, 1]
+        assert fills.running("db", c.store.etags["db"])
+        await until(lambda: fills.stats.finished == 1)
+        # Every block fetched once, all of them kept on disk, in aligned fetch_size GETs.
+        assert sum(n for _, _, n in c.store.gets) == len(data)
+        assert c.cache.stats.refetched_bytes == 0
+        assert disk.total_bytes == len(data)
+        assert all(n <= FETCH for _, _, n in c.store.gets)
+        gets = len(c.store.gets)
+        for off in random_offsets(len(data), 30, 5):
+            assert await c.fs.read(fh, off, 4096) == data[off : off + 4096]
+        assert len(c.store.gets) == gets
+    disk.close()
+
+
+@pytest.mark.trio
+async def test_a_fill_stops_when_nobody_reads_and_when_the_object_changes(tmp_path: Path) -> None:
+    data = os.urandom(64 * BLOCK)
+    disk = DiskCache(tmp_path, 400 * BLOCK, block_size=BLOCK)
+    await disk.open()
+    async with core({"closed": data, "changed": data}, disk=disk) as c:
+        c.store.delay = SLOW_GET * 1.5
+        fills = c.fs.state.fills
+        fh = await c.open("closed")
+        for index in (40, 10, 55, 20):
+            await c.fs.read(fh, index * BLOCK, 10)
+        await c.fs.release(fh)
+        await until(lambda: not fills.running("closed", c.store.etags["closed"]))
+        # Only what was on its way at the close came in.
+        assert sum(n for k, _, n in c.store.gets if k == "closed") < len(data)
+        assert fills.stats.finished == 0
+
+        fh = await c.open("changed")
+        etag = c.store.etags["changed"]
+        for index in (40, 10, 55, 20):
+            await c.fs.read(fh, index * BLOCK, 10)
+        c.store.replace("changed", os.urandom(len(data)))
+        await until(lambda: not fills.running("changed", etag))
+        # Nothing of the new version was kept under the old one's name, nor served.
+        assert disk.total_bytes <= 2 * len(data)
+        with pytest.raises(errors.Stale):
+            for off in random_offsets(len(data), 30, 6):
+                assert await c.fs.read(fh, off, 4096) == data[off : off + 4096]
+    disk.close()
 
 
 @pytest.mark.trio
