@@ -10,11 +10,13 @@ with 1 MiB blocks.  Only the :data:`MAX_VERSIONS` most recently fetched versions
 remembered; an older one's blocks count as new (the figure can only be low, never wrong in
 the other direction).
 
-The latency of one-block GETs is kept per version and for the mount: the median of the last
-:data:`SAMPLES`, reported once there are :data:`MIN_SAMPLES` (a mount's first GET also opens
-a connection, and on this machine one GET in ten of a 5 ms store takes 10-14 ms: an average
-let such spikes make a fast store look slow).  The read policy fetches more per random miss
-where a request costs much more than the bytes it brings (:mod:`blobfs.cache.readahead`).
+The latency of one-block GETs that ran alone (:class:`~blobfs.cache.blocks.BlockCache`
+samples no GET that shared the store with others) is kept per version and for the mount:
+the median of the last :data:`SAMPLES`, reported once there are :data:`MIN_SAMPLES` (a
+mount's first GET also opens a connection, and on this machine one GET in ten of a 5 ms
+store takes 10-14 ms: an average let such spikes make a fast store look slow).  The read
+policy fetches more per random miss where a request costs much more than the bytes it
+brings (:mod:`blobfs.cache.readahead`).
 """
 
 from __future__ import annotations
