@@ -89,6 +89,9 @@ class _Run:
     fetches: dict[int, _Fetch]
     to_disk: bool
     loaded: Loaded | None
+    #: Keep the blocks in the memory LRU (a fill keeps them on disk only: a whole object
+    #: passing through memory would push out what readers come back to).
+    to_memory: bool = True
 
 
 @dataclass
@@ -299,12 +302,13 @@ class BlockCache:
         self._nursery.start_soon(self._background_run, run)
 
     async def fill_range(self, key: str, etag: str, size: int, first: int, last: int) -> int:
-        """Make sure the disk holds the blocks ``first..last`` of a version: those no layer
-        holds or is fetching are fetched (one GET per contiguous stretch) and kept in memory,
-        and they and those only memory held are written to disk -- waiting for the disk, so
-        that nothing fetched is dropped for want of a write.  Blocks others are fetching
-        are left to them.  Returns the bytes fetched.  For a background fill
-        (:mod:`blobfs.cache.fill`): unlike :meth:`prefetch_range` it returns once done."""
+        """Make sure the disk holds the blocks ``first..last`` of a version.  Those no layer
+        holds or is fetching are fetched, one GET per contiguous stretch (readers waiting for
+        them get them; memory keeps them only where there is no disk); they and the ones only
+        memory held are written to disk, waiting for the disk, so that nothing fetched is
+        dropped for want of a write.  Blocks others are fetching are left to them.  Returns
+        the bytes fetched.  For a background fill (:mod:`blobfs.cache.fill`): unlike
+        :meth:`prefetch_range` it returns once done."""
         final = (size - 1) // self.block_size
         disk = self._disk
         got: list[tuple[int, Block]] = []
@@ -323,7 +327,15 @@ class BlockCache:
                 await disk.put_many(key, etag, got)
             return 0
         kept = len(got)
-        run = _Run(key, etag, size, {}, to_disk=False, loaded=lambda i, b: got.append((i, b)))
+        run = _Run(
+            key,
+            etag,
+            size,
+            {},
+            to_disk=False,
+            loaded=lambda i, b: got.append((i, b)),
+            to_memory=disk is None,
+        )
         for index in missing:
             run.fetches[index] = self._inflight[(key, etag, index)] = _Fetch()
         try:
@@ -399,7 +411,7 @@ class BlockCache:
             self._to_disk(key, etag, blocks)
 
     def _resolve_run(self, run: _Run, index: int, data: Block) -> None:
-        self._resolve((run.key, run.etag, index), run.fetches.pop(index), data)
+        self._resolve((run.key, run.etag, index), run.fetches.pop(index), data, run.to_memory)
         if run.loaded is not None:
             run.loaded(index, data)
 
@@ -408,9 +420,12 @@ class BlockCache:
         self.stats.fetched_bytes += got
         self.stats.refetched_bytes += self._ledger.record(key, etag, indexes, lengths)
 
-    def _resolve(self, bid: tuple[str, str, int], fetch: _Fetch, data: Block) -> None:
+    def _resolve(
+        self, bid: tuple[str, str, int], fetch: _Fetch, data: Block, to_memory: bool = True
+    ) -> None:
         fetch.data = data
-        self._memory[bid] = data
+        if to_memory:
+            self._memory[bid] = data
         if self._inflight.get(bid) is fetch:
             del self._inflight[bid]
         fetch.done.set()
