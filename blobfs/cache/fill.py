@@ -5,9 +5,9 @@ ms; SeaweedFS serves an object it stored compressed in ~45 ms per GET), a reader
 about -- a database's lookups, an archive's index -- waits that long for each miss, one
 after the other, while the store could send the whole object in the time a few dozen misses
 take: a 300 MB SQLite database on SeaweedFS comes in 2.7 s with 8 GETs at once, and 200
-indexed lookups miss about 450 times.  A :class:`Fill` fetches the blocks of one version that
-no cache layer holds, ``fetch_size`` per GET, starting near the reader's first miss; the
-reader's own misses meanwhile fetch their one block at once.
+indexed lookups miss about 450 times.  A fill (:class:`Fills`) fetches the blocks of one
+version that no cache layer holds, ``fetch_size`` per GET, starting near the reader's first
+miss; the reader's own misses meanwhile fetch their one block at once.
 
 Invariants:
 
