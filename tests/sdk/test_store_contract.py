@@ -255,7 +255,11 @@ async def test_list_prefix(store: BlobStore) -> None:
 async def test_list_delimiter_mixes_prefixes_in_order(store: BlobStore) -> None:
     # "-" and "." sort before "/", so "d/a-" and "d/a.txt" come before the prefix "d/a/".
     keys = ["d/", "d/a", "d/a-", "d/a.txt", "d/a/x", "d/a/y/z", "d/a0", "d/b/c", "d/c", "e"]
-    await put_many(store, keys)
+    # One after the other: SeaweedFS keeps "d/a" and "d/a/" as a file and a directory of one
+    # name, and creating both at once races there (one full-suite run in four then listed
+    # no "d/a/"); the order of a listing is what this test checks.
+    for key in keys:
+        await store.put(key, b"x")
     entries = [e async for e in store.list("d/", delimiter="/")]
     assert [(type(e).__name__, e.key) for e in entries] == [
         ("ObjectInfo", "d/"),
