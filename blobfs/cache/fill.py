@@ -98,12 +98,13 @@ class Fills:
         order = groups[start:] + groups[:start]
         slots = trio.Semaphore(self.slots)
         outcome = "finished"
-        started, before = trio.current_time(), self.stats.filled_bytes
+        started, filled = trio.current_time(), 0
 
         async def one(first: int) -> None:
-            nonlocal outcome
+            nonlocal outcome, filled
             try:
                 fetched = await cache.fill_range(key, etag, size, first, first + per - 1)
+                filled += fetched
                 self.stats.filled_bytes += fetched
             except Stale:
                 outcome = "stale"
@@ -134,7 +135,7 @@ class Fills:
                 "fill of %s: %s, %.1f MiB in %.2f s",
                 key,
                 outcome,
-                (self.stats.filled_bytes - before) / 2**20,
+                filled / 2**20,
                 trio.current_time() - started,
             )
 
