@@ -151,6 +151,15 @@ def detail(s: dict[str, Any]) -> RenderableType:
         "-",
     )
     parts.append(t)
+    fills = c.get("fills")  # absent from the reports of older daemons
+    if fills and fills["started"]:
+        parts.append(
+            Text(
+                f"Whole objects fetched in the background (slow store): {fills['started']} "
+                f"started, {fills['finished']} finished, "
+                f"{human_bytes(fills['fetched_bytes'])} fetched"
+            )
+        )
 
     r = s["requests"]
     parts.append(

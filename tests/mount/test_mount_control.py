@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
 
 from blobfs.cli.main import main as blobfs_main
+from blobfs.cli.status_view import detail
 from blobfs.mount import client, mountpoint
 from tests.mount.world import FAST, Holder, World, new_world, unmount_all
 
@@ -139,6 +141,22 @@ def test_status_shows_unsaved_data_until_close(world: World, fast: Path) -> None
     assert "open.txt" not in {f["path"] for f in after["unsaved"]["files"]}
     assert after["requests"]["kinds"]["put"]["outcomes"]["ok"] >= 1
     assert after["memory"]["rss"] > 10 << 20
+
+
+def test_status_names_background_fills_once_there_are_any(world: World, fast: Path) -> None:
+    snapshot = status(world, fast)
+    # A loopback store is fast: nothing has been fetched whole in the background.
+    assert snapshot["cache"]["fills"] == {"started": 0, "finished": 0, "fetched_bytes": 0}
+    line = "Whole objects fetched in the background"
+
+    def shown(s: dict[str, Any]) -> str:
+        console = Console(record=True, width=200)
+        console.print(detail(s))
+        return console.export_text()
+
+    assert line not in shown(snapshot)
+    snapshot["cache"]["fills"] = {"started": 2, "finished": 1, "fetched_bytes": 300 << 20}
+    assert f"{line} (slow store): 2 started, 1 finished, 300" in shown(snapshot)
 
 
 # -- flush ----------------------------------------------------------------------------------------
