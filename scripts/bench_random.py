@@ -6,7 +6,8 @@ emptied (cold), unless it says otherwise:
 
 * ``fio``       -- random reads of a 1 GiB object: 4 KiB and 128 KiB, 1 and 4 jobs (psync),
   each for several run lengths, so convergence shows (a tool that keeps what it fetched
-  gets faster the longer the run);
+  gets faster the longer the run); fio drops the kernel's cache of the file at every pass
+  over it unless ``--fio-invalidate 0``;
 * ``sqlite``    -- indexed lookups (``SELECT ... WHERE k = ?``, 200 random keys) in a
   database of a few hundred MB, opened read-only by a fresh ``python3`` process; then
   ``sqlite warm``: 200 other keys after a remount (what a disk cache keeps);
@@ -240,8 +241,12 @@ def describe(r: Result) -> str:
 
 
 def fio_body(
-    name: str, bs: str, jobs: int, runtime: int
+    name: str, bs: str, jobs: int, runtime: int, invalidate: int = 1
 ) -> Callable[[Path], tuple[float, float, float]]:
+    """fio random reads; ``invalidate=1`` (fio's default) drops the kernel's cache of the
+    file at the start of every pass over it, so a mount whose data lives in the page cache
+    serves each pass again (see docs/BENCHMARKS.md)."""
+
     def body(where: Path) -> tuple[float, float, float]:
         proc = run(
             [
@@ -254,7 +259,7 @@ def fio_body(
                 "--ioengine=psync",
                 f"--numjobs={jobs}",
                 "--group_reporting",
-                "--invalidate=1",
+                f"--invalidate={invalidate}",
                 "--time_based",
                 f"--runtime={runtime}",
                 "--output-format=json",
@@ -443,6 +448,13 @@ def main() -> int:
     parser.add_argument("--fio-mib", type=int, default=1024, help="size of the fio object")
     parser.add_argument("--fio-bs", default="4k,128k")
     parser.add_argument("--fio-jobs", default="1,4")
+    parser.add_argument(
+        "--fio-invalidate",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="fio's --invalidate: 1 (its default) drops the page cache at every pass",
+    )
     parser.add_argument("--runtimes", default="5,15,30", help="fio run lengths, seconds")
     parser.add_argument("--sqlite-mib", type=int, default=300)
     parser.add_argument("--lookups", type=int, default=200)
@@ -509,8 +521,11 @@ def main() -> int:
                                 measure(
                                     s,
                                     tool,
-                                    f"fio {bs} x{jobs} {runtime}s",
-                                    fio_body("fio/object.bin", bs, jobs, runtime),
+                                    f"fio {bs} x{jobs} {runtime}s"
+                                    + ("" if args.fio_invalidate else " no-inval"),
+                                    fio_body(
+                                        "fio/object.bin", bs, jobs, runtime, args.fio_invalidate
+                                    ),
                                     size=args.fio_mib * MiB,
                                 )
                             )
