@@ -222,6 +222,8 @@ def measure(
         lines = log.read_text().splitlines() if log.exists() else []
         for line in [x for x in lines if "requests:" in x or "read caches:" in x][-2:]:
             print("          " + line.split(": ", 1)[1], flush=True)
+        for line in [x for x in lines if f" {pid} " in x and "fill of" in x]:
+            print("          " + line.split(": ", 1)[1], flush=True)
     return res
 
 

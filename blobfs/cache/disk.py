@@ -77,17 +77,25 @@ def _scan(root: Path) -> list[tuple[float, str, int]]:
     return found
 
 
-def _read(paths: list[Path]) -> list[bytes | None]:
-    """The blocks at ``paths`` (``None`` for one that is gone), in one worker-thread job."""
-    out: list[bytes | None] = []
-    for path in paths:
-        try:
-            with open(path, "rb") as f:
-                out.append(f.read())
-            os.utime(path)  # keep LRU order across remounts
-        except FileNotFoundError:
-            out.append(None)
-    return out
+def _read_one(path: str, length: int) -> bytes | None:
+    """The block at ``path`` (``None`` if it is gone), read with one ``read`` of one byte
+    more than ``length`` so a longer file shows itself.  Raw descriptors, not buffered
+    files: 32 against 50 us a 256 KiB block here.  Safe in any thread."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        data = os.read(fd, length + 1)
+        os.utime(fd)  # keep LRU order across remounts
+    finally:
+        os.close(fd)
+    return data if len(data) == length else None
+
+
+def _read(paths: list[str], lengths: list[int]) -> list[bytes | None]:
+    """The blocks at ``paths``, in one worker-thread job."""
+    return [_read_one(path, length) for path, length in zip(paths, lengths, strict=True)]
 
 
 def _write(items: list[tuple[Path, bytes | memoryview]], root: Path) -> int:
@@ -180,13 +188,15 @@ class DiskCache:
             return out
         for n in present:
             self._index.move_to_end(names[n])
-        paths = [self._path(names[n]) for n in present]
-        found = await trio.to_thread.run_sync(_read, paths, limiter=self._limiter)
+        paths = [os.fspath(self._path(names[n])) for n in present]
+        lengths = [blocks[n][1] for n in present]
+        found = await trio.to_thread.run_sync(_read, paths, lengths, limiter=self._limiter)
         for n, data in zip(present, found, strict=True):
-            if data is None or len(data) != blocks[n][1]:
+            if data is None:
+                # Gone, or not the length it should be: dropped (a file that is there is
+                # one whose length is wrong).
                 self._forget(names[n])
-                if data is not None:
-                    await trio.to_thread.run_sync(_unlink, self._path(names[n]))
+                await trio.to_thread.run_sync(_unlink, self._path(names[n]))
                 self.misses += 1
                 continue
             self.hits += 1
