@@ -14,6 +14,12 @@ emptied (cold), unless it says otherwise:
 * ``zip``       -- reading 50 random members (CRC-checked) of a large zip archive;
 * ``scattered`` -- 300 reads of 4 KiB at random offsets of a multi-GiB object.
 
+``bare`` is no file system: boto3 through its own proxy, doing what the server allows at
+best for two workloads -- the scattered reads as 300 ranged GETs one after another, and
+the SQLite database fetched whole with 3 GETs of 16 MiB at once (what blobfs's fill does;
+the fastest of 3-12 GETs of 4-16 MiB here).  ``blobfs ÷ bare`` is how close blobfs comes to
+the server's own bound on this machine.
+
 For each: the time, IOPS or MiB/s where they apply, the bytes the tool fetched from the
 server, and the daemon's peak RSS (VmHWM).  Bytes are counted by a small TCP proxy in front
 of SeaweedFS, one per tool (``CountingProxy``: ``splice(2)`` between the sockets, so it
@@ -33,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
 import os
 import random
@@ -41,14 +48,17 @@ import sqlite3
 import sys
 import tempfile
 import time
+import urllib.parse
 import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
+from botocore.config import Config as BotoConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -73,6 +83,8 @@ from sdk.types import Provider
 
 MiB = 1024 * 1024
 TOOLS = ("blobfs", "s3fs", "rclone")
+#: Not a file system: bare ranged GETs (module docstring).
+BARE = "bare"
 
 
 # -- the tools ----------------------------------------------------------------------------------
@@ -358,6 +370,67 @@ def scattered_body(
     return body
 
 
+def bare_scattered(s: Setup, size: int, count: int, block: int = 0) -> Result:
+    """The scattered reads' offsets as ranged GETs of 4 KiB (or of the aligned ``block``
+    around each), one after another, on one kept-alive connection with ``http.client``
+    (URLs presigned beforehand: boto3's own request path costs 1-2 ms a GET here, more than
+    blobfs's whole read)."""
+    rng = random.Random(11)  # SCATTERED's offsets
+    offsets = [rng.randrange(0, size - 4096) for _ in range(count)]
+    ranges = (
+        [(o // block * block, min(size, o // block * block + block)) for o in offsets]
+        if block
+        else [(o, o + 4096) for o in offsets]
+    )
+    url = bare_client(s).generate_presigned_url(
+        "get_object", Params={"Bucket": "bench", "Key": "big/object.bin"}, ExpiresIn=3600
+    )
+    parts = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(parts.netloc)
+    target = f"{parts.path}?{parts.query}"
+    conn.request("HEAD", target)  # connected, as a mount is
+    conn.getresponse().read()
+    workload = f"scattered, {block // 1024} KiB GETs" if block else "scattered"
+    res = Result(workload, BARE)
+    down = s.proxies[BARE].down
+    started = time.perf_counter()
+    for start, end in ranges:
+        conn.request("GET", target, headers={"Range": f"bytes={start}-{end - 1}"})
+        assert len(conn.getresponse().read()) == end - start
+    res.seconds = time.perf_counter() - started
+    conn.close()
+    res.ops, res.fetched = count / res.seconds, s.proxies[BARE].down - down
+    print(f"  {BARE:7} {workload:28} {describe(res)}", flush=True)
+    return res
+
+
+def bare_whole(s: Setup, key: str, size: int, workload: str) -> Result:
+    """The whole object in 16 MiB GETs, 3 at once."""
+    s3, piece = bare_client(s), 16 * MiB
+    s3.head_object(Bucket="bench", Key=key)
+
+    def get(offset: int) -> int:
+        last = min(size, offset + piece) - 1
+        return len(
+            s3.get_object(Bucket="bench", Key=key, Range=f"bytes={offset}-{last}")["Body"].read()
+        )
+
+    res = Result(workload, BARE, notes=["the whole object, 3 x 16 MiB GETs at once"])
+    down = s.proxies[BARE].down
+    started = time.perf_counter()
+    with ThreadPoolExecutor(3) as pool:
+        assert sum(pool.map(get, range(0, size, piece))) == size
+    res.seconds = time.perf_counter() - started
+    res.mib_s, res.fetched = size / MiB / res.seconds, s.proxies[BARE].down - down
+    print(f"  {BARE:7} {workload:28} {describe(res)}", flush=True)
+    return res
+
+
+def bare_client(s: Setup) -> Any:
+    kwargs = dict(s.server.boto3_kwargs(), endpoint_url=s.proxies[BARE].url)
+    return boto3.client("s3", config=BotoConfig(max_pool_connections=8), **kwargs)
+
+
 # -- data ---------------------------------------------------------------------------------------
 
 
@@ -445,7 +518,7 @@ async def register(work: Path, server: SeaweedServer, endpoint: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tools", default=",".join(TOOLS))
+    parser.add_argument("--tools", default=",".join((*TOOLS, BARE)))
     parser.add_argument("--only", default="fio,sqlite,zip,scattered", help="workloads to run")
     parser.add_argument("--fio-mib", type=int, default=1024, help="size of the fio object")
     parser.add_argument("--fio-bs", default="4k,128k")
@@ -479,7 +552,7 @@ def main() -> int:
     server.start()
     proxies = {
         tool: CountingProxy(("127.0.0.1", int(server.endpoint_url.rsplit(":", 1)[1])))
-        for tool in TOOLS
+        for tool in (*TOOLS, BARE)
     }
     results: list[Result] = []
     try:
@@ -515,6 +588,16 @@ def main() -> int:
         rng = random.Random(3)
         for tool in tools:
             print(f"{tool}:", flush=True)
+            if tool == BARE:
+                drop_caches()
+                if "sqlite" in only:
+                    results.append(bare_whole(s, "sqlite/db.sqlite", db_size, "sqlite"))
+                if "scattered" in only:
+                    results.append(bare_scattered(s, args.big_mib * MiB, args.reads))
+                    # What blobfs fetches for each: its block around the read.
+                    block = 256 * 1024
+                    results.append(bare_scattered(s, args.big_mib * MiB, args.reads, block))
+                continue
             if "fio" in only:
                 for bs in args.fio_bs.split(","):
                     for jobs in (int(j) for j in args.fio_jobs.split(",")):
