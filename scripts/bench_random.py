@@ -518,7 +518,7 @@ async def register(work: Path, server: SeaweedServer, endpoint: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tools", default=",".join((*TOOLS, BARE)))
+    parser.add_argument("--tools", default=",".join((BARE, *TOOLS)))
     parser.add_argument("--only", default="fio,sqlite,zip,scattered", help="workloads to run")
     parser.add_argument("--fio-mib", type=int, default=1024, help="size of the fio object")
     parser.add_argument("--fio-bs", default="4k,128k")
