@@ -27,6 +27,17 @@ from sdk.providers.base import ObjectInfo, PrefixInfo
 log = logging.getLogger(__name__)
 
 
+class _Refresh:
+    """A HEAD re-checking a node's attributes, and how it ended."""
+
+    __slots__ = ("applied", "done", "error")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.applied = False
+        self.error: FsError | None = None
+
+
 class Lookup:
     """Resolves names in directories and keeps nodes' attributes fresh."""
 
@@ -34,6 +45,8 @@ class Lookup:
         self.state = state
         self.attributes = attributes
         self.listings = listings
+        #: Inode -> the HEAD re-checking it, which later askers wait for.
+        self._refreshing: dict[int, _Refresh] = {}
 
     async def lookup(self, parent_ino: int, name: str) -> Node:
         """The entry ``name`` in directory ``parent_ino``; counts one kernel reference."""
@@ -69,16 +82,39 @@ class Lookup:
         return node
 
     async def refresh(self, node: Node) -> None:
-        """A file's attributes from a HEAD; a file gone is detached (:class:`NotFound`)."""
+        """A file's attributes from a HEAD; a file gone is detached (:class:`NotFound`).
+
+        Those who ask while a HEAD of the node is on its way share it and its outcome: the
+        kernel re-checks an open file's attributes from every reader once they expire (fio's
+        jobs, a data loader's workers), and each asked the store on its own.  The answer is
+        at most one HEAD older than the asker, well within ``attr_ttl``."""
+        pending = self._refreshing.get(node.ino)
+        if pending is not None:
+            await pending.done.wait()
+            if pending.error is not None:
+                raise pending.error
+            if pending.applied:
+                return
+            # Its asker was cancelled: ask again.
+            return await self.refresh(node)
         state = self.state
         state.stats.heads += 1
+        refresh = self._refreshing[node.ino] = _Refresh()
         try:
-            with from_storage():
-                info = await state.store.head(node.key)
-        except NotFound:
-            state.inodes.detach(node)
+            try:
+                with from_storage():
+                    info = await state.store.head(node.key)
+            except NotFound:
+                state.inodes.detach(node)
+                raise
+            self.attributes.apply_head(node, info)
+            refresh.applied = True
+        except FsError as e:
+            refresh.error = e
             raise
-        self.attributes.apply_head(node, info)
+        finally:
+            del self._refreshing[node.ino]
+            refresh.done.set()
 
     def init_dir(self, node: Node, marker: ObjectInfo | None) -> None:
         """A directory node's listing (if one is kept) and attributes."""

@@ -380,3 +380,40 @@ async def test_listing_outlives_the_kernel_forgetting_its_directory() -> None:
         for i in range(30):
             await env.fs.lookup(d.ino, f"f{i:02d}")
         assert (env.fs.stats.heads, env.fs.stats.lists) == (heads, lists), "from the listing"
+
+
+@pytest.mark.trio
+async def test_concurrent_attribute_checks_share_one_head() -> None:
+    async with make_env({"f": b"one"}) as env:
+        f = await env.path("f")
+        fs = env.fs
+        await env.put("f", b"changed")
+        env.clock.advance(2)  # past attr_ttl
+        heads = fs.stats.heads
+        seen: list[int] = []
+
+        async def getattr() -> None:
+            seen.append((await fs.getattr(f.ino)).size)
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(8):
+                nursery.start_soon(getattr)
+        # Eight readers asked at once; the store was asked once, and all saw its answer.
+        assert fs.stats.heads == heads + 1
+        assert seen == [7] * 8
+
+        await env.delete("f")
+        env.clock.advance(2)
+        failures: list[type[BaseException]] = []
+
+        async def gone() -> None:
+            with pytest.raises(errors.NotFound) as caught:
+                await fs.getattr(f.ino)
+            failures.append(caught.type)
+
+        heads = fs.stats.heads
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(gone)
+        assert fs.stats.heads == heads + 1
+        assert failures == [errors.NotFound] * 4
