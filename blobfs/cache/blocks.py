@@ -301,13 +301,15 @@ class BlockCache:
             run.fetches[index] = self._inflight[(key, etag, index)] = _Fetch()
         self._nursery.start_soon(self._background_run, run)
 
-    async def fill_range(self, key: str, etag: str, size: int, first: int, last: int) -> int:
+    async def fill_range(
+        self, key: str, etag: str, size: int, first: int, last: int
+    ) -> list[tuple[int, Block]]:
         """Make sure the disk holds the blocks ``first..last`` of a version.  Those no layer
         holds or is fetching are fetched, one GET per contiguous stretch (readers waiting for
         them get them; memory keeps them only where there is no disk); they and the ones only
         memory held are written to disk, waiting for the disk, so that nothing fetched is
         dropped for want of a write.  Blocks others are fetching are left to them.  Returns
-        the bytes fetched.  For a background fill (:mod:`blobfs.cache.fill`): unlike
+        the blocks fetched.  For a background fill (:mod:`blobfs.cache.fill`): unlike
         :meth:`prefetch_range` it returns once done."""
         final = (size - 1) // self.block_size
         disk = self._disk
@@ -325,7 +327,7 @@ class BlockCache:
         if not missing:
             if disk is not None and got:
                 await disk.put_many(key, etag, got)
-            return 0
+            return []
         kept = len(got)
         run = _Run(
             key,
@@ -346,7 +348,7 @@ class BlockCache:
             raise
         if disk is not None:
             await disk.put_many(key, etag, got)
-        return sum(len(block) for _, block in got[kept:])
+        return got[kept:]
 
     # -- internals -------------------------------------------------------------------------------
 

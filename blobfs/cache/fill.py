@@ -20,7 +20,8 @@ Invariants:
   waits for the disk), and not in memory: a whole object passing through the memory LRU
   would push out what readers come back to (and raised the daemon's peak RSS during a
   300 MB fill to 294 MiB).  Without a disk cache only objects that fit in half the memory
-  cache are filled, and memory keeps them.
+  cache are filled, and memory keeps them.  Its blocks also go to the kernel's page cache
+  (``keep``, given by the reader), so that reads after the fill never leave the kernel.
 * It stops when the object changes (its GETs fail with ``Stale``), when nobody has the
   version open (``wanted``), or at unmount; a fill that stopped for want of readers may be
   started again by the next reader and fetches only what is still missing.
@@ -29,15 +30,19 @@ Invariants:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
 
-from blobfs.cache.blocks import BlockCache
+from blobfs.cache.blocks import Block, BlockCache
 from blobfs.errors import Stale
 
 log = logging.getLogger(__name__)
+
+#: ``keep(blocks)``: hand the ``(index, block)`` a fill brought to another cache layer,
+#: returning once it has them.
+Keep = Callable[[list[tuple[int, Block]]], Awaitable[None]]
 
 #: The largest share of the disk cache's bound one object may fill: the rest stays for
 #: everything else the mount reads.
@@ -75,9 +80,18 @@ class Fills:
     def running(self, key: str, etag: str) -> bool:
         return (key, etag) in self._running
 
-    def start(self, key: str, etag: str, size: int, near: int, wanted: Callable[[], bool]) -> bool:
+    def start(
+        self,
+        key: str,
+        etag: str,
+        size: int,
+        near: int,
+        wanted: Callable[[], bool],
+        keep: Keep | None = None,
+    ) -> bool:
         """Start filling a version of ``size`` bytes from the block group around block
-        ``near``, while ``wanted()`` holds; return whether a fill is running now."""
+        ``near``, while ``wanted()`` holds, giving each group to ``keep`` too; return
+        whether a fill is running now."""
         version = (key, etag)
         if version in self._running:
             return True
@@ -85,11 +99,17 @@ class Fills:
             return False
         self._running.add(version)
         self.stats.started += 1
-        self._cache.nursery.start_soon(self._fill, key, etag, size, near, wanted)
+        self._cache.nursery.start_soon(self._fill, key, etag, size, near, wanted, keep)
         return True
 
     async def _fill(
-        self, key: str, etag: str, size: int, near: int, wanted: Callable[[], bool]
+        self,
+        key: str,
+        etag: str,
+        size: int,
+        near: int,
+        wanted: Callable[[], bool],
+        keep: Keep | None,
     ) -> None:
         cache = self._cache
         per = cache.fetch_blocks
@@ -103,9 +123,12 @@ class Fills:
         async def one(first: int) -> None:
             nonlocal outcome, filled
             try:
-                fetched = await cache.fill_range(key, etag, size, first, first + per - 1)
+                blocks = await cache.fill_range(key, etag, size, first, first + per - 1)
+                fetched = sum(len(block) for _, block in blocks)
                 filled += fetched
                 self.stats.filled_bytes += fetched
+                if keep is not None and blocks:
+                    await keep(blocks)
             except Stale:
                 outcome = "stale"
             except Exception as e:
@@ -140,4 +163,4 @@ class Fills:
             )
 
 
-__all__ = ["DISK_SHARE", "FillStats", "Fills"]
+__all__ = ["DISK_SHARE", "FillStats", "Fills", "Keep"]

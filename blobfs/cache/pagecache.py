@@ -122,6 +122,25 @@ class PageCache:
         one that came before it landed, not one the kernel lost it to."""
         return (inode, offset) in self._pending
 
+    async def store_now(
+        self, inode: int, blocks: list[tuple[int, bytes | memoryview]], current: Callable[[], bool]
+    ) -> None:
+        """Push ``blocks`` (``(offset, data)``) into the kernel's cache of ``inode`` in one
+        worker-thread job, and return once done.  For a background fill, which paces
+        itself by it: unlike :meth:`push` nothing is skipped for want of room.  Fenced
+        like :meth:`push`: only if ``current()`` holds when the job starts, and
+        :meth:`settle` waits for the job."""
+        store = self._store
+        if store is None or not blocks or not current():
+            return
+        pushes = [_Push(inode, offset, data, current) for offset, data in blocks]
+        self._per_inode[inode] = self._per_inode.get(inode, 0) + 1
+        try:
+            errors = await trio.to_thread.run_sync(_store_all, store, pushes)
+        finally:
+            self._release(inode)
+        self._count(pushes, errors)
+
     async def settle(self, inode: int) -> None:
         """Return once no push of ``inode`` is queued or running (see the module docstring:
         call it after changing what the inode shows, before answering the kernel)."""
@@ -170,12 +189,15 @@ class PageCache:
     def _done(self, push: _Push) -> None:
         self._pending.discard((push.inode, push.offset))
         self._pending_bytes -= len(push.data)
-        left = self._per_inode[push.inode] - 1
+        self._release(push.inode)
+
+    def _release(self, inode: int) -> None:
+        left = self._per_inode[inode] - 1
         if left:
-            self._per_inode[push.inode] = left
+            self._per_inode[inode] = left
             return
-        del self._per_inode[push.inode]
-        event = self._settled.pop(push.inode, None)
+        del self._per_inode[inode]
+        event = self._settled.pop(inode, None)
         if event is not None:
             event.set()
 

@@ -24,7 +24,6 @@ Consistency is described in ``docs/SEMANTICS.md``.
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -93,14 +92,13 @@ class Filesystem:
         writeback: WriteBack | None = None,
     ) -> None:
         """``writeback`` is the mount's write-back (staging dir, budget, background
-        nursery); by default one in ``staging_dir`` (else a temporary directory) that runs
-        its streams in the block cache's nursery, with :attr:`MountOptions.write_memory`."""
+        nursery); without one, one in ``staging_dir`` (which the caller owns and removes)
+        that runs its streams in the block cache's nursery, with
+        :attr:`MountOptions.write_memory`."""
         if writeback is None:
-            writeback = WriteBack(
-                staging_dir or Path(tempfile.mkdtemp(prefix="blobfs-staging-")),
-                cache.nursery,
-                WriteBudget(options.write_memory),
-            )
+            if staging_dir is None:
+                raise TypeError("Filesystem needs a writeback or a staging_dir")
+            writeback = WriteBack(staging_dir, cache.nursery, WriteBudget(options.write_memory))
         self.state = state = FsState(store, cache, options, writeback, prefix=prefix, clock=clock)
         attributes = Attributes(state)
         listings = Listings(state)

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from blobfs.cache.blocks import Block
+from blobfs.cache.fill import Keep
 from blobfs.cache.readahead import WIDE_FETCH, Group, Pattern, Plan, is_slow, random_group
 from blobfs.errors import InvalidName, Stale, from_storage
 from blobfs.fs.handles import FileHandle, new_readahead
@@ -128,7 +129,12 @@ class Reader:
         latency = cache.block_latency(key, etag)
         node = handle.node
         if is_slow(latency) and self.state.fills.start(
-            key, etag, size, first, wanted=lambda: node.opens > 0 and node.etag == etag
+            key,
+            etag,
+            size,
+            first,
+            wanted=lambda: node.opens > 0 and node.etag == etag,
+            keep=self._keeper(handle),
         ):
             # The whole version is on its way: a miss fetches only its own block.
             g = Group(1, 1)
@@ -171,17 +177,36 @@ class Reader:
         pages = state.pages
         if not pages.enabled:
             return None
-        node, etag, bs = handle.node, handle.etag, state.cache.block_size
-
-        def current() -> bool:
-            # Still the version the inode shows, and not being written: else the kernel
-            # must not get these bytes (blobfs.cache.pagecache's docstring).
-            return node.etag == etag and node.cached_etag == etag and node.ino not in state.staged
+        node, bs = handle.node, state.cache.block_size
+        current = self._current(handle)
 
         def push(index: int, block: Block) -> None:
             pages.push(node.ino, index * bs, block, current)
 
         return push
+
+    def _current(self, handle: FileHandle) -> Callable[[], bool]:
+        """Whether the kernel may get bytes of ``handle``'s version: the inode still shows
+        it and is not being written (:mod:`blobfs.cache.pagecache`'s docstring)."""
+        node, etag, staged = handle.node, handle.etag, self.state.staged
+
+        def current() -> bool:
+            return node.etag == etag and node.cached_etag == etag and node.ino not in staged
+
+        return current
+
+    def _keeper(self, handle: FileHandle) -> Keep | None:
+        """What gives the kernel the blocks a fill of ``handle``'s version brought, once
+        each (``None`` when there is no kernel to push to)."""
+        pages = self.state.pages
+        if not pages.enabled:
+            return None
+        ino, bs, current = handle.node.ino, self.state.cache.block_size, self._current(handle)
+
+        async def keep(blocks: list[tuple[int, Block]]) -> None:
+            await pages.store_now(ino, [(index * bs, block) for index, block in blocks], current)
+
+        return keep
 
     async def readlink(self, ino: int) -> bytes:
         """The target of the symbolic link ``ino`` (the object's content)."""

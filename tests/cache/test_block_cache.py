@@ -245,7 +245,7 @@ def test_readahead_window_grows_and_resets() -> None:
 
 @pytest.mark.trio
 @pytest.mark.parametrize("pattern", ["sequential", "random"])
-async def test_readahead_through_the_core(pattern: str) -> None:
+async def test_readahead_through_the_core(pattern: str, tmp_path: Path) -> None:
     size = 64 * BLOCK
     data = data_of(size)
     store = CountingStore({"f": data})
@@ -254,7 +254,7 @@ async def test_readahead_through_the_core(pattern: str) -> None:
         cache = BlockCache(
             store, nursery, block_size=BLOCK, memory=options.memory, fetch_size=4 * BLOCK
         )
-        fs = Filesystem(store, cache, options)  # type: ignore[arg-type]
+        fs = Filesystem(store, cache, options, staging_dir=tmp_path)  # type: ignore[arg-type]
         node = await fs.lookup(1, "f")
         h = await fs.open(node.ino, os.O_RDONLY)
         if pattern == "sequential":

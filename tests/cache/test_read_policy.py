@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -67,15 +68,16 @@ async def core(
     options = replace(
         MountOptions(), block_size=BLOCK, memory=memory, readahead=16 * BLOCK, attr_ttl=0
     )
-    async with trio.open_nursery() as nursery:
-        cache = BlockCache(
-            store, nursery, block_size=BLOCK, memory=memory, fetch_size=FETCH, disk=disk
-        )
-        fs = Filesystem(store, cache, options)  # type: ignore[arg-type]
-        kernel = FakeKernel()
-        fs.pages.attach(kernel)
-        yield Core(fs, store, cache, kernel)
-        nursery.cancel_scope.cancel()
+    with tempfile.TemporaryDirectory(prefix="blobfs-staging-") as staging:
+        async with trio.open_nursery() as nursery:
+            cache = BlockCache(
+                store, nursery, block_size=BLOCK, memory=memory, fetch_size=FETCH, disk=disk
+            )
+            fs = Filesystem(store, cache, options, staging_dir=Path(staging))  # type: ignore[arg-type]
+            kernel = FakeKernel()
+            fs.pages.attach(kernel)
+            yield Core(fs, store, cache, kernel)
+            nursery.cancel_scope.cancel()
 
 
 async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
@@ -171,6 +173,11 @@ async def test_a_slow_stores_object_is_filled_in_the_background(tmp_path: Path) 
         assert c.cache.stats.refetched_bytes == 0
         assert disk.total_bytes == len(data)
         assert all(n <= FETCH for _, _, n in c.store.gets)
+        # And in the kernel's page cache: every block, the bytes of this version.
+        ino = c.fs.state.handles.file(fh).node.ino
+        await until(lambda: len(c.kernel.pages) == len(data) // BLOCK + 1)
+        kept = b"".join(c.kernel.pages[(ino, i * BLOCK)] for i in range(len(data) // BLOCK + 1))
+        assert kept == data
         gets = len(c.store.gets)
         for off in random_offsets(len(data), 30, 5):
             assert await c.fs.read(fh, off, 4096) == data[off : off + 4096]

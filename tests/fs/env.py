@@ -6,9 +6,11 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -118,6 +120,19 @@ async def make_env(
         **opts,
     )
     clock = FakeClock()
+    with tempfile.TemporaryDirectory(prefix="blobfs-staging-") as staging:
+        async with _env(objects, prefix, options, clock, Path(staging)) as env:
+            yield env
+
+
+@asynccontextmanager
+async def _env(
+    objects: dict[str, bytes] | None,
+    prefix: str,
+    options: MountOptions,
+    clock: FakeClock,
+    staging: Path,
+) -> AsyncIterator[Env]:
     async with asyncio_loop() as aio:
         admin = MemoryAdmin()
         await aio.run(admin.create_bucket, "bucket")
@@ -127,7 +142,7 @@ async def make_env(
             cache = BlockCache(
                 tstore, nursery, block_size=BLOCK, memory=options.memory, max_fetches=4
             )
-            fs = Filesystem(tstore, cache, options, prefix=prefix, clock=clock)
+            fs = Filesystem(tstore, cache, options, prefix=prefix, clock=clock, staging_dir=staging)
             env = Env(fs=fs, store=store, clock=clock, aio=aio)
             for key, data in (objects or {}).items():
                 await env.put(key, data)
