@@ -14,10 +14,11 @@ emptied (cold), unless it says otherwise:
 * ``zip``       -- reading 50 random members (CRC-checked) of a large zip archive;
 * ``scattered`` -- 300 reads of 4 KiB at random offsets of a multi-GiB object.
 
-``bare`` is no file system: boto3 through its own proxy, doing what the server allows at
-best for two workloads -- the scattered reads as 300 ranged GETs one after another, and
-the SQLite database fetched whole with 3 GETs of 16 MiB at once (what blobfs's fill does;
-the fastest of 3-12 GETs of 4-16 MiB here).  ``blobfs ÷ bare`` is how close blobfs comes to
+``bare`` is no file system: plain clients through their own proxy, doing what the server
+allows at best for two workloads -- the scattered reads as 300 ranged GETs one after
+another (``http.client``, presigned URLs), and the SQLite database fetched whole with 3
+GETs of 16 MiB at once (boto3; what blobfs's fill does, and the fastest of 3-12 GETs of
+4-16 MiB here).  ``blobfs ÷ bare`` is how close blobfs comes to
 the server's own bound on this machine.
 
 For each: the time, IOPS or MiB/s where they apply, the bytes the tool fetched from the

@@ -193,8 +193,7 @@ class DiskCache:
         found = await trio.to_thread.run_sync(_read, paths, lengths, limiter=self._limiter)
         for n, data in zip(present, found, strict=True):
             if data is None:
-                # Gone, or not the length it should be: dropped (a file that is there is
-                # one whose length is wrong).
+                # Gone, or of the wrong length: forgotten, and its file (if any) removed.
                 self._forget(names[n])
                 await trio.to_thread.run_sync(_unlink, self._path(names[n]))
                 self.misses += 1

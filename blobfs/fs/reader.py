@@ -196,8 +196,8 @@ class Reader:
         return current
 
     def _keeper(self, handle: FileHandle) -> Keep | None:
-        """What gives the kernel the blocks a fill of ``handle``'s version brought, once
-        each (``None`` when there is no kernel to push to)."""
+        """What gives the kernel the blocks a fill of ``handle``'s version brought
+        (``None`` when there is no kernel to push to)."""
         pages = self.state.pages
         if not pages.enabled:
             return None
