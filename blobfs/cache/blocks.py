@@ -297,9 +297,18 @@ class BlockCache:
         # Claim the blocks now, before the task starts, so a reader arriving in between
         # waits for this fetch instead of starting a second one.
         run = _Run(key, etag, size, {}, to_disk, loaded)
-        for index in indexes:
-            run.fetches[index] = self._inflight[(key, etag, index)] = _Fetch()
+        self._claim(run, indexes)
         self._nursery.start_soon(self._background_run, run)
+
+    def _claim(self, run: _Run, indexes: list[int]) -> None:
+        """Enter the run's blocks as in flight, owned by it (the module docstring)."""
+        for index in indexes:
+            run.fetches[index] = self._inflight[(run.key, run.etag, index)] = _Fetch()
+
+    def _fail_run(self, run: _Run, error: BaseException) -> None:
+        """Hand ``error`` to the waiters of every block the run has not resolved."""
+        for index, fetch in run.fetches.items():
+            self._fail((run.key, run.etag, index), fetch, error)
 
     async def fill_range(
         self, key: str, etag: str, size: int, first: int, last: int
@@ -338,13 +347,11 @@ class BlockCache:
             loaded=lambda i, b: got.append((i, b)),
             to_memory=disk is None,
         )
-        for index in missing:
-            run.fetches[index] = self._inflight[(key, etag, index)] = _Fetch()
+        self._claim(run, missing)
         try:
             await self._get_missing(run)
         except BaseException as e:
-            for index, fetch in run.fetches.items():
-                self._fail((key, etag, index), fetch, e)
+            self._fail_run(run, e)
             raise
         if disk is not None:
             await disk.put_many(key, etag, got)
@@ -373,8 +380,7 @@ class BlockCache:
                         self._resolve_run(run, index, data)
             await self._get_missing(run)
         except BaseException as e:
-            for index, fetch in run.fetches.items():
-                self._fail((run.key, run.etag, index), fetch, e)
+            self._fail_run(run, e)
             raise
 
     async def _get_missing(self, run: _Run) -> None:

@@ -80,7 +80,7 @@ def _scan(root: Path) -> list[tuple[float, str, int]]:
 def _read_one(path: str, length: int) -> bytes | None:
     """The block at ``path`` (``None`` if it is gone), read with one ``read`` of one byte
     more than ``length`` so a longer file shows itself.  Raw descriptors, not buffered
-    files: 32 against 50 us a 256 KiB block here.  Safe in any thread."""
+    files: 32 against 50 us a 256 KiB block here."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:

@@ -111,7 +111,7 @@ class PageCache:
             return
         self._pending.add((inode, offset))
         self._pending_bytes += len(data)
-        self._per_inode[inode] = self._per_inode.get(inode, 0) + 1
+        self._hold(inode)
         self._queue.append(_Push(inode, offset, data, current))
         if self._pumps < PUSH_THREADS:
             self._pumps += 1
@@ -134,7 +134,7 @@ class PageCache:
         if store is None or not blocks or not current():
             return
         pushes = [_Push(inode, offset, data, current) for offset, data in blocks]
-        self._per_inode[inode] = self._per_inode.get(inode, 0) + 1
+        self._hold(inode)
         try:
             errors = await trio.to_thread.run_sync(_store_all, store, pushes)
         finally:
@@ -190,6 +190,10 @@ class PageCache:
         self._pending.discard((push.inode, push.offset))
         self._pending_bytes -= len(push.data)
         self._release(push.inode)
+
+    def _hold(self, inode: int) -> None:
+        """One more push of ``inode`` queued or running (:meth:`settle` waits for it)."""
+        self._per_inode[inode] = self._per_inode.get(inode, 0) + 1
 
     def _release(self, inode: int) -> None:
         left = self._per_inode[inode] - 1

@@ -127,14 +127,17 @@ class Reader:
         # At most fetch_size (and an eighth of memory) per miss.
         most = max(1, min(cache.fetch_blocks, cache.memory_budget // 8 // bs))
         latency = cache.block_latency(key, etag)
-        node = handle.node
-        if is_slow(latency) and self.state.fills.start(
-            key,
-            etag,
-            size,
-            first,
-            wanted=lambda: node.opens > 0 and node.etag == etag,
-            keep=self._keeper(handle),
+        node, fills = handle.node, self.state.fills
+        if is_slow(latency) and (
+            fills.running(key, etag)
+            or fills.start(
+                key,
+                etag,
+                size,
+                first,
+                wanted=lambda: node.opens > 0 and node.etag == etag,
+                keep=self._keeper(handle),
+            )
         ):
             # The whole version is on its way: a miss fetches only its own block.
             g = Group(1, 1)
