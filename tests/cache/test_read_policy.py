@@ -80,6 +80,17 @@ async def core(
             nursery.cancel_scope.cancel()
 
 
+@asynccontextmanager
+async def opened_disk(root: Path, blocks: int) -> AsyncIterator[DiskCache]:
+    """A disk cache of ``blocks`` blocks in ``root``, opened, and closed after."""
+    disk = DiskCache(root, blocks * BLOCK, block_size=BLOCK)
+    await disk.open()
+    try:
+        yield disk
+    finally:
+        disk.close()
+
+
 async def until(condition: Callable[[], bool], seconds: float = 10) -> None:
     """Wait for work done in worker threads (disk writes, pushes) to show."""
     with trio.fail_after(seconds):
@@ -155,9 +166,8 @@ async def test_a_slow_store_gets_wide_fetches_from_the_first_misses() -> None:
 @pytest.mark.trio
 async def test_a_slow_stores_object_is_filled_in_the_background(tmp_path: Path) -> None:
     data = os.urandom(64 * BLOCK + 99)
-    disk = DiskCache(tmp_path, 400 * BLOCK, block_size=BLOCK)  # a quarter holds the object
-    await disk.open()
-    async with core({"db": data}, disk=disk) as c:
+    # A quarter of the disk cache holds the object (the most a fill takes).
+    async with opened_disk(tmp_path, 400) as disk, core({"db": data}, disk=disk) as c:
         c.store.delay = SLOW_GET * 1.5
         fh = await c.open("db")
         fills = c.fs.state.fills
@@ -182,15 +192,15 @@ async def test_a_slow_stores_object_is_filled_in_the_background(tmp_path: Path) 
         for off in random_offsets(len(data), 30, 5):
             assert await c.fs.read(fh, off, 4096) == data[off : off + 4096]
         assert len(c.store.gets) == gets
-    disk.close()
 
 
 @pytest.mark.trio
 async def test_a_fill_stops_when_nobody_reads_and_when_the_object_changes(tmp_path: Path) -> None:
     data = os.urandom(64 * BLOCK)
-    disk = DiskCache(tmp_path, 400 * BLOCK, block_size=BLOCK)
-    await disk.open()
-    async with core({"closed": data, "changed": data}, disk=disk) as c:
+    async with (
+        opened_disk(tmp_path, 400) as disk,
+        core({"closed": data, "changed": data}, disk=disk) as c,
+    ):
         c.store.delay = SLOW_GET * 1.5
         fills = c.fs.state.fills
         fh = await c.open("closed")
@@ -213,7 +223,6 @@ async def test_a_fill_stops_when_nobody_reads_and_when_the_object_changes(tmp_pa
         with pytest.raises(errors.Stale):
             for off in random_offsets(len(data), 30, 6):
                 assert await c.fs.read(fh, off, 4096) == data[off : off + 4096]
-    disk.close()
 
 
 @pytest.mark.trio
@@ -251,9 +260,7 @@ def test_pattern_detection() -> None:
 @pytest.mark.trio
 async def test_random_blocks_go_to_disk_and_kernel_sequential_ones_do_not(tmp_path: Path) -> None:
     data = os.urandom(48 * BLOCK)
-    disk = DiskCache(tmp_path, 100 * BLOCK, block_size=BLOCK)
-    await disk.open()
-    async with core({"seq": data, "rnd": data}, disk=disk) as c:
+    async with opened_disk(tmp_path, 100) as disk, core({"seq": data, "rnd": data}, disk=disk) as c:
         fh = await c.open("seq")
         for off in range(0, len(data), 128 * 1024):
             assert await c.fs.read(fh, off, 128 * 1024) == data[off : off + 128 * 1024]
@@ -277,7 +284,6 @@ async def test_random_blocks_go_to_disk_and_kernel_sequential_ones_do_not(tmp_pa
             assert pushed == data[offset : offset + BLOCK]
         touched = {i for off in offsets for i in (off // BLOCK, (off + 4095) // BLOCK)}
         assert {off // BLOCK for _, off in c.kernel.pages} >= touched
-    disk.close()
 
 
 @pytest.mark.trio
@@ -349,17 +355,15 @@ def test_ledger_counts_what_was_fetched_twice() -> None:
 async def test_disk_cache_keeps_free_space(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from blobfs.cache import disk as disk_module
 
-    disk = DiskCache(tmp_path, 100 * BLOCK, block_size=BLOCK)
-    await disk.open()
-    spare = [10 * BLOCK]
-    monkeypatch.setattr(disk_module, "_spare", lambda root: spare[0])
-    for i in range(4):
-        await disk.put("k", "e", i, os.urandom(BLOCK))
-    assert disk.total_bytes == 4 * BLOCK
-    # The file system filled up from elsewhere: the cache gives back what is missing.
-    spare[0] = -BLOCK
-    await disk.put("k", "e", 9, os.urandom(BLOCK))
-    assert disk.skipped_writes == 1
-    assert disk.total_bytes <= 2 * BLOCK
-    assert await disk.get("k", "e", 0, BLOCK) is None  # the oldest went first
-    disk.close()
+    async with opened_disk(tmp_path, 100) as disk:
+        spare = [10 * BLOCK]
+        monkeypatch.setattr(disk_module, "_spare", lambda root: spare[0])
+        for i in range(4):
+            await disk.put("k", "e", i, os.urandom(BLOCK))
+        assert disk.total_bytes == 4 * BLOCK
+        # The file system filled up from elsewhere: the cache gives back what is missing.
+        spare[0] = -BLOCK
+        await disk.put("k", "e", 9, os.urandom(BLOCK))
+        assert disk.skipped_writes == 1
+        assert disk.total_bytes <= 2 * BLOCK
+        assert await disk.get("k", "e", 0, BLOCK) is None  # the oldest went first
