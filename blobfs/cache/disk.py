@@ -14,8 +14,9 @@ stops writing.
 
 Concurrency: the index (``_index``, ``_total``) is changed only on the trio thread, between
 awaits; file I/O runs in worker threads (``trio.to_thread``) so the FUSE loop never blocks
-on the disk.  A reader may race an eviction that deletes the file it is about to read; that
-read sees ``FileNotFoundError`` and counts as a miss.
+on the disk, and :class:`DiskWrites` writes what readers fetched behind them, bounded.  A
+reader may race an eviction that deletes the file it is about to read; that read sees
+``FileNotFoundError`` and counts as a miss.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ log = logging.getLogger(__name__)
 DISK_THREADS = 4
 #: Free space the cache leaves on its file system (mountpoint-s3 keeps 5 % too).
 MIN_FREE_FRACTION = 0.05
+#: Bytes of blocks waiting to be written behind the readers before further writes are
+#: skipped (:class:`DiskWrites`).
+MAX_PENDING_BYTES = 32 * 1024 * 1024
 
 
 class CacheBusy(Exception):
@@ -252,3 +256,42 @@ class DiskCache:
             self._forget(name)
             self.evictions += 1
             await trio.to_thread.run_sync(_unlink, self._path(name), limiter=self._limiter)
+
+
+class DiskWrites:
+    """Blocks written to a :class:`DiskCache` behind the readers that fetched them, in the
+    background: a reader never waits for the disk.  At most :data:`MAX_PENDING_BYTES` wait
+    to be written; beyond that a write is skipped (the block stays in memory a while, and
+    a disk that falls behind must not hold fetched bodies alive without bound)."""
+
+    def __init__(self, disk: DiskCache, nursery: trio.Nursery) -> None:
+        self.disk = disk
+        self._nursery = nursery
+        self._pending_bytes = 0
+        self._idle = trio.Event()
+        self._idle.set()
+
+    def put(self, key: str, etag: str, blocks: list[tuple[int, bytes | memoryview]]) -> None:
+        """Write ``blocks`` of one version soon (or never, when too much is waiting)."""
+        size = sum(len(data) for _, data in blocks)
+        if self._pending_bytes + size > MAX_PENDING_BYTES:
+            return
+        if self._pending_bytes == 0:
+            self._idle = trio.Event()
+        self._pending_bytes += size
+        self._nursery.start_soon(self._write, key, etag, blocks, size)
+
+    async def settle(self) -> None:
+        """Return once the blocks on their way are written (at unmount: what was fetched is
+        found again by the next mount)."""
+        await self._idle.wait()
+
+    async def _write(
+        self, key: str, etag: str, blocks: list[tuple[int, bytes | memoryview]], size: int
+    ) -> None:
+        try:
+            await self.disk.put_many(key, etag, blocks)
+        finally:
+            self._pending_bytes -= size
+            if self._pending_bytes == 0:
+                self._idle.set()

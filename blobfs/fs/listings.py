@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 from contextlib import aclosing
 
-import trio
 from cachetools import LRUCache
 
+from blobfs.cache.inflight import InFlight
 from blobfs.errors import from_storage
 from blobfs.fs.inodes import Entry, Kind, Listing, Node
 from blobfs.fs.metadata import to_ns
@@ -37,12 +37,13 @@ class Listings:
 
     def __init__(self, state: FsState) -> None:
         self.state = state
-        self._loads: dict[int, trio.Event] = {}
+        self._loads: InFlight[int, Listing] = InFlight()
         self._recent: LRUCache[str, Listing] = LRUCache(maxsize=RECENT_LISTINGS)
 
     async def get(self, node: Node) -> Listing:
         """The directory's listing, reloaded if expired; one load at a time per directory,
-        so the lookups of an ``ls -l`` racing a reload all wait for that one reload."""
+        so the lookups of an ``ls -l`` racing a reload all wait for that one reload and
+        share its outcome (the store has retried what it could by then)."""
         clock = self.state.clock
         while True:
             listing = node.listing
@@ -50,20 +51,23 @@ class Listings:
                 return listing
             pending = self._loads.get(node.ino)
             if pending is None:
-                break
-            await pending.wait()
-            if node.listing is not None and node.listing is not listing:
-                return node.listing  # just loaded for us, even if its TTL is already short
-        done = trio.Event()
-        self._loads[node.ino] = done
+                return await self._reload(node)
+            if await pending.wait():
+                assert pending.result is not None
+                return pending.result  # just loaded for us, even if its TTL is already short
+            # Its loader was cancelled: look again.
+
+    async def _reload(self, node: Node) -> Listing:
+        flight = self._loads.start(node.ino)
         try:
             listing = await self._load(node)
-            node.listing = listing
-            self._recent[node.key] = listing
-            return listing
-        finally:
-            del self._loads[node.ino]
-            done.set()
+        except BaseException as e:
+            self._loads.fail(node.ino, flight, e)
+            raise
+        node.listing = listing
+        self._recent[node.key] = listing
+        self._loads.succeed(node.ino, flight, listing)
+        return listing
 
     async def _load(self, node: Node) -> Listing:
         state = self.state

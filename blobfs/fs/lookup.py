@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import trio
 
+from blobfs.cache.inflight import InFlight
 from blobfs.errors import Exists, FsError, NotFound, from_storage
 from blobfs.fs.attributes import Attributes
 from blobfs.fs.inodes import Entry, Kind, Node
@@ -27,17 +28,6 @@ from sdk.providers.base import ObjectInfo, PrefixInfo
 log = logging.getLogger(__name__)
 
 
-class _Refresh:
-    """A HEAD re-checking a node's attributes, and how it ended."""
-
-    __slots__ = ("applied", "done", "error")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.applied = False
-        self.error: FsError | None = None
-
-
 class Lookup:
     """Resolves names in directories and keeps nodes' attributes fresh."""
 
@@ -46,7 +36,7 @@ class Lookup:
         self.attributes = attributes
         self.listings = listings
         #: Inode -> the HEAD re-checking it, which later askers wait for.
-        self._refreshing: dict[int, _Refresh] = {}
+        self._refreshing: InFlight[int, None] = InFlight()
 
     async def lookup(self, parent_ino: int, name: str) -> Node:
         """The entry ``name`` in directory ``parent_ino``; counts one kernel reference."""
@@ -90,16 +80,13 @@ class Lookup:
         at most one HEAD older than the asker, well within ``attr_ttl``."""
         pending = self._refreshing.get(node.ino)
         if pending is not None:
-            await pending.done.wait()
-            if pending.error is not None:
-                raise pending.error
-            if pending.applied:
+            if await pending.wait():
                 return
             # Its asker was cancelled: ask again.
             return await self.refresh(node)
         state = self.state
         state.stats.heads += 1
-        refresh = self._refreshing[node.ino] = _Refresh()
+        flight = self._refreshing.start(node.ino)
         try:
             try:
                 with from_storage():
@@ -108,13 +95,10 @@ class Lookup:
                 state.inodes.detach(node)
                 raise
             self.attributes.apply_head(node, info)
-            refresh.applied = True
-        except FsError as e:
-            refresh.error = e
+        except BaseException as e:
+            self._refreshing.fail(node.ino, flight, e)
             raise
-        finally:
-            del self._refreshing[node.ino]
-            refresh.done.set()
+        self._refreshing.succeed(node.ino, flight, None)
 
     def init_dir(self, node: Node, marker: ObjectInfo | None) -> None:
         """A directory node's listing (if one is kept) and attributes."""

@@ -31,9 +31,7 @@ import logging
 import os
 from pathlib import Path
 
-from blobfs.cache.blocks import MAX_PENDING_DISK_BYTES
-from blobfs.cache.disk import DISK_THREADS
-from blobfs.cache.pagecache import MAX_PENDING_BYTES
+from blobfs.cache import disk, pagecache
 from blobfs.cache.readahead import WIDE_FETCH
 from blobfs.options import MountOptions
 
@@ -106,7 +104,7 @@ def resident_bytes() -> int:
 #: Blocks on their way between the layers at once: waiting to be pushed into the kernel's
 #: page cache, to be written to the disk cache, and being read from it (a dense reader's
 #: group per disk thread).
-PIPELINE = MAX_PENDING_BYTES + MAX_PENDING_DISK_BYTES + DISK_THREADS * WIDE_FETCH
+PIPELINE = pagecache.MAX_PENDING_BYTES + disk.MAX_PENDING_BYTES + disk.DISK_THREADS * WIDE_FETCH
 
 
 def cache_memory(options: MountOptions, baseline: int = 0) -> int:

@@ -151,6 +151,46 @@ async def test_concurrent_readers_of_a_block_share_one_get() -> None:
 
 
 @pytest.mark.trio
+async def test_waiters_share_a_failure_and_outlive_a_cancelled_owner() -> None:
+    data = data_of(2 * BLOCK)
+    store = CountingStore({"k": data})
+    store.delay = 0.05
+    async with trio.open_nursery() as nursery:
+        cache = BlockCache(store, nursery, block_size=BLOCK, memory=8 * BLOCK)
+        # A failure reaches every waiter of that fetch, and is not kept.
+        failures: list[BaseException] = []
+
+        async def reader(etag: str) -> None:
+            try:
+                await cache.get("k", etag, 2 * BLOCK, 0)
+            except errors.Stale as e:
+                failures.append(e)
+
+        async with trio.open_nursery() as readers:
+            for _ in range(3):
+                readers.start_soon(reader, "v0-k")
+        assert len(store.gets) == 1 and len(failures) == 3
+        # The owner's request is interrupted: a waiter fetches the block itself.
+        got: list[bytes | memoryview] = []
+        owner = trio.CancelScope()
+
+        async def owner_read() -> None:
+            with owner:
+                await cache.get("k", "v1-k", 2 * BLOCK, 1)
+
+        async def waiter() -> None:
+            got.append(await cache.get("k", "v1-k", 2 * BLOCK, 1))
+
+        async with trio.open_nursery() as readers:
+            readers.start_soon(owner_read)
+            await trio.testing.wait_all_tasks_blocked()
+            readers.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            owner.cancel()
+        assert got == [data[BLOCK:]]
+        assert len(store.gets) == 3
+
+@pytest.mark.trio
 async def test_etag_change_invalidates(tmp_path: Path) -> None:
     old, new = data_of(2 * BLOCK), data_of(2 * BLOCK)
     store = CountingStore({"k": old})
