@@ -366,6 +366,34 @@ async def test_listed_directory_relisted_once_not_headed_per_name(count: int) ->
 
 
 @pytest.mark.trio
+async def test_lookups_racing_a_relisting_share_its_outcome() -> None:
+    objs = {f"d/f{i}": b"x" for i in range(8)}
+    async with make_env(objs) as env:
+        d = await env.path("d")
+        assert len(await env.listdir(d.ino)) == 8
+        env.clock.advance(10)  # the listing expired
+        lists = env.fs.stats.lists
+        env.store.fail_next("list")
+        failed: list[int] = []
+
+        async def look(i: int) -> None:
+            try:
+                await env.fs.lookup(d.ino, f"f{i}")
+            except errors.StorageFailure:
+                failed.append(i)
+
+        async with trio.open_nursery() as nursery:
+            for i in range(8):
+                nursery.start_soon(look, i)
+        # One LIST failed, and every lookup waiting for it got its error ...
+        assert env.fs.stats.lists == lists + 1
+        assert sorted(failed) == list(range(8))
+        # ... which was not kept: the next lookup lists again.
+        assert (await env.fs.lookup(d.ino, "f3")).size == 1
+        assert env.fs.stats.lists == lists + 2
+
+
+@pytest.mark.trio
 async def test_listing_outlives_the_kernel_forgetting_its_directory() -> None:
     """drop_caches makes the kernel forget inodes; reading a listed tree back afterwards
     must not cost a HEAD and a LIST per file."""
