@@ -190,6 +190,7 @@ async def test_waiters_share_a_failure_and_outlive_a_cancelled_owner() -> None:
         assert got == [data[BLOCK:]]
         assert len(store.gets) == 3
 
+
 @pytest.mark.trio
 async def test_etag_change_invalidates(tmp_path: Path) -> None:
     old, new = data_of(2 * BLOCK), data_of(2 * BLOCK)
