@@ -1,8 +1,9 @@
 """Work on its way, shared: the first to ask for a key does the work, later askers wait.
 
 Concurrent readers of one block (the kernel sends reads of one file in parallel, and
-read-ahead races readers) must cost one GET, and concurrent attribute checks of one file one
-HEAD.  :class:`InFlight` is the table of that work, and :class:`Flight` one entry of it.
+read-ahead races readers) must cost one GET, concurrent attribute checks of one file one
+HEAD, and the lookups of an ``ls -l`` racing a directory's re-listing one LIST.
+:class:`InFlight` is the table of that work, and :class:`Flight` one entry of it.
 
 Protocol, on one trio thread (the table is changed only between awaits, so it needs no
 lock):
