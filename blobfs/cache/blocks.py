@@ -354,15 +354,12 @@ class BlockCache:
             run.loaded(index, data)
 
     async def _load(self, bid: BlockId, size: int, to_disk: bool) -> Block:
-        flight = self._inflight.start(bid)
-        try:
+        async def load() -> Block:
             data = await self._fetch(bid, size, to_disk)
-        except BaseException as e:
-            self._inflight.fail(bid, flight, e)
-            raise
-        self._memory[bid] = data
-        self._inflight.succeed(bid, flight, data)
-        return data
+            self._memory[bid] = data
+            return data
+
+        return await self._inflight.run(bid, load)
 
     async def _fetch(self, bid: BlockId, size: int, to_disk: bool) -> Block:
         key, etag, index = bid

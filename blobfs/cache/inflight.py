@@ -9,8 +9,9 @@ Protocol, on one trio thread (the table is changed only between awaits, so it ne
 lock):
 
 * whoever :meth:`~InFlight.start`\\ s a key owns its flight and must end it with
-  :meth:`~InFlight.succeed` or :meth:`~InFlight.fail` (in a ``finally`` or an
-  ``except BaseException``): a flight never ended strands its waiters;
+  :meth:`~InFlight.succeed` or :meth:`~InFlight.fail`, whatever happens: a flight never
+  ended strands its waiters.  :meth:`~InFlight.run` does the work of one key that way;
+  ``start`` is for an owner that claims several keys at once and ends them one by one;
 * everyone else awaits :meth:`Flight.wait`: the owner's result, or its error raised again.
   An owner that was cancelled (its request was interrupted) is not a failure of the work:
   its waiters are told to ask again, and one of them becomes the next owner;
@@ -20,7 +21,7 @@ lock):
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 import trio
@@ -70,6 +71,18 @@ class InFlight(Generic[K, T]):
         flight: Flight[T] = Flight()
         self._flights[key] = flight
         return flight
+
+    async def run(self, key: K, work: Callable[[], Awaitable[T]]) -> T:
+        """``await work()`` as the owner of a new flight of ``key``, ended with its result
+        or its error."""
+        flight = self.start(key)
+        try:
+            result = await work()
+        except BaseException as e:
+            self.fail(key, flight, e)
+            raise
+        self.succeed(key, flight, result)
+        return result
 
     def succeed(self, key: K, flight: Flight[T], result: T) -> None:
         """End ``flight`` with ``result``."""

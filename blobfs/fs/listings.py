@@ -58,16 +58,13 @@ class Listings:
             # Its loader was cancelled: look again.
 
     async def _reload(self, node: Node) -> Listing:
-        flight = self._loads.start(node.ino)
-        try:
+        async def reload() -> Listing:
             listing = await self._load(node)
-        except BaseException as e:
-            self._loads.fail(node.ino, flight, e)
-            raise
-        node.listing = listing
-        self._recent[node.key] = listing
-        self._loads.succeed(node.ino, flight, listing)
-        return listing
+            node.listing = listing
+            self._recent[node.key] = listing
+            return listing
+
+        return await self._loads.run(node.ino, reload)
 
     async def _load(self, node: Node) -> Listing:
         state = self.state

@@ -86,8 +86,8 @@ class Lookup:
             return await self.refresh(node)
         state = self.state
         state.stats.heads += 1
-        flight = self._refreshing.start(node.ino)
-        try:
+
+        async def head() -> None:
             try:
                 with from_storage():
                     info = await state.store.head(node.key)
@@ -95,10 +95,8 @@ class Lookup:
                 state.inodes.detach(node)
                 raise
             self.attributes.apply_head(node, info)
-        except BaseException as e:
-            self._refreshing.fail(node.ino, flight, e)
-            raise
-        self._refreshing.succeed(node.ino, flight, None)
+
+        await self._refreshing.run(node.ino, head)
 
     def init_dir(self, node: Node, marker: ObjectInfo | None) -> None:
         """A directory node's listing (if one is kept) and attributes."""
